@@ -1,0 +1,33 @@
+# Entry points for people and CI. `make demo` and `make test` are the README's
+# two commands; both set up .venv on first use (pinned, from pyproject.toml).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+SHARED ?= ../shared
+# Machines without internet use the real weights in ../shared/models; elsewhere
+# `make demo` downloads the official file into the user cache first.
+MODEL_DIR ?= $(if $(wildcard $(SHARED)/models/*.pth),$(SHARED)/models,$(HOME)/.cache/superres/models)
+DEMO_IMAGE ?= $(SHARED)/images/chelsea.png
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml tests/requirements-nodeps.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps -r tests/requirements-nodeps.txt
+	touch $@
+
+.PHONY: install demo test bench
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/superres models fetch RealESRGAN_x4plus --model-dir $(MODEL_DIR)
+	$(BIN)/superres upscale $(DEMO_IMAGE) --scale 4 --model-dir $(MODEL_DIR) --output out/
+
+test: $(STAMP)
+	SUPERRES_SHARED=$(abspath $(SHARED)) $(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/engine_bench.py --model-dir $(MODEL_DIR)

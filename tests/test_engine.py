@@ -1,0 +1,188 @@
+"""The engine on real weights: scale semantics, channels, bit depth, concurrency, failures, loading."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED, WHOLE, load_photo
+from bench.metrics import psnr
+
+from superres.engine import Upscaler, load_descriptor
+from superres.manifest import get_spec
+from superres.tiling import TileConfig
+from superres.errors import BadRequestError, InferenceError, ModelMismatchError
+
+
+def _official_layout_state_dict(template: Path, scale: int) -> dict[str, torch.Tensor]:
+    """Random weights of the real RRDBNet in basicsr's key layout (x2plus: 12 input planes)."""
+    real = torch.load(template, weights_only=True)["params_ema"]
+    generator = torch.Generator().manual_seed(scale)
+    state = {}
+    for key, value in real.items():
+        shape = (64, 3 * (4 // scale) ** 2, 3, 3) if key == "conv_first.weight" and scale == 2 else value.shape
+        state[key] = torch.randn(shape, generator=generator) * 0.02
+    return state
+
+
+@pytest.fixture(scope="module")
+def x2plus_file(tmp_path_factory) -> Path:
+    """RealESRGAN_x2plus is not available offline: its architecture with random weights."""
+    path = tmp_path_factory.mktemp("models") / "RealESRGAN_x2plus.pth"
+    template = SHARED / "models" / "RealESRGAN_x4plus.ncnn-fp16.pth"
+    torch.save({"params_ema": _official_layout_state_dict(template, 2)}, path)
+    return path
+
+
+def test_scale_4_runs_the_x4_network(compact, astronaut) -> None:
+    crop = astronaut[:50, :70]
+    assert compact.upscale(crop, 4).shape == (200, 280, 3)
+
+
+def test_scale_2_on_an_x4_network_is_x4_then_lanczos(compact, astronaut) -> None:
+    crop = astronaut[:51, :77]  # odd sizes: the output must still be exactly 2x
+    half = compact.upscale(crop, 2)
+    full = compact.upscale(crop, 4)
+    assert half.shape == (102, 154, 3)
+    np.testing.assert_array_equal(half, cv2.resize(full, (154, 102), interpolation=cv2.INTER_LANCZOS4))
+
+
+def test_native_x2_network_in_official_layout(x2plus_file: Path, astronaut) -> None:
+    upscaler = Upscaler.from_file(x2plus_file, get_spec("RealESRGAN_x2plus"))
+    assert upscaler.native_scale == 2
+    crop = astronaut[:33, :45]  # odd: x2plus unshuffles pixels, so the engine must pad
+    assert upscaler.upscale(crop, 2).shape == (66, 90, 3)
+    with pytest.raises(BadRequestError, match="scale"):
+        upscaler.upscale(crop, 4)
+
+
+def test_params_key_loads_too(tmp_path: Path) -> None:
+    real = torch.load(SHARED / "models" / "realesr-animevideov3.ncnn-fp16.pth", weights_only=True)
+    path = tmp_path / "net.pth"
+    torch.save({"params": real["params_ema"]}, path)
+    descriptor = load_descriptor(path, get_spec("realesr-animevideov3"))
+    assert (descriptor.architecture.id, descriptor.scale) == ("Compact", 4)
+
+
+def test_a_file_of_another_network_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelMismatchError, match="x4 Compact"):
+        load_descriptor(SHARED / "models" / "realesr-animevideov3.ncnn-fp16.pth", get_spec("RealESRGAN_x4plus"))
+    junk = tmp_path / "junk.pth"
+    torch.save({"params_ema": {"weight": torch.zeros(3)}}, junk)
+    with pytest.raises(ModelMismatchError, match="not a known network"):
+        load_descriptor(junk)
+
+
+def test_alpha_is_kept_and_enlarged_with_lanczos(compact) -> None:
+    logo = load_photo("logo.png")
+    assert logo.shape[2] == 4
+    crop = logo[100:180, 150:260]
+    out = compact.upscale(crop, 4)
+    assert out.shape == (320, 440, 4)
+    np.testing.assert_array_equal(out[:, :, 3], cv2.resize(crop[:, :, 3], (440, 320), interpolation=cv2.INTER_LANCZOS4))
+    np.testing.assert_array_equal(out[:, :, :3], compact.upscale(np.ascontiguousarray(crop[:, :, :3]), 4))
+
+
+def test_grayscale_stays_grayscale(compact) -> None:
+    camera = load_photo("camera.png")
+    assert camera.shape[2] == 1
+    out = compact.upscale(camera[:64, :80], 4)
+    assert out.shape == (256, 320, 1)
+
+
+def test_16_bit_in_gives_16_bit_out_with_16_bit_precision(compact, astronaut) -> None:
+    crop8 = astronaut[:64, :64]
+    crop16 = crop8.astype(np.uint16) * 257
+    out16 = compact.upscale(crop16, 4)
+    out8 = compact.upscale(crop8, 4)
+    assert out16.dtype == np.uint16
+    assert (out16 % 257 != 0).mean() > 0.5, "result was computed at 8-bit precision"
+    assert psnr((out16 / 257).round().astype(np.uint8), out8) >= 45
+
+
+def test_concurrent_calls_never_mix_outputs(x4plus, astronaut) -> None:
+    crops = [np.ascontiguousarray(astronaut[i * 40 : i * 40 + 40, i * 50 : i * 50 + 48]) for i in range(6)]
+    config = TileConfig(tile=24, pad=8)
+    expected = [x4plus.upscale(crop, tiles=config) for crop in crops]
+    start = threading.Barrier(len(crops))
+
+    def run(index: int) -> np.ndarray:
+        start.wait()
+        return x4plus.upscale(crops[index], tiles=config)
+
+    with ThreadPoolExecutor(len(crops)) as pool:
+        results = list(pool.map(run, range(len(crops))))
+    for index, (got, want) in enumerate(zip(results, expected)):
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, f"call {index} got another call's pixels"
+
+
+def _with_hook(upscaler: Upscaler, hook) -> Upscaler:
+    """A copy of ``upscaler`` whose network passes each call through ``hook(call, batch, output)``.
+
+    The hook raises, or returns the output to use: how a failing device behaves.
+    """
+    descriptor = copy.deepcopy(upscaler.descriptor)
+    real_forward = descriptor.model.forward
+    calls = itertools.count(1)
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        return hook(next(calls), batch, real_forward(batch))
+
+    descriptor.model.forward = forward
+    return Upscaler(descriptor, name="hooked", tiles=upscaler.tiles)
+
+
+def test_out_of_memory_retries_with_smaller_tiles(compact, astronaut) -> None:
+    def fail(_call: int, batch: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        if batch.shape[0] > 1 or batch.shape[-1] > 100:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return output
+
+    crop = astronaut[:200, :200]
+    config = TileConfig(tile=128, pad=16, batch=2)
+    got = _with_hook(compact, fail).upscale(crop, tiles=config)
+    assert psnr(got, compact.upscale(crop, tiles=WHOLE)) >= 50
+
+
+def test_a_failing_tile_fails_the_call(compact, astronaut) -> None:
+    def fail(call: int, _batch: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        if call == 3:
+            raise RuntimeError("device lost")
+        return output
+
+    with pytest.raises(InferenceError, match="device lost"):
+        _with_hook(compact, fail).upscale(astronaut[:200, :200], tiles=TileConfig(tile=64, pad=8))
+
+
+def test_non_finite_output_fails_the_call(compact, astronaut) -> None:
+    def poison(call: int, _batch: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        return output * float("nan") if call == 2 else output
+
+    with pytest.raises(InferenceError, match="non-finite"):
+        _with_hook(compact, poison).upscale(astronaut[:100, :100], tiles=TileConfig(tile=48, pad=8))
+
+
+def test_bad_arguments_are_refused(compact, astronaut) -> None:
+    with pytest.raises(BadRequestError):
+        compact.upscale(astronaut[:8, :8], 8)
+    with pytest.raises(BadRequestError):
+        compact.upscale(astronaut[:8, :8].astype(np.float32), 4)
+    with pytest.raises(ValueError):
+        Upscaler(compact.descriptor, name="x", device="cpu", half=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on CI)")
+def test_cuda_fp16_matches_cpu_fp32(shared_models, astronaut) -> None:
+    spec = get_spec("RealESRGAN_x4plus")
+    gpu = Upscaler.from_file(shared_models.path(spec), spec, device="cuda")
+    assert gpu.dtype == torch.float16
+    cpu = Upscaler.from_file(shared_models.path(spec), spec, device="cpu")
+    crop = astronaut[:96, :96]
+    assert psnr(gpu.upscale(crop), cpu.upscale(crop)) >= 40
