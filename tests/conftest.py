@@ -57,3 +57,13 @@ def astronaut() -> np.ndarray:
 
 
 WHOLE = TileConfig(tile=0)
+
+
+def with_round_alpha(rgb: np.ndarray) -> np.ndarray:
+    """The photo with a soft-edged disc of opacity: ../shared/images/logo.png has an alpha
+    channel, but every pixel of it is opaque."""
+    height, width = rgb.shape[:2]
+    y, x = np.mgrid[:height, :width]
+    distance = np.hypot(y - height / 2, x - width / 2) / (min(height, width) / 2)
+    alpha = np.clip((1.0 - distance) * 4, 0, 1) * 255
+    return np.dstack((rgb, alpha.round().astype(rgb.dtype)))

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, WHOLE, load_photo
+from conftest import SHARED, WHOLE, load_photo, with_round_alpha
 from bench.metrics import psnr
 
 from superres.engine import Upscaler, load_descriptor
@@ -80,10 +80,9 @@ def test_a_file_of_another_network_is_refused(tmp_path: Path) -> None:
         load_descriptor(junk)
 
 
-def test_alpha_is_kept_and_enlarged_with_lanczos(compact) -> None:
-    logo = load_photo("logo.png")
-    assert logo.shape[2] == 4
-    crop = logo[100:180, 150:260]
+def test_alpha_is_kept_and_enlarged_with_lanczos(compact, astronaut) -> None:
+    crop = with_round_alpha(astronaut[100:180, 150:260])
+    assert 0 < (crop[:, :, 3] < 255).mean() < 1
     out = compact.upscale(crop, 4)
     assert out.shape == (320, 440, 4)
     np.testing.assert_array_equal(out[:, :, 3], cv2.resize(crop[:, :, 3], (440, 320), interpolation=cv2.INTER_LANCZOS4))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import click
 from tqdm import tqdm
@@ -12,7 +13,7 @@ from tqdm import tqdm
 from . import codec
 from .engine import Upscaler
 from .errors import SuperResError
-from .manifest import DEFAULT_MODEL, MODELS, get_spec
+from .manifest import DEFAULT_MODEL, MODELS, ModelSpec, get_spec
 from .store import MODEL_DIR_ENV, FileStatus, ModelStore, default_model_dir
 from .tiling import TileConfig
 
@@ -106,6 +107,84 @@ def upscale(
         raise click.ClickException(f"{failed} of {len(files)} images failed")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on; 127.0.0.1 keeps it on this machine.")
+@click.option("--port", type=int, default=8080, show_default=True)
+@model_dir_option
+@click.option("--variant", type=click.Choice(["local", "lambda", "gpu"]), default="local", show_default=True, help="Whose limits to apply.")
+def serve(host: str, port: int, model_dir: Path | None, variant: str) -> None:
+    """Serve POST /resolution (and the SageMaker routes) on this machine."""
+    import uvicorn
+
+    from .service.local import local_app
+    from .service.settings import ServiceSettings
+
+    overrides = {"model_dir": model_dir} if model_dir else {}
+    try:
+        app = local_app(ServiceSettings.for_variant(variant, **overrides))
+    except SuperResError as error:
+        raise click.ClickException(error.message) from None
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+_URL_PREFIXES = ("http://", "https://", "s3://")
+
+
+@main.command("client")
+@click.argument("endpoint")
+@click.argument("image_or_url")
+@click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
+@click.option("--face", is_flag=True, help="Restore faces (deployments with a face model only).")
+@click.option("--format", "fmt", type=click.Choice(["jpeg", "png", "webp"]), default=None, help="Output format [default: the input's].")
+@click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality [default: the service's, 95].")
+@click.option("--api-key", envvar="SUPERRES_API_KEY", default=None, help="Sent as x-api-key (API Gateway usage plans) [env: SUPERRES_API_KEY].")
+@click.option("--sigv4", "region", default=None, metavar="REGION", help="Sign with SigV4 for IAM auth, using the AWS credential chain.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Result file [default: <stem>_x<scale>.<format> here].")
+def client(
+    endpoint: str,
+    image_or_url: str,
+    scale: str,
+    face: bool,
+    fmt: str | None,
+    quality: int | None,
+    api_key: str | None,
+    region: str | None,
+    output: Path | None,
+) -> None:
+    """Upscale IMAGE_OR_URL (a file, or an http(s):// or s3:// URL the service fetches) through
+    ENDPOINT, the full URL of a deployed POST /resolution (or of `superres serve`)."""
+    import httpx
+    from botocore.exceptions import NoCredentialsError
+
+    from .client import ResolutionAPIError, ResolutionClient
+
+    is_url = image_or_url.startswith(_URL_PREFIXES)
+    try:
+        image = None if is_url else Path(image_or_url).read_bytes()
+    except OSError as error:
+        raise click.ClickException(f"cannot read {image_or_url}: {error.strerror or error}") from None
+    try:
+        with ResolutionClient(endpoint, api_key=api_key, sigv4_region=region) as api:
+            result = api.upscale(
+                image, url=image_or_url if is_url else None, scale=int(scale), face=face, format=fmt, quality=quality
+            )
+    except ResolutionAPIError as error:
+        click.echo(str(error), err=True)  # HTTP <status> <code>: <message>
+        sys.exit(1)
+    except NoCredentialsError as error:
+        raise click.ClickException(str(error)) from None
+    except httpx.HTTPError as error:
+        raise click.ClickException(f"{endpoint}: {type(error).__name__}: {error}") from None
+    if output is None:
+        stem = PurePosixPath(urlsplit(image_or_url).path).stem if is_url else Path(image_or_url).stem
+        output = Path(f"{stem or 'image'}_x{scale}.{'jpg' if result.format == 'jpeg' else result.format}")
+    try:
+        output.write_bytes(result.image)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror or error}") from None
+    click.echo(f"{output} ({result.width}x{result.height})")
+
+
 @main.group()
 def models() -> None:
     """List, download and verify model files."""
@@ -160,7 +239,7 @@ def models_verify(names: tuple[str, ...], model_dir: Path | None) -> None:
         sys.exit(1)
 
 
-def _spec_or_exit(name: str):
+def _spec_or_exit(name: str) -> ModelSpec:
     try:
         return get_spec(name)
     except KeyError as error:

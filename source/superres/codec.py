@@ -58,9 +58,10 @@ def probe(data: bytes, max_pixels: int | None = None) -> ImageInfo:
         ) from None
     if orientation in (5, 6, 7, 8):  # these orientations swap width and height
         width, height = height, width
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLargeError(f"input image is {width}x{height} = {width * height:,} pixels; {limit}")
-    return ImageInfo(fmt, width, height, orientation if 1 <= orientation <= 8 else 1)
+    info = ImageInfo(fmt, width, height, orientation if 1 <= orientation <= 8 else 1)
+    if max_pixels is not None and info.pixels > max_pixels:
+        raise ImageTooLargeError(f"input image is {width}x{height} = {info.pixels:,} pixels; {limit}")
+    return info
 
 
 def _orientation(raw_exif: bytes | None) -> int:

@@ -11,6 +11,14 @@ class SuperResError(Exception):
     status: int = 500
     code: str = "internal_error"
 
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        # Per-instance values: an error relayed from another service keeps its own.
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
     @property
     def message(self) -> str:
         return str(self)
@@ -57,3 +65,40 @@ class InferenceError(SuperResError):
 
     status = 502
     code = "inference_failed"
+
+
+class OverloadedError(SuperResError):
+    """Too many requests in progress, or the model endpoint is throttling."""
+
+    status = 429
+    code = "overloaded"
+
+
+class TimeBudgetError(SuperResError):
+    """The computation ran past the deployment's time budget."""
+
+    status = 504
+    code = "time_budget_exceeded"
+
+
+class UpstreamError(SuperResError):
+    """The model endpoint failed or could not be reached."""
+
+    status = 502
+    code = "model_failed"
+
+
+class UrlNotAllowedError(BadRequestError):
+    """A ``url`` the service refuses to fetch: scheme, credentials, a
+    non-public address (server-side request forgery) or an S3 bucket that is
+    not allow-listed."""
+
+    code = "url_not_allowed"
+
+
+class UrlFetchError(SuperResError):
+    """Fetching an allowed ``url`` failed: timeout, connection error, an
+    answer other than 2xx, too many redirects, S3 errors."""
+
+    status = 502
+    code = "url_fetch_failed"

@@ -1,0 +1,130 @@
+"""The one ASGI app behind every host: local server, both Lambdas (via Mangum), SageMaker container.
+
+Routes: ``POST /resolution`` and ``POST /{stage}/resolution`` (the API), ``POST
+/invocations`` and ``GET /ping`` (the SageMaker hosting contract), ``GET
+/openapi.yaml`` (the contract). Every error is ``{"message", "code"}`` with its
+status; an unexpected exception is a 500 that shows nothing of itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..errors import ImageTooLargeError, OverloadedError, SuperResError
+from .backends import Backend
+from .contract import CONTRACT_FILE, contract_text
+from .request import build_job, parse_request
+from .settings import ServiceSettings
+
+logger = logging.getLogger("superres.service")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+class Admission:
+    """Requests in progress (computing or waiting); past capacity the answer is 429 at once."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.active = 0
+
+    def __enter__(self) -> None:
+        # Entered on the event loop only, so check-and-increment cannot race.
+        if self.active >= self.capacity:
+            raise OverloadedError(f"the server is busy ({self.capacity} requests in progress); retry shortly")
+        self.active += 1
+
+    def __exit__(self, *_: object) -> None:
+        self.active -= 1
+
+
+def error_response(status: int, message: str, code: str, request_id: str | None = None) -> JSONResponse:
+    headers = {"Retry-After": "1"} if status in (429, 503) else {}
+    if request_id:
+        headers["x-request-id"] = request_id
+    return JSONResponse({"message": message, "code": code}, status_code=status, headers=headers)
+
+
+def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
+    admission = Admission(settings.workers + settings.queue_size)
+
+    async def resolution(request: Request, request_id: str) -> Response:
+        arrived = time.monotonic()
+        deadline = arrived + settings.time_budget_seconds if settings.time_budget_seconds else None
+        body = await _read_body(request, settings.max_request_bytes)
+        parsed = parse_request(body, settings)
+        with admission:
+            job = await run_in_threadpool(build_job, parsed, settings)
+            result: dict[str, Any] = await backend.run(job, deadline)
+        logger.info(
+            "request %s: %dx%d %s x%d -> %s in %.2f s",
+            request_id, job.info.width, job.info.height, job.info.format, job.scale, job.format,
+            time.monotonic() - arrived,
+        )
+        return JSONResponse(result, headers={"x-request-id": request_id})
+
+    async def ping(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "variant": settings.variant})
+
+    async def openapi(_: Request) -> Response:
+        return PlainTextResponse(contract_text(), media_type="application/yaml")
+
+    async def not_routed(_: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        return error_response(error.status_code, str(error.detail), _HTTP_CODES.get(error.status_code, "http_error"))
+
+    api = _json_errors(resolution)
+    return Starlette(
+        routes=[
+            Route("/resolution", api, methods=["POST"]),
+            Route("/{stage}/resolution", api, methods=["POST"]),
+            Route("/invocations", api, methods=["POST"]),
+            Route("/ping", ping, methods=["GET"]),
+            Route(f"/{CONTRACT_FILE}", openapi, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: not_routed},
+    )
+
+
+def _json_errors(endpoint: Callable[[Request, str], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Every failure as the one error shape; internal ones logged, never shown."""
+
+    async def handle(request: Request) -> Response:
+        request_id = (
+            request.headers.get("x-amzn-requestid") or request.headers.get("x-request-id") or uuid.uuid4().hex
+        )
+        try:
+            return await endpoint(request, request_id)
+        except SuperResError as error:
+            logger.info("request %s: %d %s: %s", request_id, error.status, error.code, error.message)
+            return error_response(error.status, error.message, error.code, request_id)
+        except Exception:
+            logger.exception("request %s: internal error", request_id)
+            return error_response(500, "internal error", "internal_error", request_id)
+
+    return handle
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is known to exceed ``limit`` (before it is all read)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ImageTooLargeError(f"the request is {int(declared):,} bytes; the limit is {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ImageTooLargeError(f"the request is over {limit:,} bytes; the limit is {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

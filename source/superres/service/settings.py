@@ -1,0 +1,109 @@
+"""Deployment settings: one set of defaults per variant, every field overridable by environment.
+
+``SUPERRES_VARIANT`` picks the defaults (``local``, ``lambda``, ``gpu``);
+any field can then be set as ``SUPERRES_<FIELD>`` (e.g. ``SUPERRES_MAX_INPUT_PIXELS``,
+``SUPERRES_ALLOWED_S3_BUCKETS='["my-bucket"]'``). The CloudFormation stacks
+set them from their parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+Variant = Literal["local", "lambda", "gpu"]
+
+#: API Gateway cuts every integration at 29 s; keep a margin for decoding,
+#: encoding and the trip back.
+_API_GATEWAY_BUDGET = 26.0
+#: Synchronous Lambda payloads are capped at 6 MB each way (API Gateway at 10 MB).
+_LAMBDA_PAYLOAD = 6 * 1000 * 1000
+_API_GATEWAY_PAYLOAD = 10 * 1000 * 1000
+
+# The guide's size advice per variant: Lambda "about 400 x 400", GPU 1920 x 1080,
+# 1280 x 720 with face enhancement.
+VARIANT_DEFAULTS: dict[str, dict[str, object]] = {
+    "local": {
+        "max_request_bytes": _API_GATEWAY_PAYLOAD,
+        "max_response_bytes": _API_GATEWAY_PAYLOAD,
+        "max_input_pixels": 1920 * 1080,
+        "time_budget_seconds": 0.0,
+    },
+    "lambda": {
+        "max_request_bytes": _LAMBDA_PAYLOAD,
+        "max_response_bytes": _LAMBDA_PAYLOAD,
+        "max_input_pixels": 400 * 400,
+        "time_budget_seconds": _API_GATEWAY_BUDGET,
+    },
+    "gpu": {
+        "max_request_bytes": _LAMBDA_PAYLOAD,
+        "max_response_bytes": _LAMBDA_PAYLOAD,
+        "max_input_pixels": 1920 * 1080,
+        "time_budget_seconds": _API_GATEWAY_BUDGET,
+        "face_enabled": True,
+        "device": "cuda",
+        # ml.g4dn.xlarge (T4, fp16); to be replaced by a figure measured on one.
+        "throughput_mflops": 8_000_000.0,
+    },
+}
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUPERRES_", frozen=True, extra="forbid")
+
+    variant: Variant = "local"
+    #: The x4 network; also serves scale 2 (x4 then Lanczos) unless model_x2 is set.
+    model_x4: str = "RealESRGAN_x4plus"
+    model_x2: str | None = None
+    model_dir: Path | None = None
+    device: str = "auto"
+    tile: int = 256
+    pad: int = 32
+
+    max_request_bytes: int = Field(_API_GATEWAY_PAYLOAD, gt=0)
+    #: The whole JSON answer, base64 result included.
+    max_response_bytes: int = Field(_API_GATEWAY_PAYLOAD, gt=0)
+    max_input_pixels: int = Field(1920 * 1080, gt=0)
+    max_face_input_pixels: int = Field(1280 * 720, gt=0)
+    max_output_pixels: int = Field(7680 * 4320, gt=0)
+    #: Requests predicted to compute longer are refused up front (413), and a
+    #: computation that runs past it is stopped (504). 0 = no budget.
+    time_budget_seconds: float = Field(0.0, ge=0)
+    #: Sustained network throughput used for that prediction, in MFLOP/s
+    #: (bench/engine_bench.py measures it; 2 CPU threads reach about 110 000).
+    throughput_mflops: float = Field(110_000.0, gt=0)
+
+    face_enabled: bool = False
+    #: Computations running at once, and requests allowed to wait for one;
+    #: past both, answers are 429 at once.
+    workers: int = Field(1, ge=1)
+    queue_size: int = Field(4, ge=0)
+
+    allowed_s3_buckets: frozenset[str] = frozenset()
+    #: Only for tests that serve images from 127.0.0.1.
+    allow_loopback_urls: bool = False
+    fetch_timeout_seconds: float = Field(10.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the variant defaults passed as init values.
+        return env_settings, init_settings
+
+    @classmethod
+    def for_variant(cls, variant: Variant | None = None, **overrides: object) -> ServiceSettings:
+        """Defaults of ``variant`` (else ``$SUPERRES_VARIANT``, else local), then the environment."""
+        chosen = variant or os.environ.get("SUPERRES_VARIANT", "local")
+        if chosen not in VARIANT_DEFAULTS:
+            raise ValueError(f"SUPERRES_VARIANT must be one of {', '.join(VARIANT_DEFAULTS)}")
+        return cls(variant=chosen, **{**VARIANT_DEFAULTS[chosen], **overrides})

@@ -1,0 +1,289 @@
+"""POST /resolution through real HTTP (uvicorn on 127.0.0.1) and through the Lambda handler.
+
+Every status of the contract's error list is produced here by a real request.
+The service runs realesr-animevideov3 (real weights) so requests finish in
+well under a second on CPU.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import jsonschema
+import numpy as np
+import pytest
+from conftest import SHARED, with_round_alpha
+
+from superres import codec
+from superres.service.contract import contract, schema
+from superres.service.local import local_app
+from superres.service.settings import ServiceSettings
+from servers import file_server, serving
+
+FAST = {"model_x4": "realesr-animevideov3", "model_dir": SHARED / "models"}
+
+
+def settings(**overrides: object) -> ServiceSettings:
+    return ServiceSettings.for_variant("local", **{**FAST, "allow_loopback_urls": True, **overrides})
+
+
+@pytest.fixture(scope="module")
+def photo_png(astronaut) -> bytes:
+    return codec.encode(np.ascontiguousarray(astronaut[100:164, 150:230]), "png")
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with serving(local_app(settings(max_request_bytes=2_000_000))) as url:
+        yield url
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def post(base_url: str, payload: object, path: str = "/resolution", **kwargs) -> httpx.Response:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return httpx.post(base_url + path, content=body, headers={"content-type": "application/json"}, timeout=60, **kwargs)
+
+
+def assert_error(response: httpx.Response, status: int, *fragments: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    jsonschema.validate(body, schema("Error"))
+    assert set(body) == {"message", "code"}
+    for fragment in fragments:
+        assert fragment in body["message"], body["message"]
+
+
+def decode_result(response: httpx.Response) -> tuple[np.ndarray, codec.ImageInfo]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    jsonschema.validate(body, schema("ResolutionResult"))
+    return codec.decode(base64.b64decode(body["result"]))
+
+
+# --- 200 ---------------------------------------------------------------------------------------
+
+
+def test_png_in_png_out_at_scale_4(base_url: str, photo_png: bytes) -> None:
+    pixels, info = decode_result(post(base_url, {"img": b64(photo_png), "scale": 4}))
+    assert (info.format, info.width, info.height) == ("png", 320, 256)
+
+
+def test_default_scale_is_2_and_the_stage_path_works(base_url: str, photo_png: bytes) -> None:
+    response = post(base_url, {"img": b64(photo_png)}, path="/prod/resolution")
+    _, info = decode_result(response)
+    assert (info.width, info.height) == (160, 128)
+    assert response.json()["scale"] == 2 and response.headers["x-request-id"]
+
+
+def test_jpeg_in_jpeg_out_with_a_data_url_prefix(base_url: str, astronaut) -> None:
+    jpeg = codec.encode(np.ascontiguousarray(astronaut[:48, :48]), "jpeg")
+    _, info = decode_result(post(base_url, {"img": "data:image/jpeg;base64," + b64(jpeg), "scale": 2}))
+    assert info.format == "jpeg"
+
+
+def test_alpha_survives_and_format_can_be_chosen(base_url: str, astronaut) -> None:
+    rgba = with_round_alpha(astronaut[100:140, 150:200])
+    pixels, info = decode_result(post(base_url, {"img": b64(codec.encode(rgba, "png")), "format": "webp"}))
+    assert info.format == "webp" and pixels.shape == (80, 100, 4)
+    assert pixels[0, 0, 3] < 10 and pixels[40, 50, 3] > 245  # transparent corner, opaque centre
+
+
+def test_url_wins_over_img(base_url: str, photo_png: bytes) -> None:
+    with file_server({"/photo.png": (200, photo_png)}) as images:
+        response = post(base_url, {"url": images + "/photo.png", "img": "not even base64!"})
+    _, info = decode_result(response)
+    assert (info.width, info.height) == (160, 128)
+
+
+def test_sagemaker_routes(base_url: str, photo_png: bytes) -> None:
+    assert httpx.get(base_url + "/ping").json()["status"] == "ok"
+    decode_result(post(base_url, {"img": b64(photo_png)}, path="/invocations"))
+
+
+def test_the_contract_is_served(base_url: str) -> None:
+    served = httpx.get(base_url + "/openapi.yaml")
+    assert served.status_code == 200 and "ResolutionRequest" in served.text
+    assert contract()["paths"]["/resolution"]["post"]["operationId"] == "resolution"
+
+
+# --- 400 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        ({}, "url or img"),
+        ({"img": "aGVsbG8=", "scale": 3}, "scale"),
+        ({"img": "aGVsbG8=", "scale": "4"}, "scale"),
+        ({"img": "aGVsbG8=", "scale": 2.5}, "scale"),
+        ({"img": "aGVsbG8=", "face": "yes"}, "face"),
+        ({"img": "aGVsbG8=", "colour": "blue"}, "colour"),
+        ({"img": 42}, "img"),
+        ({"img": "%%% not base64 %%%"}, "base64"),
+        ({"img": "aGVsbG8=", "face": True}, "face enhancement is not enabled"),
+        ({"url": "ftp://example.com/a.png"}, "url"),
+        ({"url": "http://169.254.169.254/latest/meta-data/"}, "link-local"),
+    ],
+    ids=lambda value: str(value)[:40],
+)
+def test_bad_requests_are_400(base_url: str, payload: object, fragment: str) -> None:
+    assert_error(post(base_url, payload), 400, fragment)
+
+
+# --- 413 ---------------------------------------------------------------------------------------
+
+
+def test_413_request_bytes(base_url: str) -> None:
+    assert_error(post(base_url, {"img": "A" * 2_100_000}), 413, "limit is 2,000,000 bytes")
+
+
+def test_413_limits_of_a_small_deployment(photo_png: bytes, astronaut) -> None:
+    big = codec.encode(np.ascontiguousarray(astronaut[:200, :200]), "png")
+    limits = settings(
+        max_input_pixels=100 * 100,
+        max_output_pixels=150 * 150,
+        max_response_bytes=20_000,
+        time_budget_seconds=5,
+        throughput_mflops=1.0,
+    )
+    with serving(local_app(limits)) as url:
+        assert_error(post(url, {"img": b64(big)}), 413, "200x200 = 40,000 pixels; the limit is 10,000 pixels")
+        assert_error(post(url, {"img": b64(photo_png), "scale": 4}), 413, "the limit is 22,500 pixels")
+        assert_error(post(url, {"img": b64(photo_png)}), 413, "time budget is 5 s")
+    with serving(local_app(settings(max_response_bytes=20_000))) as url:
+        assert_error(post(url, {"img": b64(photo_png), "scale": 4}), 413, "the limit is 20,000 bytes")
+
+
+# --- 415 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", [b"plain text", b"GIF89a" + bytes(100), b"\x89PNG\r\n\x1a\n" + bytes(30)])
+def test_not_an_image_is_415(base_url: str, data: bytes) -> None:
+    assert_error(post(base_url, {"img": b64(data)}), 415)
+
+
+# --- 429, 502, 504 -----------------------------------------------------------------------------
+
+
+def test_a_burst_past_the_queue_gets_429_at_once(astronaut) -> None:
+    slow = codec.encode(np.ascontiguousarray(astronaut[:256, :256]), "png")
+    with serving(local_app(settings(workers=1, queue_size=0))) as url:
+        first: list[httpx.Response] = []
+        worker = threading.Thread(target=lambda: first.append(post(url, {"img": b64(slow), "scale": 4})))
+        worker.start()
+        time.sleep(0.5)  # the first request is computing now
+        started = time.monotonic()
+        assert_error(post(url, {"img": b64(slow)}), 429, "busy")
+        assert time.monotonic() - started < 1.0
+        worker.join()
+        assert first[0].status_code == 200
+
+
+def test_unfetchable_url_is_502(base_url: str) -> None:
+    with file_server({}) as images:
+        assert_error(post(base_url, {"url": images + "/missing.png"}), 502, "404")
+
+
+def test_running_past_the_time_budget_is_504(astronaut) -> None:
+    big = codec.encode(np.ascontiguousarray(astronaut[:384, :384]), "png")
+    rushed = settings(time_budget_seconds=0.3, throughput_mflops=1e12, tile=64)
+    with serving(local_app(rushed)) as url:
+        assert_error(post(url, {"img": b64(big), "scale": 4}), 504, "time budget")
+
+
+def test_unknown_routes_keep_the_error_shape(base_url: str) -> None:
+    assert_error(httpx.get(base_url + "/nowhere"), 404)
+    assert_error(httpx.get(base_url + "/resolution"), 405)
+
+
+# --- the Lambda handler with API Gateway's event -----------------------------------------------
+
+
+def api_gateway_event(body: str, *, base64_body: bool = False) -> dict:
+    """A REST API (v1) proxy event as API Gateway sends it to Lambda."""
+    return {
+        "resource": "/resolution",
+        "path": "/resolution",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json", "Host": "abc123.execute-api.us-east-1.amazonaws.com"},
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/resolution",
+            "httpMethod": "POST",
+            "path": "/prod/resolution",
+            "stage": "prod",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "identity": {"sourceIp": "203.0.113.7", "userAgent": "pytest"},
+            "accountId": "123456789012",
+            "apiId": "abc123",
+        },
+        "body": base64.b64encode(body.encode()).decode() if base64_body else body,
+        "isBase64Encoded": base64_body,
+    }
+
+
+class _Context:
+    function_name = "superres"
+    aws_request_id = "lambda-request-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+@pytest.fixture(scope="module")
+def lambda_handler():
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SUPERRES_MODEL_X4", "realesr-animevideov3")
+    patch.setenv("SUPERRES_MODEL_DIR", str(SHARED / "models"))
+    import lambda_sr.handler
+
+    yield importlib.reload(lambda_sr.handler).handler
+    patch.undo()
+
+
+@pytest.mark.parametrize("base64_body", [False, True])
+def test_lambda_handler_answers_200(lambda_handler, photo_png: bytes, base64_body: bool) -> None:
+    body = json.dumps({"img": b64(photo_png), "scale": 2})
+    answer = lambda_handler(api_gateway_event(body, base64_body=base64_body), _Context())
+    assert answer["statusCode"] == 200
+    result = json.loads(answer["body"])
+    _, info = codec.decode(base64.b64decode(result["result"]))
+    assert (info.width, info.height) == (160, 128)
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ("{oops", 400),
+        (json.dumps({"img": "aGVsbG8=", "scale": 8}), 400),
+        (json.dumps({"img": b64(b"definitely not an image")}), 415),
+        (json.dumps({"url": "http://127.0.0.1:9/x.png"}), 400),  # loopback: refused in Lambda
+    ],
+)
+def test_lambda_handler_errors(lambda_handler, body: str, status: int) -> None:
+    answer = lambda_handler(api_gateway_event(body), _Context())
+    assert answer["statusCode"] == status
+    error = json.loads(answer["body"])
+    jsonschema.validate(error, schema("Error"))
+
+
+def test_lambda_variant_limits_apply(lambda_handler, astronaut) -> None:
+    big = codec.encode(np.ascontiguousarray(astronaut[:420, :420]), "png")
+    answer = lambda_handler(api_gateway_event(json.dumps({"img": b64(big)})), _Context())
+    assert answer["statusCode"] == 413
+    assert "the limit is 160,000 pixels" in json.loads(answer["body"])["message"]
