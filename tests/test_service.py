@@ -24,6 +24,7 @@ from superres import codec
 from superres.service.contract import contract, schema
 from superres.service.local import local_app
 from superres.service.settings import ServiceSettings
+from lambda_events import LambdaContext, api_gateway_event
 from servers import file_server, serving
 
 FAST = {"model_x4": "realesr-animevideov3", "model_dir": SHARED / "models"}
@@ -210,41 +211,6 @@ def test_unknown_routes_keep_the_error_shape(base_url: str) -> None:
 # --- the Lambda handler with API Gateway's event -----------------------------------------------
 
 
-def api_gateway_event(body: str, *, base64_body: bool = False) -> dict:
-    """A REST API (v1) proxy event as API Gateway sends it to Lambda."""
-    return {
-        "resource": "/resolution",
-        "path": "/resolution",
-        "httpMethod": "POST",
-        "headers": {"Content-Type": "application/json", "Host": "abc123.execute-api.us-east-1.amazonaws.com"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/resolution",
-            "httpMethod": "POST",
-            "path": "/prod/resolution",
-            "stage": "prod",
-            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-            "identity": {"sourceIp": "203.0.113.7", "userAgent": "pytest"},
-            "accountId": "123456789012",
-            "apiId": "abc123",
-        },
-        "body": base64.b64encode(body.encode()).decode() if base64_body else body,
-        "isBase64Encoded": base64_body,
-    }
-
-
-class _Context:
-    function_name = "superres"
-    aws_request_id = "lambda-request-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
 @pytest.fixture(scope="module")
 def lambda_handler():
     patch = pytest.MonkeyPatch()
@@ -259,7 +225,7 @@ def lambda_handler():
 @pytest.mark.parametrize("base64_body", [False, True])
 def test_lambda_handler_answers_200(lambda_handler, photo_png: bytes, base64_body: bool) -> None:
     body = json.dumps({"img": b64(photo_png), "scale": 2})
-    answer = lambda_handler(api_gateway_event(body, base64_body=base64_body), _Context())
+    answer = lambda_handler(api_gateway_event(body, base64_body=base64_body), LambdaContext())
     assert answer["statusCode"] == 200
     result = json.loads(answer["body"])
     _, info = codec.decode(base64.b64decode(result["result"]))
@@ -276,7 +242,7 @@ def test_lambda_handler_answers_200(lambda_handler, photo_png: bytes, base64_bod
     ],
 )
 def test_lambda_handler_errors(lambda_handler, body: str, status: int) -> None:
-    answer = lambda_handler(api_gateway_event(body), _Context())
+    answer = lambda_handler(api_gateway_event(body), LambdaContext())
     assert answer["statusCode"] == status
     error = json.loads(answer["body"])
     jsonschema.validate(error, schema("Error"))
@@ -284,6 +250,6 @@ def test_lambda_handler_errors(lambda_handler, body: str, status: int) -> None:
 
 def test_lambda_variant_limits_apply(lambda_handler, astronaut) -> None:
     big = codec.encode(np.ascontiguousarray(astronaut[:420, :420]), "png")
-    answer = lambda_handler(api_gateway_event(json.dumps({"img": b64(big)})), _Context())
+    answer = lambda_handler(api_gateway_event(json.dumps({"img": b64(big)})), LambdaContext())
     assert answer["statusCode"] == 413
     assert "the limit is 160,000 pixels" in json.loads(answer["body"])["message"]

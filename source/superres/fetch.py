@@ -166,7 +166,7 @@ def _resolve(host: str, port: int, timeout: float) -> list[_IPAddress]:
     def work() -> None:
         try:
             outcome["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
+        except Exception as exc:  # gaierror, UnicodeError (overlong labels) ...
             outcome["error"] = exc
 
     worker = threading.Thread(target=work, name="superres-resolve", daemon=True)

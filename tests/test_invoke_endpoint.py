@@ -1,0 +1,152 @@
+"""The GPU/Inf1 variant's invoke-endpoint Lambda, end to end over real HTTP.
+
+API Gateway event -> lambda_sr.invoke_endpoint (Mangum) -> botocore's
+sagemaker-runtime client -> a stand-in for the SageMaker runtime on 127.0.0.1,
+which forwards to our real container app (sagemaker_sr's /invocations) and
+answers errors the way the runtime does (x-amzn-ErrorType, ModelError fields),
+so botocore parses them as it would in AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib
+import json
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+from conftest import SHARED
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from lambda_events import LambdaContext, api_gateway_event
+
+from superres import codec
+from superres.service.local import local_app
+from superres.service.settings import ServiceSettings
+from servers import serving
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+ENDPOINT = "superres-endpoint"
+
+
+class FakeRuntime:
+    """SageMaker runtime's InvokeEndpoint, forwarding to a container URL, with failure modes."""
+
+    def __init__(self) -> None:
+        self.container = ""
+        self.mode = "forward"
+        self.calls = 0
+
+    async def invoke(self, request: Request) -> Response:
+        self.calls += 1
+        assert request.path_params["name"] == ENDPOINT
+        if self.mode == "throttle":
+            return _runtime_error(400, "ThrottlingException", {"message": "Rate exceeded"})
+        if self.mode == "slow":
+            await asyncio.sleep(5)
+        if self.mode == "crash":
+            return _model_error(500, "Traceback (most recent call last): ... CUDA error")
+        async with httpx.AsyncClient(timeout=60) as client:
+            answer = await client.post(self.container + "/invocations", content=await request.body(),
+                                       headers={"content-type": "application/json"})
+        if answer.status_code != 200:
+            return _model_error(answer.status_code, answer.text)
+        return Response(answer.content, media_type="application/json")
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/endpoints/{name}/invocations", self.invoke, methods=["POST"])])
+
+
+def _runtime_error(status: int, error_type: str, body: dict) -> Response:
+    return JSONResponse(body, status_code=status, headers={"x-amzn-ErrorType": error_type})
+
+
+def _model_error(original_status: int, original_message: str) -> Response:
+    return _runtime_error(
+        424,
+        "ModelError",
+        {
+            "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if original_status < 500 else "SERVER_ERROR_FROM_MODEL",
+            "Message": f"Received error ({original_status}) from primary",
+            "OriginalStatusCode": original_status,
+            "OriginalMessage": original_message,
+            "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/x",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[FakeRuntime]:
+    fake = FakeRuntime()
+    container_settings = ServiceSettings.for_variant(
+        "gpu", model_x4="realesr-animevideov3", model_dir=SHARED / "models", device="cpu",
+        max_input_pixels=100 * 100,  # smaller than the Lambda's limit: the container's 413 must pass through
+    )
+    with serving(local_app(container_settings)) as container, serving(fake.app()) as runtime_url:
+        fake.container = container
+        patch = pytest.MonkeyPatch()
+        for name, value in {
+            "SUPERRES_ENDPOINT_NAME": ENDPOINT,
+            "SUPERRES_TIME_BUDGET_SECONDS": "2",
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime_url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }.items():
+            patch.setenv(name, value)
+        fake.handler = importlib.reload(importlib.import_module("lambda_sr.invoke_endpoint")).handler
+        yield fake
+        patch.undo()
+
+
+def invoke(runtime: FakeRuntime, payload: dict) -> tuple[int, dict]:
+    answer = runtime.handler(api_gateway_event(json.dumps(payload)), LambdaContext())
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+@pytest.fixture
+def small_png(astronaut) -> bytes:
+    return codec.encode(np.ascontiguousarray(astronaut[100:164, 150:214]), "png")
+
+
+def test_a_valid_request_reaches_the_endpoint_and_comes_back(runtime: FakeRuntime, small_png: bytes) -> None:
+    runtime.mode = "forward"
+    status, body = invoke(runtime, {"img": b64(small_png), "scale": 4})
+    assert status == 200, body
+    _, info = codec.decode(base64.b64decode(body["result"]))
+    assert (info.width, info.height) == (256, 256)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"img": "aGVsbG8=", "scale": 3}, {"img": b64(b"not an image")}, {"url": "http://10.0.0.1/a.png"}, {}],
+)
+def test_bad_requests_never_reach_the_endpoint(runtime: FakeRuntime, payload: dict) -> None:
+    runtime.mode = "forward"
+    before = runtime.calls
+    status, body = invoke(runtime, payload)
+    assert 400 <= status < 500 and set(body) == {"message", "code"}
+    assert runtime.calls == before
+
+
+def test_the_containers_own_4xx_passes_through(runtime: FakeRuntime, astronaut) -> None:
+    runtime.mode = "forward"
+    larger = codec.encode(np.ascontiguousarray(astronaut[:120, :120]), "png")
+    status, body = invoke(runtime, {"img": b64(larger)})
+    assert status == 413 and "the limit is 10,000 pixels" in body["message"] and body["code"] == "too_large"
+
+
+@pytest.mark.parametrize(("mode", "status"), [("crash", 502), ("throttle", 429), ("slow", 504)])
+def test_endpoint_failures_map_to_the_error_shape(runtime: FakeRuntime, small_png: bytes, mode: str, status: int) -> None:
+    runtime.mode = mode
+    got, body = invoke(runtime, {"img": b64(small_png)})
+    assert got == status, body
+    assert set(body) == {"message", "code"} and "Traceback" not in body["message"]
