@@ -24,7 +24,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/superres models fetch RealESRGAN_x4plus --model-dir $(MODEL_DIR)
-	$(BIN)/superres upscale $(DEMO_IMAGE) --scale 4 --model-dir $(MODEL_DIR) --output out/
+	$(BIN)/superres demo $(DEMO_IMAGE) --scale 4 --model-dir $(MODEL_DIR) --output out/
 
 test: $(STAMP)
 	SUPERRES_SHARED=$(abspath $(SHARED)) $(BIN)/python -m pytest

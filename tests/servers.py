@@ -1,34 +1,15 @@
-"""Real servers on 127.0.0.1 for tests: the ASGI app under uvicorn, and a plain file server."""
+"""Real servers on 127.0.0.1 for tests. The app itself runs with superres.service.local.serving."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import uvicorn
+from superres.service.local import serving
 
-
-@contextmanager
-def serving(app, *, limit_concurrency: int | None = None) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free loopback port; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", limit_concurrency=limit_concurrency)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+__all__ = ["file_server", "serving"]
 
 
 @contextmanager

@@ -1,9 +1,10 @@
 """A corpus of hostile requests against the real local server, over real HTTP on 127.0.0.1.
 
-Every case must get the 4xx it names with exactly the documented error body
-(``{"message": str, "code": str}``, valid against the contract's ``Error``) and
-never a 5xx; after the whole corpus both servers still answer a normal request
-with a 200.
+Every case must get the status it names with exactly the documented error
+body (``{"message": str, "code": str}``, valid against the contract's
+``Error``, and the code it names): a 4xx, or for an upstream that misbehaves
+the documented 502 ``url_fetch_failed``, never any other 5xx. After the whole
+corpus both servers still answer a normal request with a 200.
 
 Two servers run for the module, both with realesr-animevideov3 (real weights):
 
@@ -12,6 +13,9 @@ Two servers run for the module, both with realesr-animevideov3 (real weights):
 * ``loopback``: allows 127.0.0.0/8 so that a hostile upstream on 127.0.0.1 can
   redirect, trickle, stall, lie and overflow; a 1 s fetch timeout keeps those
   cases short.
+
+A separate sweep sends JSON nested 930-999 deep (around the parser's
+recursion limit) and wants a 400 for every depth.
 
 No case may send traffic beyond 127.0.0.0/8: name lookups other than
 ``localhost`` and connections to non-loopback addresses are blocked in this
@@ -67,6 +71,8 @@ class Tripwire:
     """Name lookups and connections that would have left 127.0.0.0/8 (all refused)."""
 
     attempts: list[tuple[str, object]] = field(default_factory=list)
+    #: The replacements installed for socket.getaddrinfo and socket.socket.connect.
+    guards: tuple[object, ...] = ()
 
 
 def _is_loopback(host: str) -> bool:
@@ -101,6 +107,7 @@ def tripwire() -> Iterator[Tripwire]:
     patch = pytest.MonkeyPatch()
     patch.setattr(socket, "getaddrinfo", getaddrinfo)
     patch.setattr(socket.socket, "connect", connect)
+    wire.guards = (getaddrinfo, connect)
     try:
         yield wire
     finally:
@@ -307,8 +314,9 @@ def lazy_img(build: Callable[[], bytes | str], **fields: object) -> Make:
     return lambda env: img(build(), **fields)(env)
 
 
-def raw(body: bytes, content_type: str = "application/json", **headers: str) -> Make:
-    return lambda env: Sent(body, {"content-type": content_type, **headers})
+def raw(body: bytes | Callable[[], bytes], content_type: str = "application/json", **headers: str) -> Make:
+    """A body as it is; a callable builds it when the case runs (big ones stay out of collection)."""
+    return lambda env: Sent(body() if callable(body) else body, {"content-type": content_type, **headers})
 
 
 def url(address: str | Callable[[Env], str]) -> Make:
@@ -416,9 +424,9 @@ STRUCTURE = [
     bad("overlong-utf8-quote", raw(b'{"img": "\xc0\xa2}')),
     bad("latin1-body", raw('{"img": "aGVsbG8=", "note": "café"}'.encode("latin-1"))),
     bad("lone-surrogate-escape-in-img", raw(b'{"img": "\\ud800\\udfff\\ud800"}')),
-    bad("nested-arrays-100000", raw(nested(100_000).encode())),
-    bad("nested-objects-100000", raw(nested_objects(100_000).encode())),
-    bad("nested-arrays-in-img-200000", raw(('{"img": ' + nested(200_000) + "}").encode())),
+    bad("nested-arrays-100000", raw(lambda: nested(100_000).encode())),
+    bad("nested-objects-100000", raw(lambda: nested_objects(100_000).encode())),
+    bad("nested-arrays-in-img-200000", raw(lambda: ('{"img": ' + nested(200_000) + "}").encode())),
     bad("nested-arrays-800-in-format", raw(('{"img": "aGVsbG8=", "format": ' + nested(800) + "}").encode())),
     bad("nested-objects-800-in-scale", raw(('{"img": "aGVsbG8=", "scale": ' + nested_objects(800) + "}").encode())),
     bad("nested-mixed-unknown-field", raw(('{"img": "aGVsbG8=", "x": ' + nested(900, '{"a": []}') + "}").encode())),
@@ -431,7 +439,7 @@ STRUCTURE = [
     bad("float-overflow-scale", raw(b'{"img": "aGVsbG8=", "scale": 1e400}')),
     bad("5000-digit-scale", raw(b'{"img": "aGVsbG8=", "scale": 1' + b"0" * 5000 + b"}")),
     bad("5000-digit-unknown-field", raw(b'{"img": "aGVsbG8=", "n": 2' + b"0" * 5000 + b"}")),
-    bad("20000-unknown-fields", raw(json.dumps({"img": "aGVsbG8=", **{f"f{i}": i for i in range(20_000)}}).encode())),
+    bad("20000-unknown-fields", raw(lambda: json.dumps({"img": "aGVsbG8=", **{f"f{i}": i for i in range(20_000)}}).encode())),
     bad("unknown-field-case", img(b"x", Scale=4)),
     bad("unknown-field-proto", img(b"x", __proto__={"admin": True})),
     bad("unknown-field-callback", img(b"x", callback="https://attacker.example/hook")),
@@ -441,8 +449,8 @@ STRUCTURE = [
     bad("raw-png-body", lambda env: Sent(encoded("png"), {"content-type": "image/png"})),
     bad("xml-body", raw(b'<?xml version="1.0"?><request><img>aGVsbG8=</img></request>', "application/xml")),
     bad("gzip-encoded-body", raw(gzip.compress(json.dumps({"img": "aGVsbG8="}).encode()), **{"content-encoding": "gzip"})),
-    bad("gzip-bomb-body", raw(gzip.compress(bytes(50_000_000)), **{"content-encoding": "gzip"})),
-    too_large("request-over-cap-declared", img("A" * (STRICT_CAP + 100_000))),
+    bad("gzip-bomb-body", raw(lambda: gzip.compress(bytes(50_000_000)), **{"content-encoding": "gzip"})),
+    too_large("request-over-cap-declared", lazy_img(lambda: "A" * (STRICT_CAP + 100_000))),
     too_large("request-over-cap-chunked", _chunked(STRICT_CAP + 100_000)),
 ]
 
@@ -468,7 +476,7 @@ WRONG_TYPES = [
     bad("url-array", as_json({"url": ["http://127.0.0.1/"]})),
     bad("url-empty-string", as_json({"url": ""})),
     bad("url-longer-than-2048", url("http://127.0.0.1/" + "a" * 2100)),
-    bad("url-100k-chars", url("http://127.0.0.1/" + "a" * 100_000)),
+    bad("url-100k-chars", url(lambda env: "http://127.0.0.1/" + "a" * 100_000)),
 ]
 
 IMAGES = [
@@ -512,8 +520,6 @@ IMAGES = [
 ]
 
 BASE64 = [
-    bad("b64-line-wrapped", lazy_img(_b64_variant(_wrapped))),
-    bad("b64-spaces", lazy_img(_b64_variant(lambda t: " ".join(t[i : i + 8] for i in range(0, len(t), 8))))),
     bad("b64-url-safe-alphabet", lazy_img(_b64_variant(_urlsafe))),
     bad("b64-missing-padding", lazy_img(_unpadded)),
     bad("b64-non-ascii", lazy_img(_b64_variant(lambda t: t[:40] + "é" + t[40:]))),
@@ -670,11 +676,20 @@ def env(tripwire: Tripwire) -> Iterator[Env]:
 
 def send(base_url: str, sent: Sent, timeout: float = 60) -> httpx.Response:
     body = sent.body() if callable(sent.body) else sent.body
-    return httpx.post(base_url + "/resolution", content=body, headers=sent.headers, timeout=timeout)
+    response = httpx.post(base_url + "/resolution", content=body, headers=sent.headers, timeout=timeout)
+    if response.status_code >= 500 and response.status_code != 502:
+        # An unhandled exception may still be logging its traceback in the server's thread
+        # (Starlette answers before it re-raises). CPython 3.11.7 formats tracebacks with
+        # ast.parse, whose state is shared between threads: pytest reporting this failure
+        # at the same moment can die with "AST constructor recursion depth mismatch".
+        time.sleep(1.0)
+    return response
 
 
 def assert_documented_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code < 500, f"{response.status_code}: {response.text[:500]}"
+    # The only 5xx a hostile request may get is the documented 502 of an upstream that failed.
+    allowed = status < 500 or (status == 502 and code == "url_fetch_failed")
+    assert allowed, f"the corpus expects a 4xx or the fetch 502, not {status}"
     assert response.status_code == status, f"{response.status_code}: {response.text[:500]}"
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
@@ -685,7 +700,7 @@ def assert_documented_error(response: httpx.Response, status: int, code: str) ->
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[case.id for case in CORPUS])
-def test_hostile_request_gets_a_documented_4xx(case: Case, env: Env, tripwire: Tripwire) -> None:
+def test_hostile_request_gets_its_documented_error(case: Case, env: Env, tripwire: Tripwire) -> None:
     sent = case.make(env)
     attempts = len(tripwire.attempts)
     started = time.monotonic()
@@ -715,6 +730,17 @@ def test_nesting_just_under_the_parser_limit_is_a_400(where: str, env: Env) -> N
     assert failures == []
 
 
+@pytest.mark.parametrize(
+    "spread",
+    [_wrapped, lambda t: " ".join(t[i : i + 8] for i in range(0, len(t), 8))],
+    ids=["line-wrapped-76", "spaces"],
+)
+def test_base64_with_whitespace_is_accepted(spread: Callable[[str], str], env: Env) -> None:
+    """What `base64` and many encoders write: whitespace is not part of the data."""
+    response = send(env.strict, lazy_img(_b64_variant(spread))(env))
+    assert response.status_code == 200, response.text[:300]
+
+
 def test_the_corpus_is_large_enough() -> None:
     assert len(CORPUS) >= 60
     assert len(SSRF) + len(UPSTREAM) >= 40
@@ -733,3 +759,4 @@ def test_both_servers_still_serve_after_the_corpus(env: Env, tripwire: Tripwire)
     by_url = send(env.loopback, url(env.upstream + "/ok.png")(env))
     assert by_url.status_code == 200, by_url.text[:500]
     assert tripwire.attempts == []
+    assert (socket.getaddrinfo, socket.socket.connect) == tripwire.guards, "the tripwire was not in place"

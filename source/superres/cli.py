@@ -130,6 +130,40 @@ def serve(host: str, port: int, model_dir: Path | None, variant: str) -> None:
 _URL_PREFIXES = ("http://", "https://", "s3://")
 
 
+@main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--scale", type=click.Choice(["2", "4"]), default="4", show_default=True)
+@model_dir_option
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True)
+def demo(image: Path, scale: str, model_dir: Path | None, output: Path) -> None:
+    """Start the local service on 127.0.0.1, upscale IMAGE through POST /resolution over HTTP, stop."""
+    from .client import ResolutionAPIError, ResolutionClient
+    from .service.local import local_app, serving
+    from .service.settings import ServiceSettings
+
+    overrides = {"model_dir": model_dir} if model_dir else {}
+    try:
+        app = local_app(ServiceSettings.for_variant("local", **overrides))
+    except SuperResError as error:
+        raise click.ClickException(error.message) from None
+    with serving(app) as base_url:
+        endpoint = f"{base_url}/resolution"
+        click.echo(f"service up at {endpoint}; POST {image.name} scale={scale} ...")
+        started = time.perf_counter()
+        try:
+            with ResolutionClient(endpoint, timeout=3600) as api:
+                result = api.upscale(image.read_bytes(), scale=int(scale))
+        except ResolutionAPIError as error:
+            raise click.ClickException(str(error)) from None
+    output.mkdir(parents=True, exist_ok=True)
+    target = output / f"{image.stem}_x{scale}.{'jpg' if result.format == 'jpeg' else result.format}"
+    target.write_bytes(result.image)
+    click.echo(
+        f"{target} ({result.width}x{result.height}, {result.metadata.get('model')}) in "
+        f"{time.perf_counter() - started:.1f}s over HTTP"
+    )
+
+
 @main.command("client")
 @click.argument("endpoint")
 @click.argument("image_or_url")
@@ -216,7 +250,7 @@ def models_fetch(names: tuple[str, ...], model_dir: Path | None, fetch_all: bool
     chosen = list(MODELS) if fetch_all else list(names) or [DEFAULT_MODEL]
     for name in chosen:
         spec = _spec_or_exit(name)
-        with tqdm(total=spec.size, unit="B", unit_scale=True, desc=spec.filename) as bar:
+        with tqdm(total=spec.size, unit="B", unit_scale=True, desc=spec.filename, delay=1.0) as bar:
             try:
                 path = store.fetch(spec, url=url, on_progress=lambda done, _: bar.update(done - bar.n))
             except SuperResError as error:

@@ -10,6 +10,7 @@ uint8 or uint16.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 
 import cv2
@@ -58,7 +59,7 @@ def probe(data: bytes, max_pixels: int | None = None) -> ImageInfo:
         ) from None
     if orientation in (5, 6, 7, 8):  # these orientations swap width and height
         width, height = height, width
-    info = ImageInfo(fmt, width, height, orientation if 1 <= orientation <= 8 else 1)
+    info = ImageInfo(fmt, width, height, orientation)
     if max_pixels is not None and info.pixels > max_pixels:
         raise ImageTooLargeError(f"input image is {width}x{height} = {info.pixels:,} pixels; {limit}")
     return info
@@ -72,9 +73,13 @@ def _orientation(raw_exif: bytes | None) -> int:
     """
     if not raw_exif:
         return 1
-    exif = Image.Exif()
-    exif.load(raw_exif)
-    return int(exif.get(_ORIENTATION_TAG, 1))
+    try:
+        exif = Image.Exif()
+        exif.load(raw_exif)
+        orientation = int(exif.get(_ORIENTATION_TAG, 1))
+    except (ValueError, TypeError, SyntaxError, OSError, struct.error):
+        return 1  # a malformed tag is ignored, as viewers do
+    return orientation if 1 <= orientation <= 8 else 1
 
 
 def decode(data: bytes, *, max_pixels: int | None = None) -> tuple[np.ndarray, ImageInfo]:

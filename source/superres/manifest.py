@@ -13,6 +13,15 @@ from dataclasses import dataclass, field
 
 _REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 _BSD3 = "BSD-3-Clause (xinntao/Real-ESRGAN)"
+_GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"
+# License_GFPGAN.txt: "GFPGAN is licensed under the Apache License Version 2.0 except for
+# the third-party components listed below" (among them StyleGAN2 code under NVIDIA's
+# non-commercial Source Code License and DFDNet code under CC BY-NC-SA 4.0). The release
+# assets carry no separate license for the weights themselves.
+_APACHE_GFPGAN = "Apache-2.0 (TencentARC/GFPGAN), except the third-party parts License_GFPGAN.txt lists"
+# OpenCV Zoo keeps its ONNX files in Git LFS: github.com/.../raw/... redirects to the file,
+# raw.githubusercontent.com would serve the 131-byte LFS pointer instead.
+_OPENCV_ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
 
 
 @dataclass(frozen=True)
@@ -34,15 +43,23 @@ class ModelSpec:
     url: str
     size: int
     sha256: str
-    #: spandrel's architecture id, checked when the file is loaded.
+    #: spandrel's architecture id, checked when the file is loaded; for a
+    #: ``runtime="opencv"`` file, a name for the network (spandrel cannot load it).
     architecture: str
+    #: Output size / input size: 4 or 2 for super-resolution, 1 for the face
+    #: networks (GFPGAN restores a 512x512 crop at 512x512; a detector has no output image).
     scale: int
     license: str
     #: Forward-pass cost per *input* pixel, measured with
-    #: torch.utils.flop_counter; the service's time budget uses it.
+    #: torch.utils.flop_counter; the service's time budget uses it. For GFPGAN
+    #: the pixels are those of the aligned 512x512 face crop (one face costs
+    #: 512 * 512 times this), for the detector those of the image it runs on.
     mflop_per_pixel: float
     purpose: str
     known_copies: tuple[KnownCopy, ...] = field(default=())
+    #: What loads the file: "spandrel" (a PyTorch state dict) or "opencv"
+    #: (an ONNX graph for cv2.FaceDetectorYN).
+    runtime: str = "spandrel"
 
     @property
     def filenames(self) -> tuple[str, ...]:
@@ -139,6 +156,65 @@ MODELS: dict[str, ModelSpec] = {
                     2_503_057,
                     "fef0af6282deec1eb17ce05007fecb8977890ee428c088f42ea842b0750be689",
                     _NCNN_ORIGIN,
+                ),
+            ),
+        ),
+        # Face restoration: GFPGANv1Clean (U-Net + StyleGAN2 decoder) on aligned 512x512
+        # crops. mflop_per_pixel: torch.utils.flop_counter on a 1x3x512x512 input,
+        # 395.5 GFLOP per face / (512 * 512), with return_rgb=False as superres.face calls it.
+        ModelSpec(
+            name="GFPGANv1.3",
+            filename="GFPGANv1.3.pth",
+            url=f"{_GFPGAN}/v1.3.0/GFPGANv1.3.pth",
+            size=348_632_874,
+            sha256="c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70",
+            architecture="GFPGAN",
+            scale=1,
+            license=_APACHE_GFPGAN,
+            mflop_per_pixel=1.51,
+            purpose="face restoration",
+        ),
+        ModelSpec(
+            name="GFPGANv1.4",
+            filename="GFPGANv1.4.pth",
+            url=f"{_GFPGAN}/v1.3.4/GFPGANv1.4.pth",
+            size=348_632_874,
+            sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
+            architecture="GFPGAN",
+            scale=1,
+            license=_APACHE_GFPGAN,
+            mflop_per_pixel=1.51,
+            purpose="face restoration",
+        ),
+        # The face detector GFPGAN's alignment needs (box + 5 landmarks), run by
+        # cv2.FaceDetectorYN. Official: OpenCV Zoo's 2023mar file, size and sha256 from
+        # the Git LFS pointer in opencv/opencv_zoo. The copy in ../shared/models is the
+        # later 2026may export (taken from RuDr8A/RealTime-PPE-Compliance; third-party
+        # manifests pin it at opencv_zoo revisions 26cc381e and 47534e27 with this
+        # size and sha256): same YuNet graph interface (cls/obj/bbox/kps heads at
+        # strides 8/16/32), 53,121 weights, but not the 2023mar bytes, and whether its
+        # weights equal 2023mar's is not known. mflop_per_pixel: convolution FLOPs
+        # (2 x MACs) counted from that ONNX graph per detector-input pixel; there is no
+        # PyTorch module to give torch.utils.flop_counter.
+        ModelSpec(
+            name="YuNet",
+            filename="face_detection_yunet_2023mar.onnx",
+            url=f"{_OPENCV_ZOO}/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+            size=232_589,
+            sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+            architecture="YuNet",
+            scale=1,
+            license="MIT (opencv/opencv_zoo, models/face_detection_yunet)",
+            mflop_per_pixel=0.0017,
+            purpose="face detection for face restoration",
+            runtime="opencv",
+            known_copies=(
+                KnownCopy(
+                    "face_detection_yunet_2026may.onnx",
+                    229_738,
+                    "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
+                    "OpenCV Zoo's later YuNet export (2026may): same detector interface, "
+                    "other weights possible; not the official 2023mar file",
                 ),
             ),
         ),

@@ -53,7 +53,9 @@ def error_response(status: int, message: str, code: str, request_id: str | None 
     headers = {"Retry-After": "1"} if status in (429, 503) else {}
     if request_id:
         headers["x-request-id"] = request_id
-    return JSONResponse({"message": message, "code": code}, status_code=status, headers=headers)
+    # Messages may quote what the client sent; a lone surrogate must not break the JSON.
+    safe = message.encode("utf-8", "replace").decode("utf-8")
+    return JSONResponse({"message": safe, "code": code}, status_code=status, headers=headers)
 
 
 def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
@@ -119,7 +121,7 @@ def _json_errors(endpoint: Callable[[Request, str], Awaitable[Response]]) -> Cal
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused as soon as it is known to exceed ``limit`` (before it is all read)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ImageTooLargeError(f"the request is {int(declared):,} bytes; the limit is {limit:,} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -45,11 +45,16 @@ def parse_json_request(body: bytes) -> dict[str, Any]:
     """The request object, valid against the contract, or a 400 saying what is wrong."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except RecursionError:
+        raise BadRequestError("the body is not valid JSON: nested too deeply") from None
+    except ValueError as error:  # also bad UTF-8, and integers of more than 4300 digits
         raise BadRequestError(f"the body is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
         raise BadRequestError("the body must be a JSON object")
-    error = jsonschema.exceptions.best_match(_request_validator().iter_errors(payload))
+    try:
+        error = jsonschema.exceptions.best_match(_request_validator().iter_errors(payload))
+    except RecursionError:  # parsed, but too deep to describe what is wrong with it
+        raise BadRequestError("the body is nested too deeply") from None
     if error is not None:
         raise BadRequestError(_describe(error))
     return payload

@@ -21,6 +21,7 @@ from .contract import parse_json_request
 from .settings import ServiceSettings
 
 _DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
 #: bmp in answers png: the same pixels at a fraction of the bytes.
 _DEFAULT_OUTPUT = {"jpeg": "jpeg", "png": "png", "webp": "webp", "bmp": "png"}
 
@@ -81,7 +82,8 @@ def fetch_policy(settings: ServiceSettings) -> FetchPolicy:
 
 
 def decode_base64(text: str) -> bytes:
-    payload = _DATA_URL.sub("", text, count=1)
+    # Line-wrapped base64 (as the base64 tool writes it) is still base64.
+    payload = _WHITESPACE.sub("", _DATA_URL.sub("", text, count=1))
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):

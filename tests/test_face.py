@@ -1,0 +1,347 @@
+"""Face restoration: the real YuNet detector, real geometry, GFPGAN's real architecture.
+
+GFPGAN's weights are not available offline, so the network is GFPGANv1Clean
+(spandrel's class, the configuration of v1.3/v1.4) with random weights, saved
+in the official layout; the pipeline around it is checked exactly, the quality
+of its faces cannot be.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from spandrel.architectures.GFPGAN import GFPGAN
+
+from conftest import SHARED, load_photo
+from superres.errors import BadRequestError, ModelMismatchError
+from superres.face import (
+    FACE_SIZE,
+    FFHQ_TEMPLATE,
+    FaceDetector,
+    FaceModel,
+    FaceRestorer,
+    align_face,
+    alignment_matrix,
+    face_mask,
+    load_face_descriptor,
+    paste_face,
+    paste_matrix,
+)
+from superres.manifest import get_spec
+from superres.store import FileStatus, ModelStore
+
+YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+# GFPGANer's "clean" configuration for v1.3 and v1.4 (spandrel builds the same).
+GFPGAN_CONFIG = dict(
+    out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
+    num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True,
+)
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector(YUNET)
+
+
+@pytest.fixture(scope="module")
+def gfpgan_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("gfpgan") / "GFPGANv1.4.pth"
+    torch.save({"params_ema": GFPGAN(**GFPGAN_CONFIG).state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(gfpgan_file: Path) -> FaceModel:
+    return FaceModel.from_file(gfpgan_file, get_spec("GFPGANv1.4"), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def face_crop(astronaut: np.ndarray) -> np.ndarray:
+    """160x160 around the astronaut's face (box about 90x113)."""
+    return np.ascontiguousarray(astronaut[30:190, 140:300])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+# --- detection ----------------------------------------------------------------------------
+
+def test_the_manifest_knows_the_shared_detector_copy() -> None:
+    store = ModelStore(SHARED / "models")
+    assert store.verify(get_spec("YuNet")).status is FileStatus.KNOWN_COPY
+    assert FaceDetector.from_store(store).model_path == str(YUNET)
+
+
+def test_detector_finds_the_astronaut_with_landmarks_in_yunet_order(detector, astronaut) -> None:
+    faces = detector.detect(astronaut)
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.score > 0.8
+    x, y, w, h = face.box
+    right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
+    assert ((face.landmarks >= (x, y)) & (face.landmarks <= (x + w, y + h))).all()
+    # The person's right eye and mouth corner are on the image's left, like the template's.
+    assert right_eye[0] < nose[0] < left_eye[0] and right_mouth[0] < left_mouth[0]
+    assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])
+
+
+@pytest.mark.parametrize("name", ["rocket.jpg", "chelsea.png"])
+def test_detector_finds_no_face_in_a_rocket_or_a_cat(name) -> None:
+    assert FaceDetector(YUNET, score_threshold=0.3).detect(load_photo(name)) == []
+
+
+def test_detector_takes_gray_rgba_and_16_bit(detector, astronaut) -> None:
+    reference = detector.detect(astronaut)[0].landmarks
+    alpha = np.full(astronaut.shape[:2] + (1,), 255, np.uint8)
+    variants = {
+        "rgba": np.concatenate([astronaut, alpha], axis=2),
+        "16-bit": astronaut.astype(np.uint16) * 257,
+        "gray": cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[:, :, None],
+    }
+    for name, pixels in variants.items():
+        faces = detector.detect(pixels)
+        assert len(faces) == 1, name
+        # Same 8-bit colour for RGBA and 16-bit; gray is another picture for YuNet.
+        tolerance = 4.0 if name == "gray" else 1e-3  # gray: up to 3.1 px measured
+        assert np.abs(faces[0].landmarks - reference).max() < tolerance, name
+
+
+def test_detector_reduces_large_images_and_maps_back(astronaut) -> None:
+    big = cv2.resize(astronaut, None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)
+    (face,) = FaceDetector(YUNET, max_side=512).detect(big)
+    (reference,) = FaceDetector(YUNET).detect(astronaut)
+    # Detected on a copy reduced back to 512 px: the same landmarks, in the big image's pixels.
+    assert np.abs(face.landmarks - (reference.landmarks * 2 + 0.5)).max() < 1.0
+
+
+def test_detector_is_thread_safe(detector, astronaut, face_crop) -> None:
+    images = [astronaut, face_crop, load_photo("camera.png"), load_photo("rocket.jpg")] * 4
+    expected = [[face.box for face in detector.detect(image)] for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda image: [face.box for face in detector.detect(image)], images))
+    assert found == expected
+
+
+# --- geometry -----------------------------------------------------------------------------
+
+def least_squares_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Umeyama's closed form: the similarity transform with the least squared error."""
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - src_mean, dst - dst_mean
+    u, sigma, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(sigma) @ sign) / (s**2).sum() * len(src)
+    return np.hstack([scale * rotation, (dst_mean - scale * rotation @ src_mean)[:, None]])
+
+
+def residuals(matrix: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(landmarks @ matrix[:, :2].T + matrix[:, 2] - FFHQ_TEMPLATE, axis=1)
+
+
+def test_alignment_is_exact_for_a_face_with_the_template_proportions() -> None:
+    angle = np.radians(12)
+    similarity = 0.35 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks = FFHQ_TEMPLATE @ similarity.T + (150.0, 80.0)
+    assert residuals(alignment_matrix(landmarks), landmarks).max() < 1e-3
+
+
+def test_alignment_is_the_best_similarity_for_the_real_landmarks(detector, astronaut) -> None:
+    landmarks = detector.detect(astronaut)[0].landmarks
+    matrix = alignment_matrix(landmarks)
+    ours = residuals(matrix, landmarks)
+    optimum = residuals(least_squares_similarity(landmarks, FFHQ_TEMPLATE), landmarks)
+    # A similarity cannot reshape a face: the astronaut's five points miss the FFHQ template by
+    # 3-10 crop pixels (1-3.4 input pixels), and no similarity does better than this fit.
+    assert np.sqrt(np.mean(ours**2)) <= np.sqrt(np.mean(optimum**2)) + 1e-3
+    assert ours.max() < 11.0
+    # Each point lands nearest its own template point: the orders agree.
+    mapped = landmarks @ matrix[:, :2].T + matrix[:, 2]
+    nearest = np.linalg.norm(mapped[:, None] - FFHQ_TEMPLATE[None], axis=2).argmin(axis=1)
+    assert nearest.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_paste_matrix_inverts_the_alignment_at_any_scale(detector, astronaut) -> None:
+    landmarks = detector.detect(astronaut)[0].landmarks
+    matrix = alignment_matrix(landmarks)
+    on_crop = landmarks @ matrix[:, :2].T + matrix[:, 2]
+    for scale in (1, 2, 4):
+        back = on_crop @ paste_matrix(matrix, scale)[:, :2].T + paste_matrix(matrix, scale)[:, 2]
+        assert np.abs(back - (landmarks * scale + (scale - 1) / 2)).max() < 1e-9
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_pasting_the_aligned_crop_back_lands_on_the_face(detector, astronaut, scale) -> None:
+    """The unrestored crop pasted into a Lanczos enlargement must coincide with it.
+
+    At x4 the crop is enlarged 1.4x on the way back; at x1 it shrinks 2.9x (the reduce-first path).
+    """
+    matrix = alignment_matrix(detector.detect(astronaut)[0].landmarks)
+    crop = align_face(astronaut, matrix).astype(np.float32) / 255
+    background = cv2.resize(astronaut, None, fx=scale, fy=scale, interpolation=cv2.INTER_LANCZOS4)
+
+    def shift_of(matrix: np.ndarray) -> tuple[np.ndarray, float]:
+        """Sub-pixel shift (phase correlation) of the pasted face against the background, and PSNR."""
+        output = background.copy()
+        (x0, y0, _, _), alpha = paste_face(output, crop, matrix, scale)
+        rows, cols = np.nonzero(alpha > 0.99)
+        quality = psnr(background[rows + y0, cols + x0], output[rows + y0, cols + x0])
+        # The middle of the fully pasted area: nothing but pasted pixels.
+        top, bottom = (3 * rows.min() + rows.max()) // 4 + y0, (rows.min() + 3 * rows.max()) // 4 + y0
+        left, right = (3 * cols.min() + cols.max()) // 4 + x0, (cols.min() + 3 * cols.max()) // 4 + x0
+        gray = [cv2.cvtColor(image[top:bottom, left:right], cv2.COLOR_RGB2GRAY).astype(np.float64)
+                for image in (background, output)]
+        window = cv2.createHanningWindow(gray[0].shape[::-1], cv2.CV_64F)
+        (dx, dy), _ = cv2.phaseCorrelate(gray[0], gray[1], window)
+        return np.array([dx, dy]), quality
+
+    shift, quality = shift_of(matrix)
+    assert np.abs(shift).max() < 0.1  # output pixels; measured 0.03 (x4) and 0.02 (x1)
+    assert quality > (35 if scale == 4 else 30)  # measured 38.7 and 33.0 dB
+    # The measurement sees a misplacement: the crop moved one input pixel right lands `scale` px off.
+    moved = matrix.copy()
+    moved[:, 2] -= matrix[:, 0]
+    shift, _ = shift_of(moved)
+    assert np.abs(shift - (scale, 0)).max() < 0.1
+
+
+def test_a_face_larger_than_the_crop_is_reduced_without_aliasing(detector, astronaut) -> None:
+    matrix = alignment_matrix(detector.detect(astronaut)[0].landmarks)
+    reference = align_face(astronaut, matrix)
+    big = cv2.resize(astronaut, None, fx=6, fy=6, interpolation=cv2.INTER_LANCZOS4)
+    # The same alignment in the 6x image's pixels (x = (X - 2.5) / 6): it shrinks about 2x.
+    on_big = matrix.copy()
+    on_big[:, :2] /= 6
+    on_big[:, 2] -= on_big[:, :2].sum(axis=1) * 2.5
+    naive = cv2.warpAffine(big, on_big, (FACE_SIZE, FACE_SIZE), borderValue=(132, 133, 135))
+    ours = psnr(align_face(big, on_big), reference)
+    assert ours > 40 and ours > psnr(naive, reference) + 1  # measured 41.2 and 39.7 dB
+
+
+def test_the_mask_is_soft_and_zero_at_the_crop_edge() -> None:
+    mask = face_mask()
+    assert mask[0].max() == mask[-1].max() == mask[:, 0].max() == mask[:, -1].max() == 0
+    assert mask[FACE_SIZE // 2, FACE_SIZE // 2] == pytest.approx(1.0, abs=1e-6)
+    ramp = mask[FACE_SIZE // 2, :FACE_SIZE // 2]
+    assert (np.diff(ramp) >= -1e-7).all() and ((ramp > 0.01) & (ramp < 0.99)).sum() > 20
+
+
+def test_paste_keeps_alpha_and_writes_gray_as_gray(detector, astronaut) -> None:
+    matrix = alignment_matrix(detector.detect(astronaut)[0].landmarks)
+    white = np.ones((FACE_SIZE, FACE_SIZE, 3), np.float32)
+    alpha_channel = (np.arange(astronaut.size // 3).reshape(astronaut.shape[:2]) % 256).astype(np.uint8)
+    rgba16 = np.dstack([astronaut, alpha_channel]).astype(np.uint16) * 257
+    before = rgba16.copy()
+    (x0, y0, x1, y1), alpha = paste_face(rgba16, white, matrix, 1)
+    assert np.array_equal(rgba16[:, :, 3], before[:, :, 3])
+    # out = a * face + (1 - a) * background, 16 bits deep (away from the crop's very edge,
+    # where the warped face itself fades into the border).
+    inner = alpha > 0.05
+    background = before[y0:y1, x0:x1, :3].astype(np.float64)
+    expected = np.rint(background + alpha[:, :, None] * (65535 - background))
+    assert np.abs(rgba16[y0:y1, x0:x1, :3] - expected)[inner].max() <= 1
+
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[:, :, None]
+    untouched = gray.copy()
+    (x0, y0, x1, y1), alpha = paste_face(gray, white, matrix, 1)
+    background = untouched[y0:y1, x0:x1, 0].astype(np.float64)
+    expected = np.rint(background + alpha * (255 - background))
+    assert np.abs(gray[y0:y1, x0:x1, 0] - expected)[alpha > 0.05].max() <= 1
+    outside = np.ones(gray.shape[:2], bool)
+    outside[y0:y1, x0:x1] = alpha == 0
+    assert np.array_equal(gray[outside], untouched[outside])
+
+
+# --- GFPGAN -------------------------------------------------------------------------------
+
+def test_random_gfpgan_weights_in_the_official_layout_load_as_gfpgan(model) -> None:
+    # ``model`` came through FaceModel.from_file -> load_face_descriptor -> spandrel's detection.
+    descriptor = model.descriptor
+    assert descriptor.architecture.id == get_spec("GFPGANv1.4").architecture == "GFPGAN"
+    assert isinstance(descriptor.model, GFPGAN)
+    assert (descriptor.purpose, descriptor.scale) == ("FaceSR", 1)
+    assert model.dtype == torch.float32 and model.device.type == "cpu"
+    with pytest.raises(ModelMismatchError, match="not GFPGAN"):
+        load_face_descriptor(SHARED / "models" / "realesr-animevideov3.ncnn-fp16.pth")
+
+
+def test_end_to_end_restores_the_face_and_nothing_else(detector, model, compact, face_crop) -> None:
+    restorer = FaceRestorer(detector, model)
+    upscaled = compact.upscale(face_crop, 4)
+    inputs = (face_crop.copy(), upscaled.copy())
+    seen = {}
+
+    def record(module, args, kwargs, output) -> None:
+        seen["input"], seen["output"] = args[0].clone(), output[0].clone()
+
+    hook = model.descriptor.model.register_forward_hook(record, with_kwargs=True)
+    try:
+        result = restorer.process(face_crop, upscaled, 4)
+    finally:
+        hook.remove()
+    assert len(result.faces) == 1
+    assert np.array_equal(face_crop, inputs[0]) and np.array_equal(upscaled, inputs[1])
+    pasted = result.faces[0]
+    x0, y0, x1, y1 = pasted.region
+    touched = np.zeros(upscaled.shape[:2], bool)
+    touched[y0:y1, x0:x1] = pasted.alpha > 0
+    assert np.array_equal(result.image[~touched], upscaled[~touched])
+    core = np.zeros_like(touched)
+    core[y0:y1, x0:x1] = pasted.alpha > 0.5
+    assert (result.image != upscaled).any(axis=2)[core].mean() > 0.9
+
+    # The official normalisation: the network gets the crop in [-1, 1] ...
+    matrix = alignment_matrix(pasted.face.landmarks)
+    crop = align_face(face_crop, matrix).astype(np.float32) / 255
+    assert torch.allclose(seen["input"][0].permute(1, 2, 0), torch.from_numpy(crop * 2 - 1), atol=1e-6)
+    # ... and its output, read as [-1, 1], is exactly what was pasted.
+    face = ((seen["output"][0].permute(1, 2, 0).numpy() + 1) * 0.5).clip(0, 1)
+    manual = upscaled.copy()
+    paste_face(manual, face, matrix, 4)
+    assert np.array_equal(manual, result.image)
+
+
+def test_an_image_without_faces_comes_back_as_it_was(detector, model, compact) -> None:
+    original = cv2.resize(load_photo("rocket.jpg"), (160, 107), interpolation=cv2.INTER_AREA)
+    upscaled = compact.upscale(original, 2)
+    image, count = FaceRestorer(detector, model).restore(original, upscaled, 2)
+    assert count == 0 and image is upscaled
+
+
+def test_min_face_size_and_max_faces(detector, model, face_crop) -> None:
+    small = cv2.resize(face_crop, (96, 96), interpolation=cv2.INTER_AREA)
+    two = np.concatenate([face_crop, cv2.copyMakeBorder(small, 32, 32, 0, 0, cv2.BORDER_REPLICATE)], axis=1)
+    sizes = [face.size for face in FaceRestorer(detector, model).find_faces(two)]
+    assert len(sizes) == 2 and sizes[0] > 80 and 40 < sizes[1] < 70  # largest first
+    assert len(FaceRestorer(detector, model, max_faces=1).find_faces(two)) == 1
+    assert FaceRestorer(detector, model, max_faces=1).find_faces(two)[0].size == sizes[0]
+    assert [f.size for f in FaceRestorer(detector, model, min_face_size=75).find_faces(two)] == sizes[:1]
+    # Nothing left to restore: no network pass, the upscaled image itself comes back.
+    upscaled = cv2.resize(two, None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)
+    for restorer in (FaceRestorer(detector, model, min_face_size=200), FaceRestorer(detector, model, max_faces=0)):
+        image, count = restorer.restore(two, upscaled, 2)
+        assert count == 0 and image is upscaled
+    image, count = FaceRestorer(detector, model).restore(two, upscaled, 2, weight=0.0)
+    assert count == 0 and image is upscaled
+
+
+def test_bad_inputs_are_refused(detector, model, face_crop) -> None:
+    restorer = FaceRestorer(detector, model)
+    with pytest.raises(BadRequestError, match="upscaled must be 640x640x3"):
+        restorer.restore(face_crop, face_crop, 4)
+    with pytest.raises(BadRequestError, match="weight"):
+        restorer.restore(face_crop, face_crop, 1, weight=1.5)
+    with pytest.raises(BadRequestError, match="uint8 or uint16"):
+        restorer.restore(face_crop.astype(np.float32), face_crop, 1)
+    with pytest.raises(ValueError):
+        FaceRestorer(detector, model, weight=-0.1)
+    with pytest.raises(ModelMismatchError):
+        FaceDetector(SHARED / "models" / "realesr-animevideov3.ncnn-fp16.pth")
