@@ -34,7 +34,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 

@@ -67,3 +67,17 @@ def with_round_alpha(rgb: np.ndarray) -> np.ndarray:
     distance = np.hypot(y - height / 2, x - width / 2) / (min(height, width) / 2)
     alpha = np.clip((1.0 - distance) * 4, 0, 1) * 255
     return np.dstack((rgb, alpha.round().astype(rgb.dtype)))
+
+
+def write_random_gfpgan(path: Path) -> Path:
+    """GFPGAN v1.3/v1.4's real architecture (GFPGANv1Clean) with random weights, saved in the
+    official layout: GFPGAN weights cannot be downloaded here, so face quality is not judged."""
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(0)
+    network = GFPGAN(
+        out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
+        num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True,
+    )
+    torch.save({"params_ema": network.state_dict()}, path)
+    return path

@@ -15,9 +15,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from spandrel.architectures.GFPGAN import GFPGAN
 
-from conftest import SHARED, load_photo
+from conftest import SHARED, load_photo, write_random_gfpgan
+
+from bench.metrics import psnr
+from spandrel.architectures.GFPGAN import GFPGAN
 from superres.errors import BadRequestError, ModelMismatchError
 from superres.face import (
     FACE_SIZE,
@@ -37,12 +39,6 @@ from superres.store import FileStatus, ModelStore
 
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 # GFPGANer's "clean" configuration for v1.3 and v1.4 (spandrel builds the same).
-GFPGAN_CONFIG = dict(
-    out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
-    num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True,
-)
-
-
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
     return FaceDetector(YUNET)
@@ -50,10 +46,7 @@ def detector() -> FaceDetector:
 
 @pytest.fixture(scope="module")
 def gfpgan_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("gfpgan") / "GFPGANv1.4.pth"
-    torch.save({"params_ema": GFPGAN(**GFPGAN_CONFIG).state_dict()}, path)
-    return path
+    return write_random_gfpgan(tmp_path_factory.mktemp("gfpgan") / "GFPGANv1.4.pth")
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +58,6 @@ def model(gfpgan_file: Path) -> FaceModel:
 def face_crop(astronaut: np.ndarray) -> np.ndarray:
     """160x160 around the astronaut's face (box about 90x113)."""
     return np.ascontiguousarray(astronaut[30:190, 140:300])
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / mse))
 
 
 # --- detection ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import httpx
 import jsonschema
 import numpy as np
 import pytest
-from conftest import SHARED, with_round_alpha
+from conftest import SHARED, load_photo, with_round_alpha, write_random_gfpgan
 
 from superres import codec
 from superres.service.contract import contract, schema
@@ -116,6 +116,21 @@ def test_the_contract_is_served(base_url: str) -> None:
     assert contract()["paths"]["/resolution"]["post"]["operationId"] == "resolution"
 
 
+def test_face_restoration_on_a_deployment_with_a_face_model(tmp_path, astronaut) -> None:
+    for name in ("realesr-animevideov3.ncnn-fp16.pth", "face_detection_yunet_2026may.onnx"):
+        (tmp_path / name).symlink_to(SHARED / "models" / name)
+    write_random_gfpgan(tmp_path / "GFPGANv1.4.pth")
+    face = codec.encode(np.ascontiguousarray(astronaut[30:190, 140:300]), "png")
+    no_face = codec.encode(load_photo("rocket.jpg")[:160, :160], "png")
+    with serving(local_app(settings(model_dir=tmp_path, face_enabled=True))) as url:
+        restored = post(url, {"img": b64(face), "scale": 2, "face": True})
+        _, info = decode_result(restored)
+        assert (info.width, info.height) == (320, 320) and restored.json()["faces"] == 1
+        plain = post(url, {"img": b64(no_face), "face": True})
+        assert plain.status_code == 200 and plain.json()["faces"] == 0
+        assert post(url, {"img": b64(face), "scale": 2}).json()["faces"] == 0
+
+
 # --- 400 ---------------------------------------------------------------------------------------
 
 
@@ -211,15 +226,35 @@ def test_unknown_routes_keep_the_error_shape(base_url: str) -> None:
 # --- the Lambda handler with API Gateway's event -----------------------------------------------
 
 
+def load_lambda_handler(**env: str):
+    """lambda_sr.handler as Lambda's init phase builds it, from these environment variables."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SUPERRES_MODEL_X4", "realesr-animevideov3")
+        patch.setenv("SUPERRES_MODEL_DIR", str(SHARED / "models"))
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return importlib.reload(importlib.import_module("lambda_sr.handler")).handler
+
+
 @pytest.fixture(scope="module")
 def lambda_handler():
-    patch = pytest.MonkeyPatch()
-    patch.setenv("SUPERRES_MODEL_X4", "realesr-animevideov3")
-    patch.setenv("SUPERRES_MODEL_DIR", str(SHARED / "models"))
-    import lambda_sr.handler
+    return load_lambda_handler()
 
-    yield importlib.reload(lambda_sr.handler).handler
-    patch.undo()
+
+def test_lambda_handler_502_for_an_unfetchable_url() -> None:
+    handler = load_lambda_handler(SUPERRES_ALLOW_LOOPBACK_URLS="true")
+    with file_server({}) as images:
+        answer = handler(api_gateway_event(json.dumps({"url": images + "/gone.png"})), LambdaContext())
+    assert answer["statusCode"] == 502 and json.loads(answer["body"])["code"] == "url_fetch_failed"
+
+
+def test_lambda_handler_504_past_the_time_budget(astronaut) -> None:
+    handler = load_lambda_handler(
+        SUPERRES_TIME_BUDGET_SECONDS="0.3", SUPERRES_THROUGHPUT_MFLOPS="1e12", SUPERRES_TILE="64"
+    )
+    big = codec.encode(np.ascontiguousarray(astronaut[:384, :384]), "png")
+    answer = handler(api_gateway_event(json.dumps({"img": b64(big), "scale": 4})), LambdaContext())
+    assert answer["statusCode"] == 504 and json.loads(answer["body"])["code"] == "time_budget_exceeded"
 
 
 @pytest.mark.parametrize("base64_body", [False, True])

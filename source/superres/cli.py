@@ -18,6 +18,7 @@ from .store import MODEL_DIR_ENV, FileStatus, ModelStore, default_model_dir
 from .tiling import TileConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+UPSCALERS = [name for name, spec in MODELS.items() if spec.scale > 1]
 
 model_dir_option = click.option(
     "--model-dir",
@@ -52,7 +53,7 @@ def _destination(source: Path, output: Path, scale: int, fmt: str | None, single
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--scale", type=click.Choice(["2", "4"]), default="4", show_default=True)
-@click.option("--model", type=click.Choice(list(MODELS)), default=DEFAULT_MODEL, show_default=True)
+@click.option("--model", type=click.Choice(UPSCALERS), default=DEFAULT_MODEL, show_default=True)
 @model_dir_option
 @click.option("--tile", type=int, default=TileConfig.tile, show_default=True, help="Tile core size in input pixels; 0 = whole image.")
 @click.option("--pad", type=int, default=TileConfig.pad, show_default=True, help="Context around each tile.")

@@ -170,11 +170,12 @@ class FaceDetector:
             # Back to the caller's pixels: centres scale about the half-pixel offset.
             landmarks = (row[4:14].reshape(5, 2) + 0.5) / factor - 0.5
             x, y = (row[0:2] + 0.5) / factor - 0.5
-            faces.append(Face((x, y, row[2] / factor, row[3] / factor), landmarks, float(row[14])))
+            width, height = row[2:4] / factor
+            faces.append(Face((float(x), float(y), float(width), float(height)), landmarks, float(row[14])))
         return sorted(faces, key=lambda face: face.score, reverse=True)
 
-    def _detector_input(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
-        """An 8-bit BGR image for YuNet (reduced to ``max_side``) and its scale factor."""
+    def _detector_input(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """An 8-bit BGR image for YuNet (reduced to ``max_side``) and its scale factors (x, y)."""
         eight = (pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
         if eight.shape[2] == 1:
             bgr = cv2.cvtColor(eight, cv2.COLOR_GRAY2BGR)
@@ -182,11 +183,11 @@ class FaceDetector:
             bgr = cv2.cvtColor(np.ascontiguousarray(eight[:, :, :3]), cv2.COLOR_RGB2BGR)
         height, width = bgr.shape[:2]
         factor = min(1.0, self.max_side / max(height, width))
-        if factor < 1.0:
-            size = (max(1, round(width * factor)), max(1, round(height * factor)))
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-            factor = size[0] / width  # the factor the rounding produced
-        return bgr, factor
+        if factor == 1.0:
+            return bgr, np.ones(2)
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        return bgr, np.array([size[0] / width, size[1] / height])  # what the rounding produced
 
 
 def alignment_matrix(landmarks: np.ndarray) -> np.ndarray | None:

@@ -54,6 +54,18 @@ class LocalBackend:
             name: Upscaler.from_file(store.path(get_spec(name)), get_spec(name), device=settings.device, tiles=tiles)
             for name in names
         }
+        self.faces = None
+        if settings.face_enabled:
+            from ..face import FaceRestorer
+
+            self.faces = FaceRestorer.from_store(
+                store,
+                settings.face_model,
+                device=settings.device,
+                max_faces=settings.face_max_faces,
+                min_face_size=settings.face_min_size,
+                weight=settings.face_weight,
+            )
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="superres")
 
     async def run(self, job: Job, deadline: float | None) -> dict[str, Any]:
@@ -72,6 +84,9 @@ class LocalBackend:
         pixels, _ = codec.decode(job.image)
         name = model_for_scale(job.scale, self.settings)
         result = self.upscalers[name].upscale(pixels, job.scale, on_progress=check_deadline)
+        faces = 0
+        if job.face and self.faces is not None:
+            result, faces = self.faces.restore(pixels, result, job.scale, on_progress=check_deadline)
         encoded = codec.encode(result, job.format, quality=job.quality)
         check_response_size(len(encoded), self.settings)
         return {
@@ -81,7 +96,7 @@ class LocalBackend:
             "height": result.shape[0],
             "scale": job.scale,
             "model": name,
-            "faces": 0,
+            "faces": faces,
             "seconds": round(time.monotonic() - started, 3),
         }
 

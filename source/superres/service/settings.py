@@ -78,6 +78,13 @@ class ServiceSettings(BaseSettings):
     throughput_mflops: float = Field(110_000.0, gt=0)
 
     face_enabled: bool = False
+    face_model: str = "GFPGANv1.4"
+    #: The largest faces first; each costs one 512x512 GFPGAN pass.
+    face_max_faces: int = Field(10, ge=0)
+    #: Faces smaller than this (shorter box side, input pixels) are left as upscaled.
+    face_min_size: int = Field(32, ge=0)
+    #: 1 = the restored face as GFPGAN makes it; lower mixes in the upscaled face.
+    face_weight: float = Field(1.0, ge=0, le=1)
     #: Computations running at once, and requests allowed to wait for one;
     #: past both, answers are 429 at once.
     workers: int = Field(1, ge=1)
