@@ -2,7 +2,8 @@
 
 Routes: ``POST /resolution`` and ``POST /{stage}/resolution`` (the API), ``POST
 /invocations`` and ``GET /ping`` (the SageMaker hosting contract), ``GET
-/openapi.yaml`` (the contract). Every error is ``{"message", "code"}`` with its
+/openapi.yaml`` (the contract), ``GET /`` and ``GET /web/...`` (a page to try the
+API, from the package's ``web`` folder). Every error is ``{"message", "code"}`` with its
 status; an unexpected exception is a 500 that shows nothing of itself.
 """
 
@@ -12,14 +13,16 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from ..errors import ImageTooLargeError, OverloadedError, SuperResError
 from .backends import Backend
@@ -30,6 +33,17 @@ from .settings import ServiceSettings
 logger = logging.getLogger("superres.service")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+#: The page (index.html, app.js, style.css), shipped as package data.
+WEB_DIR = Path(__file__).with_name("web")
+#: Everything from this origin, but the page may call a deployed endpoint elsewhere.
+_PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data: blob: http: https:; connect-src 'self' http: https:; "
+        "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+}
 
 
 class Admission:
@@ -82,6 +96,9 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
     async def openapi(_: Request) -> Response:
         return PlainTextResponse(contract_text(), media_type="application/yaml")
 
+    async def page(_: Request) -> Response:
+        return FileResponse(WEB_DIR / "index.html", headers=_PAGE_HEADERS)
+
     async def not_routed(_: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         return error_response(error.status_code, str(error.detail), _HTTP_CODES.get(error.status_code, "http_error"))
@@ -94,6 +111,8 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
             Route("/invocations", api, methods=["POST"]),
             Route("/ping", ping, methods=["GET"]),
             Route(f"/{CONTRACT_FILE}", openapi, methods=["GET"]),
+            Route("/", page, methods=["GET"]),
+            Mount("/web", StaticFiles(directory=WEB_DIR), name="web"),
         ],
         exception_handlers={HTTPException: not_routed},
     )

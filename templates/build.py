@@ -1,0 +1,1480 @@
+"""Generate the three CloudFormation templates from one description.
+
+    python templates/build.py            # (re)write the three *.template.json
+    python templates/build.py --check    # exit 1 if a committed template is stale
+
+Why plain dicts rather than troposphere or nested stacks:
+- every piece shared by the stacks (API + usage plan + auth, logging/alarms/dashboard,
+  VPC, EFS, SageMaker endpoint + autoscaling) is one function below, so nothing is
+  copy-pasted between templates, and the output is plain CloudFormation JSON that the
+  AWS console, cfn-lint, checkov and moto read directly;
+- nested stacks would need their child templates in S3 at deploy time (one more asset
+  per region and a template URL placeholder inside a template) and split outputs and
+  conditions across files, for no gain in a kit of three templates;
+- troposphere would be one more pinned dependency whose resource classes lag the
+  CloudFormation schema; cfn-lint (pinned) checks the generated JSON against the
+  current schema anyway.
+
+Assets are referenced through the placeholders the AWS Solutions build substitutes
+(serverless-image-handler convention): %%BUCKET_NAME%% (regional asset bucket prefix,
+``-<region>`` appended), %%SOLUTION_NAME%%, %%VERSION%% and %%ECR_ACCOUNT_ID%% (the
+account that hosts the container images in each region's ECR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from superres.manifest import MODELS, ModelSpec
+from superres.service.contract import contract, schema
+
+HERE = Path(__file__).resolve().parent
+OUTPUTS = {
+    "lambda": HERE / "lambda-efs.template.json",
+    "gpu": HERE / "sagemaker-gpu.template.json",
+    "inf1": HERE / "sagemaker-inf1.template.json",
+}
+
+# ---------------------------------------------------------------- constants
+
+#: The placeholders live in one mapping (as in serverless-image-handler's SourceCode
+#: mapping); resources read them with FindInMap, so the build substitutes them in one place.
+ASSET_MAPPING = {
+    "Source": {
+        "BucketPrefix": "%%BUCKET_NAME%%",
+        "KeyPrefix": "%%SOLUTION_NAME%%/%%VERSION%%",
+        "SolutionName": "%%SOLUTION_NAME%%",
+        "Version": "%%VERSION%%",
+        "EcrAccount": "%%ECR_ACCOUNT_ID%%",
+    }
+}
+PLACEHOLDERS = ("%%BUCKET_NAME%%", "%%SOLUTION_NAME%%", "%%VERSION%%", "%%ECR_ACCOUNT_ID%%")
+
+
+#: What the deployment build puts in; tests deploy and lint templates filled with these.
+EXAMPLE_ASSETS = {
+    "%%BUCKET_NAME%%": "superres-assets",
+    "%%SOLUTION_NAME%%": "superres-kit",
+    "%%VERSION%%": "v1.0.0",
+    "%%ECR_ACCOUNT_ID%%": "123456789012",
+}
+
+
+def substitute(text: str, values: dict[str, str] | None = None) -> str:
+    """The template text with every placeholder replaced (as deployment/build-s3-dist.sh does)."""
+    for placeholder, value in (values or EXAMPLE_ASSETS).items():
+        text = text.replace(placeholder, value)
+    assert "%%" not in text, "a placeholder is left"
+    return text
+
+
+def asset(key: str) -> dict[str, Any]:
+    return {"Fn::FindInMap": ["Assets", "Source", key]}
+
+
+ASSET_BUCKET = {"Fn::Join": ["-", [asset("BucketPrefix"), {"Ref": "AWS::Region"}]]}
+ASSET_VARIABLES = {
+    "AssetBucket": ASSET_BUCKET,
+    "KeyPrefix": asset("KeyPrefix"),
+    "SolutionName": asset("SolutionName"),
+    "Version": asset("Version"),
+    "EcrAccount": asset("EcrAccount"),
+}
+
+
+def asset_key(filename: str) -> dict[str, Any]:
+    return {"Fn::Join": ["/", [asset("KeyPrefix"), filename]]}
+
+
+def image_uri(repository: str) -> dict[str, Any]:
+    """An image in the regional ECR registry of the account that publishes the kit."""
+    return {
+        "Fn::Sub": [
+            "${EcrAccount}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${SolutionName}-" + repository + ":${Version}",
+            ASSET_VARIABLES,
+        ]
+    }
+
+LAMBDA_PYTHON = "python3.12"
+#: The x4 networks the hosts can load with spandrel (the SageMaker artifact ships them all).
+X4_MODELS = [
+    name for name, spec in MODELS.items() if spec.scale == 4 and spec.runtime == "spandrel"
+]
+FACE_MODELS = ["GFPGANv1.4", "YuNet"]
+EFS_MOUNT = "/mnt/models"
+MAX_ALLOWED_BUCKETS = 10
+LOG_RETENTION_DAYS = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+]
+LATENCY_ALARM_MS = 20000
+
+INSTANCE_TYPES = {
+    "gpu": ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g4dn.8xlarge"],
+    "inf1": ["ml.inf1.xlarge", "ml.inf1.2xlarge", "ml.inf1.6xlarge"],
+}
+VARIANT_NAME = "AllTraffic"
+API_NAME = "${AWS::StackName}-superres"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"Ref": name}
+
+
+def getatt(resource: str, attribute: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [resource, attribute]}
+
+
+def sub(text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"Fn::Sub": [text, variables] if variables else text}
+
+
+def if_(condition: str, then: Any, otherwise: Any) -> dict[str, Any]:
+    return {"Fn::If": [condition, then, otherwise]}
+
+
+NO_VALUE = ref("AWS::NoValue")
+
+
+def skip(*reasons: tuple[str, str]) -> dict[str, Any]:
+    """checkov suppressions, each with the reason it is right for this kit."""
+    return {"checkov": {"skip": [{"id": check, "comment": why} for check, why in reasons]}}
+
+
+def statement(actions: list[str], resources: Any, **extra: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": actions, "Resource": resources, **extra}
+
+
+def policy(name: str, *statements: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "PolicyName": name,
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": list(statements)},
+    }
+
+
+def assume_role(service: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": ["sts:AssumeRole"],
+            }
+        ],
+    }
+
+
+def alnum(name: str) -> str:
+    return "".join(ch for ch in name.title() if ch.isalnum())
+
+
+class Template:
+    """The sections of one template; the piece functions below add to them."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.parameters: dict[str, Any] = {}
+        self.groups: list[tuple[str, list[str]]] = []
+        self.labels: dict[str, str] = {}
+        self.mappings: dict[str, Any] = {"Assets": ASSET_MAPPING}
+        self.conditions: dict[str, Any] = {}
+        self.rules: dict[str, Any] = {}
+        self.resources: dict[str, Any] = {}
+        self.outputs: dict[str, Any] = {}
+
+    def parameter(self, group: str, name: str, label: str, **spec: Any) -> None:
+        self.parameters[name] = spec
+        self.labels[name] = label
+        for existing, members in self.groups:
+            if existing == group:
+                members.append(name)
+                break
+        else:
+            self.groups.append((group, [name]))
+
+    def resource(self, name: str, kind: str, properties: dict[str, Any], **attributes: Any) -> str:
+        assert name not in self.resources, name
+        self.resources[name] = {"Type": kind, **attributes, "Properties": properties}
+        return name
+
+    def output(self, name: str, description: str, value: Any, condition: str | None = None) -> None:
+        self.outputs[name] = {"Description": description, "Value": value}
+        if condition:
+            self.outputs[name]["Condition"] = condition
+
+    def render(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Description": self.description,
+            "Metadata": {
+                "AWS::CloudFormation::Interface": {
+                    "ParameterGroups": [
+                        {"Label": {"default": group}, "Parameters": members}
+                        for group, members in self.groups
+                    ],
+                    "ParameterLabels": {
+                        name: {"default": label} for name, label in self.labels.items()
+                    },
+                }
+            },
+            "Parameters": self.parameters,
+        }
+        if self.mappings:
+            body["Mappings"] = self.mappings
+        body["Conditions"] = self.conditions
+        if self.rules:
+            body["Rules"] = self.rules
+        body["Resources"] = self.resources
+        body["Outputs"] = self.outputs
+        return body
+
+
+# ---------------------------------------------------------------- shared parameters
+
+
+def common_parameters(t: Template, *, default_model: str, default_face: bool) -> None:
+    api = "API"
+    t.parameter(
+        api, "customStageName", "Stage name (first path segment of the URL)",
+        Type="String", Default="prod", AllowedPattern="^[A-Za-z0-9_-]{1,128}$",
+        Description="API Gateway stage, the first path segment of the invoke URL.",
+    )
+    t.parameter(
+        api, "customAuthType", "Authentication",
+        Type="String", Default="AWS_IAM", AllowedValues=["AWS_IAM", "NONE"],
+        Description=(
+            "AWS_IAM: callers sign requests (SigV4) and need execute-api:Invoke. "
+            "NONE: only the API key protects the method (in the China regions, unauthenticated "
+            "APIs need an ICP recordal)."
+        ),
+    )
+    t.parameter(
+        api, "UsagePlanRateLimit", "Per-key rate (requests/second)",
+        Type="Number", Default=5, MinValue=1,
+        Description="Steady-state requests per second allowed per API key (usage plan throttle).",
+    )
+    t.parameter(
+        api, "UsagePlanBurstLimit", "Per-key burst",
+        Type="Number", Default=10, MinValue=1,
+        Description="Requests allowed in a burst per API key (usage plan throttle).",
+    )
+    t.parameter(
+        api, "UsagePlanDailyQuota", "Per-key daily quota (0 = none)",
+        Type="Number", Default=10000, MinValue=0,
+        Description="Requests per key per day; 0 disables the quota.",
+    )
+    t.parameter(
+        api, "StageRateLimit", "Stage-wide rate (requests/second)",
+        Type="Number", Default=50, MinValue=1,
+        Description="Requests per second for POST /resolution across all keys.",
+    )
+    t.parameter(
+        api, "StageBurstLimit", "Stage-wide burst",
+        Type="Number", Default=100, MinValue=1,
+        Description="Burst for POST /resolution across all keys.",
+    )
+    service = "Service"
+    t.parameter(
+        service, "ModelName", "Super-resolution model",
+        Type="String", Default=default_model, AllowedValues=X4_MODELS,
+        Description=(
+            "The x4 network (scale 2 is x4 then Lanczos). RealESRGAN_x4plus: photos, 35.9 "
+            "MFLOP/pixel; realesr-general-x4v3: photos, 2.4; RealESRGAN_x4plus_anime_6B: "
+            "illustrations, 11.4; realesr-animevideov3: anime frames, 1.2."
+        ),
+    )
+    t.parameter(
+        service, "FaceEnhancement", "Face enhancement (GFPGAN)",
+        Type="String", Default="true" if default_face else "false", AllowedValues=["true", "false"],
+        Description='Serve "face": true requests (GFPGAN + YuNet); when false they are a 400.',
+    )
+    t.parameter(
+        service, "AllowedS3Buckets", "Buckets allowed for s3:// inputs",
+        Type="CommaDelimitedList", Default="",
+        Description=(
+            f"Up to {MAX_ALLOWED_BUCKETS} bucket names (comma separated) that s3:// urls may read; "
+            "the function may read objects of exactly these buckets. Empty: no s3:// inputs."
+        ),
+    )
+    ops = "Operations"
+    t.parameter(
+        ops, "LogRetentionDays", "Log retention (days)",
+        Type="Number", Default=365, AllowedValues=LOG_RETENTION_DAYS,
+        Description="Retention of the access log and function log groups.",
+    )
+    t.parameter(
+        ops, "AlarmTopicArn", "SNS topic for alarms (optional)",
+        Type="String", Default="", AllowedPattern="^$|^arn:[a-z-]+:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$",
+        Description="Existing SNS topic the alarms notify; empty: alarms without actions.",
+    )
+    t.conditions.update(
+        {
+            "UseIam": {"Fn::Equals": [ref("customAuthType"), "AWS_IAM"]},
+            "HasQuota": {"Fn::Not": [{"Fn::Equals": [ref("UsagePlanDailyQuota"), 0]}]},
+            "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [ref("AlarmTopicArn"), ""]}]},
+            "IsChina": {"Fn::Equals": [ref("AWS::Partition"), "aws-cn"]},
+        }
+    )
+    padded = {
+        "Fn::Split": [
+            ",",
+            {"Fn::Join": [",", [{"Fn::Join": [",", ref("AllowedS3Buckets")]}, "," * (MAX_ALLOWED_BUCKETS - 1)]]},
+        ]
+    }
+    for index in range(MAX_ALLOWED_BUCKETS):
+        t.conditions[f"HasBucket{index}"] = {
+            "Fn::Not": [{"Fn::Equals": [{"Fn::Select": [index, padded]}, ""]}]
+        }
+
+
+def allowed_buckets_env() -> dict[str, Any]:
+    """SUPERRES_ALLOWED_S3_BUCKETS: a JSON list of the allow-listed buckets."""
+    return if_(
+        "HasBucket0",
+        {"Fn::Join": ["", ['["', {"Fn::Join": ['","', ref("AllowedS3Buckets")]}, '"]']]},
+        "[]",
+    )
+
+
+def allowed_buckets_policy() -> dict[str, Any]:
+    """s3:GetObject on objects of the allow-listed buckets, nothing when there are none."""
+    padded = {
+        "Fn::Split": [
+            ",",
+            {"Fn::Join": [",", [{"Fn::Join": [",", ref("AllowedS3Buckets")]}, "," * (MAX_ALLOWED_BUCKETS - 1)]]},
+        ]
+    }
+    def arn(index: int) -> dict[str, Any]:
+        return sub("arn:${AWS::Partition}:s3:::${Bucket}/*", {"Bucket": {"Fn::Select": [index, padded]}})
+
+    # Bucket 0 exists whenever the policy does (HasBucket0 guards it).
+    resources = [arn(0)] + [if_(f"HasBucket{index}", arn(index), NO_VALUE) for index in range(1, MAX_ALLOWED_BUCKETS)]
+    return if_("HasBucket0", policy("read-allow-listed-buckets", statement(["s3:GetObject"], resources)), NO_VALUE)
+
+
+# ---------------------------------------------------------------- logging, roles
+
+
+def log_group(t: Template, name: str) -> str:
+    return t.resource(
+        name,
+        "AWS::Logs::LogGroup",
+        {"RetentionInDays": ref("LogRetentionDays")},
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
+        Metadata=skip(
+            (
+                "CKV_AWS_158",
+                "CloudWatch Logs encrypts log data at rest by default; a customer managed KMS key "
+                "would add $1/month and a key policy to every deployment for no extra protection "
+                "of these request logs (no image data is logged).",
+            )
+        ),
+    )
+
+
+LAMBDA_SKIPS = (
+    (
+        "CKV_AWS_116",
+        "Invoked synchronously by API Gateway: the caller gets the error, a dead-letter queue "
+        "never receives synchronous failures.",
+    ),
+    (
+        "CKV_AWS_115",
+        "Concurrency is bounded by the stage and usage-plan throttles; reserving concurrency "
+        "fails in accounts with the default 10-execution quota.",
+    ),
+    (
+        "CKV_AWS_173",
+        "The environment holds no secrets (model name, flags, bucket names); the default "
+        "AWS owned key encrypts it at rest.",
+    ),
+)
+
+
+def function_role(t: Template, name: str, log: str, *extra: Any, vpc: bool) -> str:
+    statements = [
+        statement(["logs:CreateLogStream", "logs:PutLogEvents"], getatt(log, "Arn")),
+        # X-Ray accepts no resource-level permissions.
+        statement(["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
+    ]
+    if vpc:
+        # Lambda creates and deletes the function's network interfaces with these;
+        # EC2 grants the Describe call only on "*".
+        statements.append(
+            statement(
+                [
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSubnets",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                "*",
+            )
+        )
+    policies = [policy("logs-traces-network", *statements), *extra]
+    reasons = [
+        (
+            "CKV_AWS_111",
+            "Resource '*' only where the service has no resource-level permissions: X-Ray "
+            "segments and the ENI calls Lambda makes for functions in a VPC.",
+        ),
+        (
+            "CKV_AWS_356",
+            "Same statements as CKV_AWS_111: X-Ray and EC2 network-interface actions support "
+            "no resource ARNs.",
+        ),
+    ]
+    return t.resource(
+        name,
+        "AWS::IAM::Role",
+        {"AssumeRolePolicyDocument": assume_role("lambda.amazonaws.com"), "Policies": policies},
+        Metadata=skip(*reasons),
+    )
+
+
+# ---------------------------------------------------------------- API Gateway
+
+
+def request_model_schema() -> dict[str, Any]:
+    """The contract's request schema as an API Gateway (JSON Schema draft 4) model."""
+    body = schema("ResolutionRequest")
+    return {"$schema": "http://json-schema.org/draft-04/schema#", "title": "ResolutionRequest", **body}
+
+
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "extendedRequestId": "$context.extendedRequestId",
+        "ip": "$context.identity.sourceIp",
+        "caller": "$context.identity.caller",
+        "user": "$context.identity.user",
+        "apiKeyId": "$context.identity.apiKeyId",
+        "requestTime": "$context.requestTime",
+        "httpMethod": "$context.httpMethod",
+        "resourcePath": "$context.resourcePath",
+        "status": "$context.status",
+        "protocol": "$context.protocol",
+        "responseLength": "$context.responseLength",
+        "latency": "$context.responseLatency",
+        "integrationLatency": "$context.integrationLatency",
+        "integrationStatus": "$context.integrationStatus",
+        "errorMessage": "$context.error.message",
+        "errorType": "$context.error.responseType",
+    },
+    separators=(",", ":"),
+)
+
+CORS_HEADERS = {
+    "gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
+    "gatewayresponse.header.Access-Control-Allow-Headers": (
+        "'Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token'"
+    ),
+    "gatewayresponse.header.Access-Control-Allow-Methods": "'POST,OPTIONS'",
+}
+#: API Gateway's own errors in the contract's Error shape ({"message", "code"}).
+GATEWAY_ERROR_TEMPLATE = '{"message":$context.error.messageString,"code":"$context.error.responseType"}'
+
+
+def api(t: Template, function: str) -> None:
+    """REST API, POST /resolution validated by the contract, auth, usage plan, key, stage."""
+    path = next(iter(contract()["paths"]))
+    t.resource(
+        "Api",
+        "AWS::ApiGateway::RestApi",
+        {
+            "Name": sub(API_NAME),
+            "Description": "Image super-resolution: POST /resolution",
+            "EndpointConfiguration": {"Types": ["REGIONAL"]},
+            "ApiKeySourceType": "HEADER",
+        },
+    )
+    t.resource(
+        "ResolutionResource",
+        "AWS::ApiGateway::Resource",
+        {"RestApiId": ref("Api"), "ParentId": getatt("Api", "RootResourceId"), "PathPart": path.strip("/")},
+    )
+    t.resource(
+        "ResolutionRequestModel",
+        "AWS::ApiGateway::Model",
+        {
+            "RestApiId": ref("Api"),
+            "Name": "ResolutionRequest",
+            "ContentType": "application/json",
+            "Description": "components/schemas/ResolutionRequest of openapi.yaml",
+            "Schema": request_model_schema(),
+        },
+    )
+    t.resource(
+        "BodyValidator",
+        "AWS::ApiGateway::RequestValidator",
+        {"RestApiId": ref("Api"), "Name": "body", "ValidateRequestBody": True, "ValidateRequestParameters": False},
+    )
+    t.resource(
+        "ResolutionMethod",
+        "AWS::ApiGateway::Method",
+        {
+            "RestApiId": ref("Api"),
+            "ResourceId": ref("ResolutionResource"),
+            "HttpMethod": "POST",
+            "OperationName": "resolution",
+            "AuthorizationType": if_("UseIam", "AWS_IAM", "NONE"),
+            "ApiKeyRequired": True,
+            "RequestValidatorId": ref("BodyValidator"),
+            "RequestModels": {"application/json": ref("ResolutionRequestModel")},
+            "Integration": {
+                "Type": "AWS_PROXY",
+                "IntegrationHttpMethod": "POST",
+                "TimeoutInMillis": 29000,
+                "Uri": sub(
+                    "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                    "${Function.Arn}/invocations",
+                    {"Function.Arn": getatt(function, "Arn")},
+                ),
+            },
+        },
+        Metadata=skip(
+            (
+                "CKV_AWS_59",
+                "Authorization follows the operator's customAuthType: AWS_IAM by default; NONE "
+                "only when chosen, and the method still requires an API key.",
+            )
+        ),
+    )
+    t.resource(
+        "ApiInvokePermission",
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": getatt(function, "Arn"),
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": sub(
+                "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*/POST" + path
+            ),
+        },
+    )
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        t.resource(
+            "GatewayResponse" + kind.replace("DEFAULT_", "Default"),
+            "AWS::ApiGateway::GatewayResponse",
+            {
+                "RestApiId": ref("Api"),
+                "ResponseType": kind,
+                "ResponseParameters": CORS_HEADERS,
+                "ResponseTemplates": {"application/json": GATEWAY_ERROR_TEMPLATE},
+            },
+        )
+    log_group(t, "AccessLogGroup")
+    t.resource(
+        "ApiDeployment",
+        "AWS::ApiGateway::Deployment",
+        {"RestApiId": ref("Api"), "Description": "POST /resolution"},
+        DependsOn=["ResolutionMethod", "GatewayResponseDefault4XX", "GatewayResponseDefault5XX"],
+    )
+    t.resource(
+        "ApiStage",
+        "AWS::ApiGateway::Stage",
+        {
+            "RestApiId": ref("Api"),
+            "DeploymentId": ref("ApiDeployment"),
+            "StageName": ref("customStageName"),
+            "TracingEnabled": True,
+            "AccessLogSetting": {"DestinationArn": getatt("AccessLogGroup", "Arn"), "Format": ACCESS_LOG_FORMAT},
+            "MethodSettings": [
+                {
+                    "ResourcePath": "/*",
+                    "HttpMethod": "*",
+                    "MetricsEnabled": True,
+                    "ThrottlingRateLimit": ref("StageRateLimit"),
+                    "ThrottlingBurstLimit": ref("StageBurstLimit"),
+                    "CachingEnabled": False,
+                }
+            ],
+        },
+        Metadata=skip(
+            (
+                "CKV_AWS_120",
+                "Every request carries its own image: a cache would never hit and would bill "
+                "by the hour at rest.",
+            ),
+            (
+                "CKV2_AWS_4",
+                "Execution logging needs an account-wide API Gateway CloudWatch role that this "
+                "stack must not overwrite; JSON access logs with the request id are on instead.",
+            ),
+            (
+                "CKV2_AWS_29",
+                "AWS WAF bills per web ACL and rule every month at rest; API keys, usage plans, "
+                "stage throttles and (by default) IAM auth protect the single method. Attach a "
+                "web ACL to the stage if needed.",
+            ),
+            (
+                "CKV2_AWS_51",
+                "Client certificates authenticate API Gateway to an HTTP backend; the integration "
+                "is a Lambda proxy, reached with IAM.",
+            ),
+        ),
+    )
+    quota = if_("HasQuota", {"Limit": ref("UsagePlanDailyQuota"), "Period": "DAY"}, NO_VALUE)
+    t.resource(
+        "UsagePlan",
+        "AWS::ApiGateway::UsagePlan",
+        {
+            "UsagePlanName": sub("${AWS::StackName}-default"),
+            "Description": "Default plan; add one per customer tier",
+            "ApiStages": [{"ApiId": ref("Api"), "Stage": ref("ApiStage")}],
+            "Throttle": {"RateLimit": ref("UsagePlanRateLimit"), "BurstLimit": ref("UsagePlanBurstLimit")},
+            "Quota": quota,
+        },
+    )
+    t.resource(
+        "ApiKey",
+        "AWS::ApiGateway::ApiKey",
+        {"Name": sub("${AWS::StackName}-default"), "Enabled": True, "Description": "First key, in the default plan"},
+    )
+    t.resource(
+        "UsagePlanKey",
+        "AWS::ApiGateway::UsagePlanKey",
+        {"KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")},
+    )
+    t.output(
+        "aikitsInvokeURLresolution",
+        "POST here (header x-api-key; SigV4-signed when customAuthType is AWS_IAM)",
+        sub("https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${ApiStage}" + path),
+    )
+    t.output("ApiKeyId", "Id of the first API key (in the default usage plan)", ref("ApiKey"))
+    t.output(
+        "GetApiKeyCommand",
+        "Prints the value of the first API key",
+        sub(
+            "aws apigateway get-api-key --api-key ${ApiKey} --include-value --query value "
+            "--output text --region ${AWS::Region}"
+        ),
+    )
+    t.output("UsagePlanId", "Usage plan the keys belong to", ref("UsagePlan"))
+    t.output(
+        "IssueApiKeyCommand",
+        "Issues a key for a new customer and adds it to the usage plan (replace CUSTOMER)",
+        sub(
+            "aws apigateway create-usage-plan-key --region ${AWS::Region} --usage-plan-id ${UsagePlan} "
+            "--key-type API_KEY --key-id $(aws apigateway create-api-key --region ${AWS::Region} "
+            "--name CUSTOMER --enabled --query id --output text)"
+        ),
+    )
+    t.output(
+        "RevokeApiKeyCommand",
+        "Disables a customer's key (replace KEY_ID); list keys with: aws apigateway get-api-keys",
+        sub(
+            "aws apigateway update-api-key --region ${AWS::Region} --api-key KEY_ID "
+            "--patch-operations op=replace,path=/enabled,value=false"
+        ),
+    )
+    t.output("AccessLogGroupName", "API access logs (JSON, one line per request)", ref("AccessLogGroup"))
+
+
+# ---------------------------------------------------------------- observability
+
+
+def _console(path: str) -> dict[str, Any]:
+    return if_(
+        "IsChina",
+        sub("https://${AWS::Region}.console.amazonaws.cn/" + path),
+        sub("https://${AWS::Region}.console.aws.amazon.com/" + path),
+    )
+
+
+def observability(t: Template, function: str, endpoint: str | None) -> None:
+    """Dashboard and alarms: API 5xx rate, p99 latency, throttles, backend errors."""
+    api_dims = ["ApiName", API_NAME, "Stage", "${customStageName}"]
+    fn_dims = ["FunctionName", "${Function}"]
+    widgets: list[dict[str, Any]] = [
+        {
+            "title": "Requests and errors",
+            "metrics": [
+                ["AWS/ApiGateway", "Count", *api_dims, {"stat": "Sum"}],
+                ["AWS/ApiGateway", "4XXError", *api_dims, {"stat": "Sum"}],
+                ["AWS/ApiGateway", "5XXError", *api_dims, {"stat": "Sum"}],
+            ],
+        },
+        {
+            "title": "Latency (ms)",
+            "metrics": [
+                ["AWS/ApiGateway", "Latency", *api_dims, {"stat": "p50"}],
+                ["AWS/ApiGateway", "Latency", *api_dims, {"stat": "p99"}],
+                ["AWS/ApiGateway", "IntegrationLatency", *api_dims, {"stat": "p99"}],
+            ],
+        },
+        {
+            "title": "Function",
+            "metrics": [
+                ["AWS/Lambda", "Invocations", *fn_dims, {"stat": "Sum"}],
+                ["AWS/Lambda", "Errors", *fn_dims, {"stat": "Sum"}],
+                ["AWS/Lambda", "Throttles", *fn_dims, {"stat": "Sum"}],
+                ["AWS/Lambda", "ConcurrentExecutions", *fn_dims, {"stat": "Maximum"}],
+            ],
+        },
+        {
+            "title": "Function duration (ms)",
+            "metrics": [
+                ["AWS/Lambda", "Duration", *fn_dims, {"stat": "p50"}],
+                ["AWS/Lambda", "Duration", *fn_dims, {"stat": "p99"}],
+            ],
+        },
+    ]
+    if endpoint:
+        ep_dims = ["EndpointName", "${Endpoint.EndpointName}", "VariantName", VARIANT_NAME]
+        widgets += [
+            {
+                "title": "Endpoint",
+                "metrics": [
+                    ["AWS/SageMaker", "Invocations", *ep_dims, {"stat": "Sum"}],
+                    ["AWS/SageMaker", "Invocation4XXErrors", *ep_dims, {"stat": "Sum"}],
+                    ["AWS/SageMaker", "Invocation5XXErrors", *ep_dims, {"stat": "Sum"}],
+                    ["AWS/SageMaker", "InvocationsPerInstance", *ep_dims, {"stat": "Sum"}],
+                ],
+            },
+            {
+                "title": "Endpoint latency (microseconds)",
+                "metrics": [
+                    ["AWS/SageMaker", "ModelLatency", *ep_dims, {"stat": "p50"}],
+                    ["AWS/SageMaker", "ModelLatency", *ep_dims, {"stat": "p99"}],
+                    ["AWS/SageMaker", "OverheadLatency", *ep_dims, {"stat": "p99"}],
+                ],
+            },
+        ]
+    body = {
+        "widgets": [
+            {
+                "type": "metric",
+                "x": 12 * (index % 2),
+                "y": 6 * (index // 2),
+                "width": 12,
+                "height": 6,
+                "properties": {
+                    "title": widget["title"],
+                    "metrics": widget["metrics"],
+                    "region": "${AWS::Region}",
+                    "view": "timeSeries",
+                    "period": 60,
+                },
+            }
+            for index, widget in enumerate(widgets)
+        ]
+    }
+    variables: dict[str, Any] = {"Function": ref(function)}
+    if endpoint:
+        variables["Endpoint.EndpointName"] = getatt(endpoint, "EndpointName")
+    t.resource(
+        "Dashboard",
+        "AWS::CloudWatch::Dashboard",
+        {
+            "DashboardName": sub("${AWS::StackName}-superres"),
+            "DashboardBody": sub(json.dumps(body, separators=(",", ":")), variables),
+        },
+    )
+    actions = if_("HasAlarmTopic", [ref("AlarmTopicArn")], NO_VALUE)
+    api_dimensions = [
+        {"Name": "ApiName", "Value": sub(API_NAME)},
+        {"Name": "Stage", "Value": ref("customStageName")},
+    ]
+    common = {"AlarmActions": actions, "OKActions": actions, "TreatMissingData": "notBreaching"}
+    t.resource(
+        "Api5xxRateAlarm",
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmDescription": "More than 5% of requests answered 5xx for 5 minutes",
+            "Namespace": "AWS/ApiGateway",
+            "MetricName": "5XXError",
+            "Dimensions": api_dimensions,
+            "Statistic": "Average",
+            "Period": 60,
+            "EvaluationPeriods": 5,
+            "DatapointsToAlarm": 5,
+            "Threshold": 0.05,
+            "ComparisonOperator": "GreaterThanThreshold",
+            **common,
+        },
+    )
+    t.resource(
+        "ApiLatencyP99Alarm",
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmDescription": f"p99 latency above {LATENCY_ALARM_MS} ms (API Gateway cuts at 29 s) for 15 minutes",
+            "Namespace": "AWS/ApiGateway",
+            "MetricName": "Latency",
+            "Dimensions": api_dimensions,
+            "ExtendedStatistic": "p99",
+            "Period": 300,
+            "EvaluationPeriods": 3,
+            "DatapointsToAlarm": 3,
+            "Threshold": LATENCY_ALARM_MS,
+            "ComparisonOperator": "GreaterThanThreshold",
+            **common,
+        },
+    )
+    t.resource(
+        "FunctionThrottleAlarm",
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmDescription": "The function was throttled (concurrency exhausted)",
+            "Namespace": "AWS/Lambda",
+            "MetricName": "Throttles",
+            "Dimensions": [{"Name": "FunctionName", "Value": ref(function)}],
+            "Statistic": "Sum",
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            **common,
+        },
+    )
+    if endpoint:
+        backend = {
+            "AlarmDescription": "The SageMaker endpoint answered 5xx (model or container errors)",
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "Invocation5XXErrors",
+            "Dimensions": [
+                {"Name": "EndpointName", "Value": getatt(endpoint, "EndpointName")},
+                {"Name": "VariantName", "Value": VARIANT_NAME},
+            ],
+        }
+    else:
+        backend = {
+            "AlarmDescription": "The function failed (unhandled errors, timeouts, out of memory)",
+            "Namespace": "AWS/Lambda",
+            "MetricName": "Errors",
+            "Dimensions": [{"Name": "FunctionName", "Value": ref(function)}],
+        }
+    t.resource(
+        "BackendErrorAlarm",
+        "AWS::CloudWatch::Alarm",
+        {
+            **backend,
+            "Statistic": "Sum",
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            **common,
+        },
+    )
+    t.output(
+        "DashboardURL",
+        "CloudWatch dashboard of the stack",
+        {
+            "Fn::Join": [
+                "",
+                [_console("cloudwatch/home?region="), ref("AWS::Region"), "#dashboards:name=", ref("Dashboard")],
+            ]
+        },
+    )
+
+
+# ---------------------------------------------------------------- VPC (Lambda variant)
+
+
+def vpc(t: Template) -> None:
+    """A new VPC (2 public + 2 private subnets, one NAT gateway, S3 gateway endpoint) or an existing one."""
+    group = "Network"
+    t.parameter(
+        group, "ExistingVpcId", "Existing VPC (empty: create one)",
+        Type="String", Default="", AllowedPattern="^$|^vpc-[0-9a-f]+$",
+        Description="Leave empty to create a VPC with a NAT gateway; else the VPC of the two subnets below.",
+    )
+    for index, which in enumerate(("first", "second")):
+        t.parameter(
+            group, f"ExistingPrivateSubnet{index}", f"Existing private subnet ({which} AZ)",
+            Type="String", Default="", AllowedPattern="^$|^subnet-[0-9a-f]{8,17}$",
+            Description=(
+                "With an existing VPC: a private subnet with a route to the internet (NAT) for url "
+                "inputs and the model download; the two subnets must be in different Availability Zones."
+            ),
+        )
+    t.conditions["CreateVpc"] = {"Fn::Equals": [ref("ExistingVpcId"), ""]}
+    for index in range(2):
+        t.conditions[f"UseExistingSubnet{index}"] = {
+            "Fn::Not": [{"Fn::Equals": [ref(f"ExistingPrivateSubnet{index}"), ""]}]
+        }
+    t.rules["ExistingVpcNeedsTwoSubnets"] = {
+        "RuleCondition": {"Fn::Not": [{"Fn::Equals": [ref("ExistingVpcId"), ""]}]},
+        "Assertions": [
+            {
+                "Assert": {"Fn::Not": [{"Fn::Equals": [ref(f"ExistingPrivateSubnet{index}"), ""]}]},
+                "AssertDescription": "With an existing VPC, give two private subnets of it (two AZs).",
+            }
+            for index in range(2)
+        ],
+    }
+    t.rules["NewVpcTakesNoSubnets"] = {
+        "RuleCondition": {"Fn::Equals": [ref("ExistingVpcId"), ""]},
+        "Assertions": [
+            {
+                "Assert": {"Fn::Equals": [ref(f"ExistingPrivateSubnet{index}"), ""]},
+                "AssertDescription": "Subnets are only used with an existing VPC (set ExistingVpcId).",
+            }
+            for index in range(2)
+        ],
+    }
+    cond = {"Condition": "CreateVpc"}
+    vpc_skips = skip(
+        (
+            "CKV2_AWS_11",
+            "Flow logs bill per GB ingested; the VPC only carries the function's traffic and the "
+            "API access log already records every request. Enable them if policy requires.",
+        ),
+        (
+            "CKV2_AWS_12",
+            "The default security group is unused: every network interface of the stack gets "
+            "its own security group.",
+        ),
+    )
+    t.resource(
+        "Vpc", "AWS::EC2::VPC",
+        {
+            "CidrBlock": "10.0.0.0/16",
+            "EnableDnsHostnames": True,
+            "EnableDnsSupport": True,
+            "Tags": [{"Key": "Name", "Value": ref("AWS::StackName")}],
+        },
+        Metadata=vpc_skips, **cond,
+    )
+    t.resource("InternetGateway", "AWS::EC2::InternetGateway", {}, **cond)
+    t.resource(
+        "GatewayAttachment", "AWS::EC2::VPCGatewayAttachment",
+        {"VpcId": ref("Vpc"), "InternetGatewayId": ref("InternetGateway")}, **cond,
+    )
+    cidrs = {"Fn::Cidr": [getatt("Vpc", "CidrBlock"), 4, 12]}
+    for index, kind in enumerate(["Public0", "Public1", "Private0", "Private1"]):
+        t.resource(
+            f"{kind}Subnet", "AWS::EC2::Subnet",
+            {
+                "VpcId": ref("Vpc"),
+                "CidrBlock": {"Fn::Select": [index, cidrs]},
+                "AvailabilityZone": {"Fn::Select": [index % 2, {"Fn::GetAZs": ""}]},
+                "MapPublicIpOnLaunch": False,
+                "Tags": [{"Key": "Name", "Value": sub("${AWS::StackName}-" + kind.lower())}],
+            },
+            **cond,
+        )
+    t.resource("PublicRouteTable", "AWS::EC2::RouteTable", {"VpcId": ref("Vpc")}, **cond)
+    t.resource(
+        "PublicDefaultRoute", "AWS::EC2::Route",
+        {"RouteTableId": ref("PublicRouteTable"), "DestinationCidrBlock": "0.0.0.0/0", "GatewayId": ref("InternetGateway")},
+        DependsOn="GatewayAttachment", **cond,
+    )
+    for index in range(2):
+        t.resource(
+            f"Public{index}RouteAssociation", "AWS::EC2::SubnetRouteTableAssociation",
+            {"RouteTableId": ref("PublicRouteTable"), "SubnetId": ref(f"Public{index}Subnet")}, **cond,
+        )
+    t.resource("NatAddress", "AWS::EC2::EIP", {"Domain": "vpc"}, DependsOn="GatewayAttachment", **cond)
+    t.resource(
+        "NatGateway", "AWS::EC2::NatGateway",
+        {"AllocationId": getatt("NatAddress", "AllocationId"), "SubnetId": ref("Public0Subnet")}, **cond,
+    )
+    t.resource("PrivateRouteTable", "AWS::EC2::RouteTable", {"VpcId": ref("Vpc")}, **cond)
+    t.resource(
+        "PrivateDefaultRoute", "AWS::EC2::Route",
+        {"RouteTableId": ref("PrivateRouteTable"), "DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": ref("NatGateway")},
+        **cond,
+    )
+    for index in range(2):
+        t.resource(
+            f"Private{index}RouteAssociation", "AWS::EC2::SubnetRouteTableAssociation",
+            {"RouteTableId": ref("PrivateRouteTable"), "SubnetId": ref(f"Private{index}Subnet")}, **cond,
+        )
+    t.resource(
+        "S3GatewayEndpoint", "AWS::EC2::VPCEndpoint",
+        {
+            "VpcId": ref("Vpc"),
+            "ServiceName": sub("com.amazonaws.${AWS::Region}.s3"),
+            "VpcEndpointType": "Gateway",
+            "RouteTableIds": [ref("PrivateRouteTable")],
+        },
+        **cond,
+    )
+
+
+def vpc_id() -> dict[str, Any]:
+    return if_("CreateVpc", ref("Vpc"), ref("ExistingVpcId"))
+
+
+def private_subnet(index: int) -> dict[str, Any]:
+    return if_(f"UseExistingSubnet{index}", ref(f"ExistingPrivateSubnet{index}"), ref(f"Private{index}Subnet"))
+
+
+def network_ready() -> dict[str, Any]:
+    """A value that depends on the NAT route when the stack makes the VPC."""
+    return if_("CreateVpc", ref("PrivateDefaultRoute"), "existing-vpc")
+
+
+# ---------------------------------------------------------------- EFS (Lambda variant)
+
+
+def efs(t: Template) -> None:
+    """Encrypted file system, TLS-only policy, mount targets, the models access point."""
+    t.resource(
+        "FunctionSecurityGroup", "AWS::EC2::SecurityGroup",
+        {
+            "GroupDescription": "Super-resolution functions: HTTPS/HTTP out for url inputs and model downloads",
+            "VpcId": vpc_id(),
+            "SecurityGroupEgress": [
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0",
+                 "Description": "HTTPS: url inputs, model download, AWS APIs"},
+                {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "CidrIp": "0.0.0.0/0",
+                 "Description": "HTTP: url inputs (the contract allows http://)"},
+            ],
+        },
+    )
+    t.resource(
+        "FileSystemSecurityGroup", "AWS::EC2::SecurityGroup",
+        {
+            "GroupDescription": "Model file system: NFS from the functions only",
+            "VpcId": vpc_id(),
+            "SecurityGroupIngress": [
+                {"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
+                 "SourceSecurityGroupId": ref("FunctionSecurityGroup"), "Description": "NFS from the functions"},
+            ],
+            "SecurityGroupEgress": [
+                {"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
+                 "DestinationSecurityGroupId": ref("FunctionSecurityGroup"),
+                 "Description": "NFS traffic with the functions only (replaces allow-all egress)"},
+            ],
+        },
+    )
+    t.resource(
+        "FunctionToFileSystemEgress", "AWS::EC2::SecurityGroupEgress",
+        {
+            "GroupId": ref("FunctionSecurityGroup"),
+            "IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
+            "DestinationSecurityGroupId": ref("FileSystemSecurityGroup"),
+            "Description": "NFS to the model file system",
+        },
+    )
+    t.resource(
+        "FileSystem", "AWS::EFS::FileSystem",
+        {
+            "Encrypted": True,
+            "PerformanceMode": "generalPurpose",
+            "ThroughputMode": "elastic",
+            "BackupPolicy": {"Status": "DISABLED"},
+            "FileSystemTags": [{"Key": "Name", "Value": sub("${AWS::StackName}-models")}],
+            "FileSystemPolicy": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "TlsOnly",
+                        "Effect": "Deny",
+                        "Principal": {"AWS": "*"},
+                        "Action": [
+                            "elasticfilesystem:ClientMount",
+                            "elasticfilesystem:ClientWrite",
+                            "elasticfilesystem:ClientRootAccess",
+                        ],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ],
+            },
+        },
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
+        Metadata=skip(
+            (
+                "CKV_AWS_184",
+                "Encrypted with the AWS managed key for EFS; the files are public model weights "
+                "that can be downloaded again, a customer managed key would cost $1/month.",
+            ),
+        ),
+    )
+    for index in range(2):
+        t.resource(
+            f"MountTarget{index}", "AWS::EFS::MountTarget",
+            {
+                "FileSystemId": ref("FileSystem"),
+                "SubnetId": private_subnet(index),
+                "SecurityGroups": [ref("FileSystemSecurityGroup")],
+            },
+        )
+    t.resource(
+        "ModelsAccessPoint", "AWS::EFS::AccessPoint",
+        {
+            "FileSystemId": ref("FileSystem"),
+            "PosixUser": {"Uid": "1000", "Gid": "1000"},
+            "RootDirectory": {
+                "Path": "/superres-models",
+                "CreationInfo": {"OwnerUid": "1000", "OwnerGid": "1000", "Permissions": "755"},
+            },
+            "AccessPointTags": [{"Key": "Name", "Value": sub("${AWS::StackName}-models")}],
+        },
+    )
+    t.output("FileSystemId", "EFS file system holding the model files", ref("FileSystem"))
+
+
+def efs_statement(*actions: str) -> dict[str, Any]:
+    return statement(
+        list(actions),
+        getatt("FileSystem", "Arn"),
+        Condition={"StringEquals": {"elasticfilesystem:AccessPointArn": getatt("ModelsAccessPoint", "Arn")}},
+    )
+
+
+def vpc_config() -> dict[str, Any]:
+    return {"SecurityGroupIds": [ref("FunctionSecurityGroup")], "SubnetIds": [private_subnet(0), private_subnet(1)]}
+
+
+def file_system_config() -> list[dict[str, Any]]:
+    return [{"Arn": getatt("ModelsAccessPoint", "Arn"), "LocalMountPath": EFS_MOUNT}]
+
+
+# ---------------------------------------------------------------- model staging (Lambda variant)
+
+
+def model_entry(spec: ModelSpec) -> dict[str, Any]:
+    return {"Name": spec.name, "Filename": spec.filename, "Url": spec.url, "Size": str(spec.size), "Sha256": spec.sha256}
+
+
+def model_stager(t: Template) -> None:
+    """A custom resource that puts the chosen model files onto EFS, verified by sha256."""
+    group = "Service"
+    t.parameter(
+        group, "ModelMirrorBucket", "Copy models from this bucket (optional)",
+        Type="String", Default="", AllowedPattern="^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        Description=(
+            "Empty: download the official files (GitHub releases). Else copy <prefix><filename> "
+            "from this bucket (e.g. in the China regions); sizes and sha256 are checked either way."
+        ),
+    )
+    t.parameter(
+        group, "ModelMirrorPrefix", "Key prefix in the mirror bucket",
+        Type="String", Default="models/", AllowedPattern="^[A-Za-z0-9!_.*'()/-]*$",
+        Description="Prefix of the model files in the mirror bucket, e.g. models/.",
+    )
+    t.conditions["HasModelMirror"] = {"Fn::Not": [{"Fn::Equals": [ref("ModelMirrorBucket"), ""]}]}
+    t.conditions["FaceOn"] = {"Fn::Equals": [ref("FaceEnhancement"), "true"]}
+    for name in X4_MODELS[:-1]:
+        t.conditions[f"ModelIs{alnum(name)}"] = {"Fn::Equals": [ref("ModelName"), name]}
+    chosen: Any = model_entry(MODELS[X4_MODELS[-1]])
+    for name in reversed(X4_MODELS[:-1]):
+        chosen = if_(f"ModelIs{alnum(name)}", model_entry(MODELS[name]), chosen)
+    models = [chosen, *(if_("FaceOn", model_entry(MODELS[name]), NO_VALUE) for name in FACE_MODELS)]
+
+    log_group(t, "StagerLogGroup")
+    mirror = if_(
+        "HasModelMirror",
+        policy(
+            "read-model-mirror",
+            statement(["s3:GetObject"], sub("arn:${AWS::Partition}:s3:::${ModelMirrorBucket}/${ModelMirrorPrefix}*")),
+        ),
+        NO_VALUE,
+    )
+    function_role(
+        t, "StagerRole", "StagerLogGroup",
+        policy("write-models", efs_statement("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")),
+        mirror,
+        vpc=True,
+    )
+    t.resource(
+        "StagerFunction", "AWS::Lambda::Function",
+        {
+            "Description": "Stages the model files onto EFS for the stack (custom resource)",
+            "Runtime": LAMBDA_PYTHON,
+            "Handler": "efs_model_stager.handler",
+            "Code": {"S3Bucket": ASSET_BUCKET, "S3Key": asset_key("efs-model-stager.zip")},
+            "Role": getatt("StagerRole", "Arn"),
+            "MemorySize": 1024,
+            "Timeout": 900,
+            "TracingConfig": {"Mode": "Active"},
+            "LoggingConfig": {"LogFormat": "JSON", "LogGroup": ref("StagerLogGroup")},
+            "VpcConfig": vpc_config(),
+            "FileSystemConfigs": file_system_config(),
+            "Environment": {"Variables": {"STAGER_TARGET_DIR": EFS_MOUNT}},
+        },
+        DependsOn=["MountTarget0", "MountTarget1"],
+        Metadata=skip(*LAMBDA_SKIPS),
+    )
+    t.resource(
+        "ModelFiles", "Custom::EfsModelFiles",
+        {
+            "ServiceToken": getatt("StagerFunction", "Arn"),
+            # CloudFormation gives up after this many seconds even if no answer ever comes.
+            "ServiceTimeout": 960,
+            "Models": models,
+            "MirrorBucket": ref("ModelMirrorBucket"),
+            "MirrorPrefix": ref("ModelMirrorPrefix"),
+            "NetworkReady": network_ready(),
+        },
+    )
+    t.output("ModelFilesStaged", "Model files on EFS (custom resource)", getatt("ModelFiles", "Files"))
+
+
+# ---------------------------------------------------------------- SageMaker endpoint
+
+
+def sagemaker_endpoint(t: Template, kind: str) -> str:
+    """Model, endpoint config, endpoint, target-tracking autoscaling."""
+    group = "SageMaker endpoint"
+    t.parameter(
+        group, "deployInstanceType", "Instance type",
+        Type="String", Default=INSTANCE_TYPES[kind][0], AllowedValues=INSTANCE_TYPES[kind],
+        Description="SageMaker instance type of the endpoint.",
+    )
+    t.parameter(
+        group, "MinInstances", "Minimum instances", Type="Number", Default=1, MinValue=1,
+        Description="Instances always running (billed by the hour, also at rest).",
+    )
+    t.parameter(
+        group, "MaxInstances", "Maximum instances", Type="Number", Default=2, MinValue=1,
+        Description="Upper bound for autoscaling.",
+    )
+    t.parameter(
+        group, "TargetInvocationsPerInstance", "Scaling target (invocations/instance/minute)",
+        Type="Number", Default=30, MinValue=1,
+        Description="Target tracking on SageMakerVariantInvocationsPerInstance.",
+    )
+    repository = f"sagemaker-{kind}"
+    t.resource(
+        "EndpointRole", "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": assume_role("sagemaker.amazonaws.com"),
+            "Policies": [
+                policy(
+                    "model-image-logs",
+                    statement(
+                        ["s3:GetObject"],
+                        sub("arn:${AWS::Partition}:s3:::${AssetBucket}/${KeyPrefix}/*", ASSET_VARIABLES),
+                    ),
+                    statement(
+                        ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                        sub(
+                            "arn:${AWS::Partition}:ecr:${AWS::Region}:${EcrAccount}:repository/${SolutionName}-"
+                            + repository,
+                            ASSET_VARIABLES,
+                        ),
+                    ),
+                    # ECR issues registry tokens only on "*".
+                    statement(["ecr:GetAuthorizationToken"], "*"),
+                    statement(
+                        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                        sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/sagemaker/Endpoints/*"),
+                    ),
+                    statement(
+                        ["cloudwatch:PutMetricData"], "*",
+                        Condition={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker"]}},
+                    ),
+                )
+            ],
+        },
+        Metadata=skip(
+            (
+                "CKV_AWS_111",
+                "Resource '*' only for ecr:GetAuthorizationToken (no resource-level permissions) "
+                "and PutMetricData (limited by a namespace condition).",
+            ),
+            ("CKV_AWS_356", "Same statements as CKV_AWS_111."),
+        ),
+    )
+    t.resource(
+        "Model", "AWS::SageMaker::Model",
+        {
+            "ExecutionRoleArn": getatt("EndpointRole", "Arn"),
+            "EnableNetworkIsolation": True,
+            "PrimaryContainer": {
+                "Image": image_uri(repository),
+                "ModelDataUrl": sub("s3://${AssetBucket}/${KeyPrefix}/sagemaker-" + kind + "-model.tar.gz", ASSET_VARIABLES),
+                "Environment": {
+                    "SUPERRES_VARIANT": "gpu",
+                    "SUPERRES_MODEL_X4": ref("ModelName"),
+                    "SUPERRES_FACE_ENABLED": ref("FaceEnhancement"),
+                },
+            },
+        },
+    )
+    storage_skip = (
+        "CKV_AWS_98",
+        "ml.g4dn instances have local NVMe storage encrypted by the instance hardware and accept "
+        "no KmsKeyId; ml.inf1 ML storage volumes are encrypted by SageMaker with an AWS managed "
+        "key. A customer managed key would cost $1/month and hold only public model weights.",
+    )
+    t.resource(
+        "EndpointConfig", "AWS::SageMaker::EndpointConfig",
+        {
+            "ProductionVariants": [
+                {
+                    "VariantName": VARIANT_NAME,
+                    "ModelName": getatt("Model", "ModelName"),
+                    "InstanceType": ref("deployInstanceType"),
+                    "InitialInstanceCount": ref("MinInstances"),
+                    "InitialVariantWeight": 1,
+                }
+            ]
+        },
+        Metadata=skip(storage_skip),
+    )
+    t.resource("Endpoint", "AWS::SageMaker::Endpoint", {"EndpointConfigName": getatt("EndpointConfig", "EndpointConfigName")})
+    t.resource(
+        "ScalableTarget", "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "ServiceNamespace": "sagemaker",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            "ResourceId": sub(f"endpoint/${{Endpoint.EndpointName}}/variant/{VARIANT_NAME}"),
+            "MinCapacity": ref("MinInstances"),
+            "MaxCapacity": ref("MaxInstances"),
+        },
+    )
+    t.resource(
+        "ScalingPolicy", "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyName": sub("${AWS::StackName}-invocations"),
+            "PolicyType": "TargetTrackingScaling",
+            "ScalingTargetId": ref("ScalableTarget"),
+            "TargetTrackingScalingPolicyConfiguration": {
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+                "TargetValue": ref("TargetInvocationsPerInstance"),
+                "ScaleInCooldown": 300,
+                "ScaleOutCooldown": 60,
+            },
+        },
+    )
+    t.output("EndpointName", "SageMaker endpoint", getatt("Endpoint", "EndpointName"))
+    return "Endpoint"
+
+
+# ---------------------------------------------------------------- templates
+
+
+def lambda_efs_template() -> dict[str, Any]:
+    t = Template(
+        "AI Solution Kit - Image Super-Resolution (Lambda + EFS, CPU), version %%VERSION%%: "
+        "API Gateway -> Lambda container in a VPC -> model files on EFS."
+    )
+    common_parameters(t, default_model="realesr-general-x4v3", default_face=False)
+    vpc(t)
+    efs(t)
+    model_stager(t)
+    log_group(t, "FunctionLogGroup")
+    function_role(
+        t, "FunctionRole", "FunctionLogGroup",
+        policy("read-models", efs_statement("elasticfilesystem:ClientMount")),
+        allowed_buckets_policy(),
+        vpc=True,
+    )
+    t.resource(
+        "Function", "AWS::Lambda::Function",
+        {
+            "Description": "POST /resolution on CPU (Real-ESRGAN, models on EFS)",
+            "PackageType": "Image",
+            "Code": {"ImageUri": image_uri("lambda")},
+            "ImageConfig": {"Command": ["lambda_sr.handler.handler"]},
+            "Role": getatt("FunctionRole", "Arn"),
+            "MemorySize": 10240,
+            "Timeout": 60,
+            "TracingConfig": {"Mode": "Active"},
+            "LoggingConfig": {"LogFormat": "JSON", "LogGroup": ref("FunctionLogGroup")},
+            "VpcConfig": vpc_config(),
+            "FileSystemConfigs": file_system_config(),
+            "Environment": {
+                "Variables": {
+                    "SUPERRES_VARIANT": "lambda",
+                    "SUPERRES_MODEL_DIR": EFS_MOUNT,
+                    "SUPERRES_MODEL_X4": ref("ModelName"),
+                    "SUPERRES_FACE_ENABLED": ref("FaceEnhancement"),
+                    "SUPERRES_ALLOWED_S3_BUCKETS": allowed_buckets_env(),
+                }
+            },
+        },
+        # The model is on EFS before the function (and so the API) exists.
+        DependsOn=["ModelFiles"],
+        Metadata=skip(*LAMBDA_SKIPS),
+    )
+    api(t, "Function")
+    observability(t, "Function", None)
+    t.output("FunctionName", "The resolution function", ref("Function"))
+    return t.render()
+
+
+def sagemaker_template(kind: str) -> dict[str, Any]:
+    label = {"gpu": "SageMaker GPU", "inf1": "SageMaker Inf1 (AWS Neuron)"}[kind]
+    t = Template(
+        f"AI Solution Kit - Image Super-Resolution ({label}), version %%VERSION%%: "
+        "API Gateway -> Lambda (validate, invoke endpoint) -> SageMaker real-time endpoint."
+    )
+    common_parameters(t, default_model="RealESRGAN_x4plus", default_face=kind == "gpu")
+    endpoint = sagemaker_endpoint(t, kind)
+    log_group(t, "FunctionLogGroup")
+    function_role(
+        t, "FunctionRole", "FunctionLogGroup",
+        policy("invoke-endpoint", statement(["sagemaker:InvokeEndpoint"], ref(endpoint))),
+        allowed_buckets_policy(),
+        vpc=False,
+    )
+    t.resource(
+        "Function", "AWS::Lambda::Function",
+        {
+            "Description": "POST /resolution: validates, fetches, invokes the SageMaker endpoint",
+            "Runtime": LAMBDA_PYTHON,
+            "Handler": "lambda_sr.invoke_endpoint.handler",
+            "Code": {"S3Bucket": ASSET_BUCKET, "S3Key": asset_key("invoke-endpoint.zip")},
+            "Role": getatt("FunctionRole", "Arn"),
+            "MemorySize": 1024,
+            "Timeout": 30,
+            "TracingConfig": {"Mode": "Active"},
+            "LoggingConfig": {"LogFormat": "JSON", "LogGroup": ref("FunctionLogGroup")},
+            "Environment": {
+                "Variables": {
+                    "SUPERRES_VARIANT": "gpu",
+                    "SUPERRES_ENDPOINT_NAME": getatt(endpoint, "EndpointName"),
+                    "SUPERRES_MODEL_X4": ref("ModelName"),
+                    "SUPERRES_FACE_ENABLED": ref("FaceEnhancement"),
+                    "SUPERRES_ALLOWED_S3_BUCKETS": allowed_buckets_env(),
+                }
+            },
+        },
+        Metadata=skip(
+            *LAMBDA_SKIPS,
+            (
+                "CKV_AWS_117",
+                "The function reaches only public AWS APIs and the caller's http(s) urls; a VPC "
+                "would need a NAT gateway (billed hourly at rest) and protect nothing.",
+            ),
+        ),
+    )
+    api(t, "Function")
+    observability(t, "Function", endpoint)
+    t.output("FunctionName", "The invoke-endpoint function", ref("Function"))
+    return t.render()
+
+
+def render_all() -> dict[Path, str]:
+    built = {"lambda": lambda_efs_template(), "gpu": sagemaker_template("gpu"), "inf1": sagemaker_template("inf1")}
+    return {OUTPUTS[kind]: json.dumps(body, indent=2, ensure_ascii=False) + "\n" for kind, body in built.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if a committed template differs")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in render_all().items():
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"stale: {', '.join(stale)} (run python templates/build.py)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
