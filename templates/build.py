@@ -423,23 +423,20 @@ def function_role(t: Template, name: str, log: str, *extra: Any, vpc: bool) -> s
             )
         )
     policies = [policy("logs-traces-network", *statements), *extra]
-    reasons = [
-        (
-            "CKV_AWS_111",
-            "Resource '*' only where the service has no resource-level permissions: X-Ray "
-            "segments and the ENI calls Lambda makes for functions in a VPC.",
-        ),
-        (
-            "CKV_AWS_356",
-            "Same statements as CKV_AWS_111: X-Ray and EC2 network-interface actions support "
-            "no resource ARNs.",
-        ),
-    ]
+    attributes: dict[str, Any] = {}
+    if vpc:
+        attributes["Metadata"] = skip(
+            (
+                "CKV_AWS_111",
+                "Resource '*' only for actions with no resource-level permissions: the EC2 "
+                "network-interface calls Lambda makes for a function in a VPC, and X-Ray segments.",
+            )
+        )
     return t.resource(
         name,
         "AWS::IAM::Role",
         {"AssumeRolePolicyDocument": assume_role("lambda.amazonaws.com"), "Policies": policies},
-        Metadata=skip(*reasons),
+        **attributes,
     )
 
 
@@ -543,13 +540,6 @@ def api(t: Template, function: str) -> None:
                 ),
             },
         },
-        Metadata=skip(
-            (
-                "CKV_AWS_59",
-                "Authorization follows the operator's customAuthType: AWS_IAM by default; NONE "
-                "only when chosen, and the method still requires an API key.",
-            )
-        ),
     )
     t.resource(
         "ApiInvokePermission",
@@ -606,22 +596,6 @@ def api(t: Template, function: str) -> None:
                 "CKV_AWS_120",
                 "Every request carries its own image: a cache would never hit and would bill "
                 "by the hour at rest.",
-            ),
-            (
-                "CKV2_AWS_4",
-                "Execution logging needs an account-wide API Gateway CloudWatch role that this "
-                "stack must not overwrite; JSON access logs with the request id are on instead.",
-            ),
-            (
-                "CKV2_AWS_29",
-                "AWS WAF bills per web ACL and rule every month at rest; API keys, usage plans, "
-                "stage throttles and (by default) IAM auth protect the single method. Attach a "
-                "web ACL to the stage if needed.",
-            ),
-            (
-                "CKV2_AWS_51",
-                "Client certificates authenticate API Gateway to an HTTP backend; the integration "
-                "is a Lambda proxy, reached with IAM.",
             ),
         ),
     )
@@ -926,18 +900,6 @@ def vpc(t: Template) -> None:
         ],
     }
     cond = {"Condition": "CreateVpc"}
-    vpc_skips = skip(
-        (
-            "CKV2_AWS_11",
-            "Flow logs bill per GB ingested; the VPC only carries the function's traffic and the "
-            "API access log already records every request. Enable them if policy requires.",
-        ),
-        (
-            "CKV2_AWS_12",
-            "The default security group is unused: every network interface of the stack gets "
-            "its own security group.",
-        ),
-    )
     t.resource(
         "Vpc", "AWS::EC2::VPC",
         {
@@ -946,7 +908,7 @@ def vpc(t: Template) -> None:
             "EnableDnsSupport": True,
             "Tags": [{"Key": "Name", "Value": ref("AWS::StackName")}],
         },
-        Metadata=vpc_skips, **cond,
+        **cond,
     )
     t.resource("InternetGateway", "AWS::EC2::InternetGateway", {}, **cond)
     t.resource(
@@ -1088,13 +1050,6 @@ def efs(t: Template) -> None:
         },
         DeletionPolicy="Delete",
         UpdateReplacePolicy="Delete",
-        Metadata=skip(
-            (
-                "CKV_AWS_184",
-                "Encrypted with the AWS managed key for EFS; the files are public model weights "
-                "that can be downloaded again, a customer managed key would cost $1/month.",
-            ),
-        ),
     )
     for index in range(2):
         t.resource(
@@ -1274,14 +1229,6 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
                 )
             ],
         },
-        Metadata=skip(
-            (
-                "CKV_AWS_111",
-                "Resource '*' only for ecr:GetAuthorizationToken (no resource-level permissions) "
-                "and PutMetricData (limited by a namespace condition).",
-            ),
-            ("CKV_AWS_356", "Same statements as CKV_AWS_111."),
-        ),
     )
     t.resource(
         "Model", "AWS::SageMaker::Model",
@@ -1299,12 +1246,6 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
             },
         },
     )
-    storage_skip = (
-        "CKV_AWS_98",
-        "ml.g4dn instances have local NVMe storage encrypted by the instance hardware and accept "
-        "no KmsKeyId; ml.inf1 ML storage volumes are encrypted by SageMaker with an AWS managed "
-        "key. A customer managed key would cost $1/month and hold only public model weights.",
-    )
     t.resource(
         "EndpointConfig", "AWS::SageMaker::EndpointConfig",
         {
@@ -1318,7 +1259,6 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
                 }
             ]
         },
-        Metadata=skip(storage_skip),
     )
     t.resource("Endpoint", "AWS::SageMaker::Endpoint", {"EndpointConfigName": getatt("EndpointConfig", "EndpointConfigName")})
     t.resource(

@@ -10,6 +10,9 @@ so botocore parses them as it would in AWS.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import base64
 import importlib
 import json
@@ -87,7 +90,7 @@ def _model_error(original_status: int, original_message: str) -> Response:
 def runtime() -> Iterator[FakeRuntime]:
     fake = FakeRuntime()
     container_settings = ServiceSettings.for_variant(
-        "gpu", model_x4="realesr-animevideov3", model_dir=SHARED / "models", device="cpu",
+        "gpu", model_x4="realesr-animevideov3", model_dir=SHARED / "models", device="cpu", face_enabled=False,
         max_input_pixels=100 * 100,  # smaller than the Lambda's limit: the container's 413 must pass through
     )
     with serving(local_app(container_settings)) as container, serving(fake.app()) as runtime_url:
@@ -150,3 +153,14 @@ def test_endpoint_failures_map_to_the_error_shape(runtime: FakeRuntime, small_pn
     got, body = invoke(runtime, {"img": b64(small_png)})
     assert got == status, body
     assert set(body) == {"message", "code"} and "Traceback" not in body["message"]
+
+
+def test_the_invoke_lambda_loads_no_numerics() -> None:
+    """It validates and forwards: no torch, OpenCV or numpy in its package or its cold start."""
+    probe = (
+        "import sys, lambda_sr.invoke_endpoint; "
+        "print(sorted(m for m in ('torch', 'cv2', 'numpy', 'spandrel') if m in sys.modules))"
+    )
+    env = {**os.environ, "SUPERRES_ENDPOINT_NAME": ENDPOINT, "AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,85 +1,23 @@
 """Image bytes in and out.
 
-Pillow reads the header only (format by magic bytes, dimensions, EXIF
-orientation), so size limits hold before any pixel is decoded. OpenCV decodes
-and encodes the pixels because it keeps what Pillow drops: 16-bit RGB(A) PNG
-stays 16-bit. Pixels travel as ``H x W x C`` arrays, RGB(A) order, C in 1/3/4,
-uint8 or uint16.
+``probe`` (Pillow, header only) checks format and size before any pixel is
+decoded. OpenCV decodes and encodes the pixels because it keeps what Pillow
+drops: 16-bit RGB(A) PNG stays 16-bit. Pixels travel as ``H x W x C`` arrays,
+RGB(A) order, C in 1/3/4, uint8 or uint16.
 """
 
 from __future__ import annotations
 
-import io
-import struct
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from .errors import BadRequestError, ImageTooLargeError, UnsupportedImageError
+from .errors import BadRequestError, UnsupportedImageError
+from .probe import INPUT_FORMATS, ImageInfo, probe
 
-#: Pillow format name -> the name the API uses.
-INPUT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp"}
+__all__ = ["INPUT_FORMATS", "OUTPUT_FORMATS", "ImageInfo", "decode", "encode", "probe"]
+
 OUTPUT_FORMATS = ("jpeg", "png", "webp", "bmp")
 _EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
-_ORIENTATION_TAG = 0x0112
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What the header says, dimensions after EXIF orientation."""
-
-    format: str
-    width: int
-    height: int
-    orientation: int
-
-    @property
-    def pixels(self) -> int:
-        return self.width * self.height
-
-
-def probe(data: bytes, max_pixels: int | None = None) -> ImageInfo:
-    """Identify the format by content and check the size, without decoding pixels."""
-    limit = f"the limit is {max_pixels:,} pixels" if max_pixels else "no image may be that large"
-    try:
-        with Image.open(io.BytesIO(data), formats=tuple(INPUT_FORMATS)) as image:
-            width, height = image.size
-            orientation = _orientation(image.info.get("exif"))
-            fmt = INPUT_FORMATS[image.format]
-    except Image.DecompressionBombError:
-        # Pillow's own guard fires first for the most absurd headers.
-        raise ImageTooLargeError(
-            f"input image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {limit}"
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise UnsupportedImageError(
-            f"not a supported image: expected one of {', '.join(INPUT_FORMATS.values())}"
-        ) from None
-    if orientation in (5, 6, 7, 8):  # these orientations swap width and height
-        width, height = height, width
-    info = ImageInfo(fmt, width, height, orientation)
-    if max_pixels is not None and info.pixels > max_pixels:
-        raise ImageTooLargeError(f"input image is {width}x{height} = {info.pixels:,} pixels; {limit}")
-    return info
-
-
-def _orientation(raw_exif: bytes | None) -> int:
-    """Orientation tag from EXIF bytes already read with the header.
-
-    Not ``Image.getexif()``: for PNG it decodes the whole image to look for a
-    late eXIf chunk, which would defeat the size check.
-    """
-    if not raw_exif:
-        return 1
-    try:
-        exif = Image.Exif()
-        exif.load(raw_exif)
-        orientation = int(exif.get(_ORIENTATION_TAG, 1))
-    except (ValueError, TypeError, SyntaxError, OSError, struct.error):
-        return 1  # a malformed tag is ignored, as viewers do
-    return orientation if 1 <= orientation <= 8 else 1
 
 
 def decode(data: bytes, *, max_pixels: int | None = None) -> tuple[np.ndarray, ImageInfo]:

@@ -34,7 +34,8 @@ logger = logging.getLogger("superres.service")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
-#: The page (index.html, app.js, style.css), shipped as package data.
+#: The page (index.html, app.js, style.css), shipped as package data. Checked per request, not
+#: at start: a host packaged without it still serves the API (and a 500 on the page).
 WEB_DIR = Path(__file__).with_name("web")
 #: Everything from this origin, but the page may call a deployed endpoint elsewhere.
 _PAGE_HEADERS = {
@@ -112,7 +113,7 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
             Route("/ping", ping, methods=["GET"]),
             Route(f"/{CONTRACT_FILE}", openapi, methods=["GET"]),
             Route("/", page, methods=["GET"]),
-            Mount("/web", StaticFiles(directory=WEB_DIR), name="web"),
+            Mount("/web", StaticFiles(directory=WEB_DIR, check_dir=False), name="web"),
         ],
         exception_handlers={HTTPException: not_routed},
     )

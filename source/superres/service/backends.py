@@ -1,4 +1,6 @@
-"""Where a validated job is computed: on this machine, or on a SageMaker endpoint.
+"""Backends compute validated jobs; this module holds what needs no torch: the SageMaker one.
+
+The in-process backend is ``service.local.LocalBackend``.
 
 ``deadline`` is a ``time.monotonic()`` value (or None): the moment the
 request's time budget runs out, counted from its arrival.
@@ -11,12 +13,10 @@ import base64
 import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from .. import codec
 from ..errors import ImageTooLargeError, OverloadedError, SuperResError, TimeBudgetError, UpstreamError
-from .request import Job, model_for_scale
+from .request import Job
 from .settings import ServiceSettings
 
 #: JSON around the base64 result: keys, metadata, quotes.
@@ -35,73 +35,6 @@ def check_response_size(encoded_bytes: int, settings: ServiceSettings) -> None:
             f"{settings.max_response_bytes:,} bytes: ask for format jpeg or webp, a lower quality, "
             "a smaller scale or a smaller image"
         )
-
-
-class LocalBackend:
-    """Runs the engine in this process on a fixed pool of worker threads."""
-
-    def __init__(self, settings: ServiceSettings) -> None:
-        from ..engine import Upscaler  # torch: only for hosts that compute
-        from ..manifest import get_spec
-        from ..store import ModelStore
-        from ..tiling import TileConfig
-
-        self.settings = settings
-        store = ModelStore(settings.model_dir)
-        tiles = TileConfig(tile=settings.tile, pad=settings.pad)
-        names = {settings.model_x4, *([settings.model_x2] if settings.model_x2 else [])}
-        self.upscalers = {
-            name: Upscaler.from_file(store.path(get_spec(name)), get_spec(name), device=settings.device, tiles=tiles)
-            for name in names
-        }
-        self.faces = None
-        if settings.face_enabled:
-            from ..face import FaceRestorer
-
-            self.faces = FaceRestorer.from_store(
-                store,
-                settings.face_model,
-                device=settings.device,
-                max_faces=settings.face_max_faces,
-                min_face_size=settings.face_min_size,
-                weight=settings.face_weight,
-            )
-        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="superres")
-
-    async def run(self, job: Job, deadline: float | None) -> dict[str, Any]:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._compute, job, deadline)
-
-    def _compute(self, job: Job, deadline: float | None) -> dict[str, Any]:
-        started = time.monotonic()
-
-        def check_deadline(_done: int, _total: int) -> None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeBudgetError(
-                    f"the computation ran past the time budget of {self.settings.time_budget_seconds:.0f} s"
-                )
-
-        check_deadline(0, 0)  # it may have waited in the queue for its whole budget
-        pixels, _ = codec.decode(job.image)
-        name = model_for_scale(job.scale, self.settings)
-        result = self.upscalers[name].upscale(pixels, job.scale, on_progress=check_deadline)
-        faces = 0
-        if job.face and self.faces is not None:
-            result, faces = self.faces.restore(pixels, result, job.scale, on_progress=check_deadline)
-        encoded = codec.encode(result, job.format, quality=job.quality)
-        check_response_size(len(encoded), self.settings)
-        return {
-            "result": base64.b64encode(encoded).decode("ascii"),
-            "format": job.format,
-            "width": result.shape[1],
-            "height": result.shape[0],
-            "scale": job.scale,
-            "model": name,
-            "faces": faces,
-            "seconds": round(time.monotonic() - started, 3),
-        }
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class SageMakerBackend:

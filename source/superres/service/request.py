@@ -12,10 +12,10 @@ import math
 import re
 from dataclasses import dataclass
 
-from .. import codec
 from ..errors import BadRequestError, ImageTooLargeError
 from ..fetch import FetchPolicy, fetch_url
 from ..manifest import get_spec
+from ..probe import ImageInfo, probe
 from ..tiling import TileConfig, plan
 from .contract import parse_json_request
 from .settings import ServiceSettings
@@ -32,7 +32,7 @@ class Job:
     """A validated request with its input bytes in hand."""
 
     image: bytes
-    info: codec.ImageInfo
+    info: ImageInfo
     scale: int
     face: bool
     format: str
@@ -95,7 +95,7 @@ def build_job(request: ParsedRequest, settings: ServiceSettings) -> Job:
     """Fetch or decode the input and check every size limit before any pixel is decoded."""
     image = fetch_url(request.url, fetch_policy(settings)) if request.url else decode_base64(request.img or "")
     limit = settings.max_face_input_pixels if request.face else settings.max_input_pixels
-    info = codec.probe(image, limit)
+    info = probe(image, limit)
     job = Job(
         image=image,
         info=info,
