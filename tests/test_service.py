@@ -220,7 +220,9 @@ def test_running_past_the_time_budget_is_504(astronaut) -> None:
 
 def test_unknown_routes_keep_the_error_shape(base_url: str) -> None:
     assert_error(httpx.get(base_url + "/nowhere"), 404)
-    assert_error(httpx.get(base_url + "/resolution"), 405)
+    not_allowed = httpx.get(base_url + "/resolution")
+    assert_error(not_allowed, 405)
+    assert not_allowed.headers["allow"] == "POST"
 
 
 # --- the Lambda handler with API Gateway's event -----------------------------------------------

@@ -29,13 +29,12 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Route, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import ConsoleMessage, Page, Playwright, Route, expect, sync_playwright  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 ASTRONAUT = SHARED / "images" / "astronaut.png"
-#: As root, on a machine with no network but the package registries.
+#: As root, on a machine with no network but the package registries (headless=True adds --headless).
 CHROMIUM_ARGS = [
-    "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",

@@ -102,7 +102,11 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
 
     async def not_routed(_: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
-        return error_response(error.status_code, str(error.detail), _HTTP_CODES.get(error.status_code, "http_error"))
+        response = error_response(
+            error.status_code, str(error.detail), _HTTP_CODES.get(error.status_code, "http_error")
+        )
+        response.headers.update(error.headers or {})  # e.g. Allow on a 405
+        return response
 
     api = _json_errors(resolution)
     return Starlette(
