@@ -156,7 +156,7 @@
 
   function endpointUrl() {
     const given = $("endpoint").value.trim();
-    return new URL(given || "/resolution", window.location.href).href;
+    return new URL(given || "resolution", window.location.href).href;
   }
 
   // --- answers ----------------------------------------------------------------------------------
