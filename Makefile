@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml tests/requirements-nodeps.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps -r tests/requirements-nodeps.txt
+	# checkov pins a boto3 that conflicts with ours: its own venv, used by tests/test_templates.py.
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q checkov==3.3.30
 	touch $@
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench templates
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -31,3 +34,6 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py --model-dir $(MODEL_DIR)
+
+templates: $(STAMP)
+	$(BIN)/python templates/build.py

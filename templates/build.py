@@ -344,8 +344,8 @@ def allowed_buckets_env() -> dict[str, Any]:
     )
 
 
-def allowed_buckets_policy() -> dict[str, Any]:
-    """s3:GetObject on objects of the allow-listed buckets, nothing when there are none."""
+def allowed_buckets_policy(t: Template, role: str) -> str:
+    """s3:GetObject on objects of the allow-listed buckets; no policy when there are none."""
     padded = {
         "Fn::Split": [
             ",",
@@ -357,7 +357,15 @@ def allowed_buckets_policy() -> dict[str, Any]:
 
     # Bucket 0 exists whenever the policy does (HasBucket0 guards it).
     resources = [arn(0)] + [if_(f"HasBucket{index}", arn(index), NO_VALUE) for index in range(1, MAX_ALLOWED_BUCKETS)]
-    return if_("HasBucket0", policy("read-allow-listed-buckets", statement(["s3:GetObject"], resources)), NO_VALUE)
+    return t.resource(
+        "AllowedBucketsPolicy",
+        "AWS::IAM::Policy",
+        {
+            **policy("read-allow-listed-buckets", statement(["s3:GetObject"], resources)),
+            "Roles": [ref(role)],
+        },
+        Condition="HasBucket0",
+    )
 
 
 # ---------------------------------------------------------------- logging, roles
@@ -915,13 +923,14 @@ def vpc(t: Template) -> None:
         "GatewayAttachment", "AWS::EC2::VPCGatewayAttachment",
         {"VpcId": ref("Vpc"), "InternetGatewayId": ref("InternetGateway")}, **cond,
     )
-    cidrs = {"Fn::Cidr": [getatt("Vpc", "CidrBlock"), 4, 12]}
+    # /20 subnets of the fixed 10.0.0.0/16 (4096 addresses each: room for Lambda ENIs).
+    cidrs = [f"10.0.{16 * index}.0/20" for index in range(4)]
     for index, kind in enumerate(["Public0", "Public1", "Private0", "Private1"]):
         t.resource(
             f"{kind}Subnet", "AWS::EC2::Subnet",
             {
                 "VpcId": ref("Vpc"),
-                "CidrBlock": {"Fn::Select": [index, cidrs]},
+                "CidrBlock": cidrs[index],
                 "AvailabilityZone": {"Fn::Select": [index % 2, {"Fn::GetAZs": ""}]},
                 "MapPublicIpOnLaunch": False,
                 "Tags": [{"Key": "Name", "Value": sub("${AWS::StackName}-" + kind.lower())}],
@@ -1075,11 +1084,18 @@ def efs(t: Template) -> None:
     t.output("FileSystemId", "EFS file system holding the model files", ref("FileSystem"))
 
 
+# ARNs spelled out rather than GetAtt: same value, and moto's EFS models have no GetAtt.
+FILE_SYSTEM_ARN = sub("arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/${FileSystem}")
+ACCESS_POINT_ARN = sub(
+    "arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:access-point/${ModelsAccessPoint}"
+)
+
+
 def efs_statement(*actions: str) -> dict[str, Any]:
     return statement(
         list(actions),
-        getatt("FileSystem", "Arn"),
-        Condition={"StringEquals": {"elasticfilesystem:AccessPointArn": getatt("ModelsAccessPoint", "Arn")}},
+        FILE_SYSTEM_ARN,
+        Condition={"StringEquals": {"elasticfilesystem:AccessPointArn": ACCESS_POINT_ARN}},
     )
 
 
@@ -1088,7 +1104,7 @@ def vpc_config() -> dict[str, Any]:
 
 
 def file_system_config() -> list[dict[str, Any]]:
-    return [{"Arn": getatt("ModelsAccessPoint", "Arn"), "LocalMountPath": EFS_MOUNT}]
+    return [{"Arn": ACCESS_POINT_ARN, "LocalMountPath": EFS_MOUNT}]
 
 
 # ---------------------------------------------------------------- model staging (Lambda variant)
@@ -1124,19 +1140,22 @@ def model_stager(t: Template) -> None:
     models = [chosen, *(if_("FaceOn", model_entry(MODELS[name]), NO_VALUE) for name in FACE_MODELS)]
 
     log_group(t, "StagerLogGroup")
-    mirror = if_(
-        "HasModelMirror",
-        policy(
-            "read-model-mirror",
-            statement(["s3:GetObject"], sub("arn:${AWS::Partition}:s3:::${ModelMirrorBucket}/${ModelMirrorPrefix}*")),
-        ),
-        NO_VALUE,
-    )
     function_role(
         t, "StagerRole", "StagerLogGroup",
         policy("write-models", efs_statement("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")),
-        mirror,
         vpc=True,
+    )
+    t.resource(
+        "ModelMirrorPolicy",
+        "AWS::IAM::Policy",
+        {
+            **policy(
+                "read-model-mirror",
+                statement(["s3:GetObject"], sub("arn:${AWS::Partition}:s3:::${ModelMirrorBucket}/${ModelMirrorPrefix}*")),
+            ),
+            "Roles": [ref("StagerRole")],
+        },
+        Condition="HasModelMirror",
     )
     t.resource(
         "StagerFunction", "AWS::Lambda::Function",
@@ -1166,7 +1185,9 @@ def model_stager(t: Template) -> None:
             "Models": models,
             "MirrorBucket": ref("ModelMirrorBucket"),
             "MirrorPrefix": ref("ModelMirrorPrefix"),
+            # Both values only order the work: the NAT route and the S3 read policy come first.
             "NetworkReady": network_ready(),
+            "MirrorReadable": if_("HasModelMirror", ref("ModelMirrorPolicy"), "no-mirror"),
         },
     )
     t.output("ModelFilesStaged", "Model files on EFS (custom resource)", getatt("ModelFiles", "Files"))
@@ -1305,9 +1326,9 @@ def lambda_efs_template() -> dict[str, Any]:
     function_role(
         t, "FunctionRole", "FunctionLogGroup",
         policy("read-models", efs_statement("elasticfilesystem:ClientMount")),
-        allowed_buckets_policy(),
         vpc=True,
     )
+    allowed_buckets_policy(t, "FunctionRole")
     t.resource(
         "Function", "AWS::Lambda::Function",
         {
@@ -1354,9 +1375,9 @@ def sagemaker_template(kind: str) -> dict[str, Any]:
     function_role(
         t, "FunctionRole", "FunctionLogGroup",
         policy("invoke-endpoint", statement(["sagemaker:InvokeEndpoint"], ref(endpoint))),
-        allowed_buckets_policy(),
         vpc=False,
     )
+    allowed_buckets_policy(t, "FunctionRole")
     t.resource(
         "Function", "AWS::Lambda::Function",
         {

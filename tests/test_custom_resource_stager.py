@@ -304,19 +304,23 @@ def test_near_timeout_reports_failed_before_the_deadline(
     cloudformation: ResponseServer, efs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A download too slow for the remaining time stops itself and reports why, in time."""
-    monkeypatch.setattr(stager, "SAFETY_MARGIN_SECONDS", 1.0)
-    drip = Drip(MODEL_A, chunk=10_000, pause=0.1)  # 3 s for the whole body
+    # The downloader reports progress per MiB: 3 MiB dripped over about 3 s report at
+    # about 1 s and 2 s. The stager must stop at 4 - 2 = 2 s, well before crhelper's own
+    # timer (at 3.5 s) and the deadline (4 s).
+    monkeypatch.setattr(stager, "SAFETY_MARGIN_SECONDS", 2.0)
+    body = random.Random(3).randbytes(3 * 1024 * 1024)
+    drip = Drip(body, chunk=100_000, pause=0.1)
     try:
-        context = Context(2.5)
+        context = Context(4.0)
         started = time.monotonic()
-        stager.handler(event("Create", cloudformation.url, [entry("model-a", MODEL_A, drip.url)]), context)
+        stager.handler(event("Create", cloudformation.url, [entry("model-a", body, drip.url)]), context)
         arrived, answer = cloudformation.next()
     finally:
         drip.close()
     assert answer["Status"] == "FAILED"
-    assert "would time out" in answer["Reason"]
-    assert arrived < context.deadline, f"answered {arrived - context.deadline:.2f} s after the deadline"
-    assert arrived - started < 2.5
+    assert "would time out" in answer["Reason"], answer["Reason"]
+    assert arrived < context.deadline - 0.5, f"answered {arrived - context.deadline:.2f} s after the deadline"
+    assert arrived - started < 3.5
     assert leftovers(efs) == [] and not (efs / "model-a.pth").exists()
     assert cloudformation.empty()
 
@@ -339,3 +343,42 @@ def test_stalled_download_is_answered_by_the_timer_once(
     # The handler's own failure later was not sent a second time.
     time.sleep(0.2)
     assert cloudformation.empty()
+
+
+def test_copy_from_s3_mirror_is_verified_too(
+    cloudformation: ResponseServer, efs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MirrorBucket set: the files come from S3 (moto server) through a presigned GET, same checks."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for name, value in {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="model-mirror")
+        s3.put_object(Bucket="model-mirror", Key="models/model-a.pth", Body=MODEL_A)
+        s3.put_object(Bucket="model-mirror", Key="models/model-b.pth", Body=MODEL_A)  # wrong bytes
+        # The official url is unreachable: success proves the copy came from the mirror.
+        good = event("Create", cloudformation.url, [entry("model-a", MODEL_A, "http://127.0.0.1:9/a.pth")])
+        good["ResourceProperties"]["MirrorBucket"] = "model-mirror"
+        stager.handler(good, Context(60))
+        _, answer = cloudformation.next()
+        assert answer["Status"] == "SUCCESS", answer["Reason"]
+        assert (efs / "model-a.pth").read_bytes() == MODEL_A
+        bad = event("Create", cloudformation.url, [entry("model-b", MODEL_B, "http://127.0.0.1:9/b.pth")])
+        bad["ResourceProperties"]["MirrorBucket"] = "model-mirror"
+        stager.handler(bad, Context(60))
+        _, answer = cloudformation.next()
+        assert answer["Status"] == "FAILED"
+        assert not (efs / "model-b.pth").exists()
+    finally:
+        server.stop()

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 TARGET_DIR_ENV = "STAGER_TARGET_DIR"
 #: Stop working this long before the Lambda deadline so FAILED goes out with a real reason.
+#: The downloader reports progress once per MiB, so this must cover one MiB at the slowest
+#: rate worth waiting for (20 s: 50 KiB/s).
 SAFETY_MARGIN_SECONDS = float(os.environ.get("STAGER_SAFETY_MARGIN_SECONDS", "20"))
 #: Per-request network timeout cap (connect/read); the deadline lowers it further.
 NETWORK_TIMEOUT_SECONDS = 60.0

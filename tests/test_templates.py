@@ -1,0 +1,597 @@
+"""The three CloudFormation templates, checked offline.
+
+- templates/build.py regenerates the committed templates byte for byte;
+- cfn-lint (global and China regions) and checkov find nothing; every checkov skip has a
+  written reason and is needed (the check fails on that resource without the skip);
+- IAM is least-privilege (no wildcard actions, S3 and SageMaker scoped) and partition-neutral;
+- the API definition matches the contract (openapi.yaml);
+- each template is created as a stack in moto (server mode) and its wiring asserted through
+  the service APIs moto emulates. moto's CloudFormation skips API Gateway stages, API keys,
+  usage plans, models, request validators and gateway responses, CloudWatch alarms,
+  Application Auto Scaling and SecurityGroupEgress, and it cannot run Lambda code without
+  Docker: those are asserted from the parsed template instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import jsonschema
+import pytest
+
+from superres.service.contract import contract, schema
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("templates_build", ROOT / "templates" / "build.py")
+build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build)
+
+# moto announces each resource type its CloudFormation skips; the module docstring lists them.
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
+
+KINDS = ["lambda", "gpu", "inf1"]
+REGION = "us-east-1"
+
+
+def raw(kind: str) -> str:
+    return build.OUTPUTS[kind].read_text()
+
+
+def template(kind: str) -> dict[str, Any]:
+    return json.loads(raw(kind))
+
+
+def filled(kind: str) -> str:
+    return build.substitute(raw(kind))
+
+
+def resources_of(body: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in body["Resources"].items() if res["Type"] == kind}
+
+
+def walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def policy_statements(body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, res in body["Resources"].items():
+        props = res.get("Properties", {})
+        documents = []
+        if res["Type"] == "AWS::IAM::Role":
+            documents.append(props["AssumeRolePolicyDocument"])
+            documents += [p["PolicyDocument"] for p in props.get("Policies", [])]
+        elif res["Type"] == "AWS::IAM::Policy":
+            documents.append(props["PolicyDocument"])
+        elif res["Type"] == "AWS::EFS::FileSystem":
+            documents.append(props["FileSystemPolicy"])
+        for document in documents:
+            for item in document["Statement"]:
+                yield name, item
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# ---------------------------------------------------------------- generation, lint, checkov
+
+
+def test_committed_templates_are_what_build_py_generates() -> None:
+    for path, text in build.render_all().items():
+        assert path.read_text() == text, f"{path.name} is stale: run python templates/build.py"
+    check = subprocess.run([sys.executable, str(ROOT / "templates" / "build.py"), "--check"], capture_output=True)
+    assert check.returncode == 0, check.stderr.decode()
+
+
+def test_placeholders_are_the_deployment_build_ones() -> None:
+    for kind in KINDS:
+        text = raw(kind)
+        for placeholder in build.PLACEHOLDERS:
+            assert placeholder in text
+        leftover = build.substitute(text).count("%%")
+        assert leftover == 0
+    body = template("lambda")
+    stager = body["Resources"]["StagerFunction"]["Properties"]["Code"]
+    assert stager["S3Bucket"] == {"Fn::Join": ["-", [{"Fn::FindInMap": ["Assets", "Source", "BucketPrefix"]}, {"Ref": "AWS::Region"}]]}
+    assert body["Mappings"]["Assets"]["Source"]["KeyPrefix"] == "%%SOLUTION_NAME%%/%%VERSION%%"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cfn_lint_finds_nothing(kind: str) -> None:
+    from cfnlint.api import ManualArgs, lint
+
+    # As deployed (placeholders filled: unfilled, they cannot match bucket/ARN patterns),
+    # in a global region and both China regions.
+    matches = lint(filled(kind), config=ManualArgs(regions=["us-east-1", "eu-west-1", "cn-north-1", "cn-northwest-1"]))
+    assert [str(m) for m in matches] == []
+
+
+def checkov_executable() -> str:
+    # checkov pins boto3 1.35, which the project's pinned boto3 excludes: it lives in its
+    # own virtual environment (see the Makefile), or wherever $CHECKOV points.
+    candidates = [os.environ.get("CHECKOV"), str(ROOT / ".venv" / "checkov" / "bin" / "checkov")]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.fail("checkov is not installed: make install creates .venv/checkov (or set $CHECKOV)")
+
+
+def run_checkov(directory: Path) -> dict[str, Any]:
+    result = subprocess.run(
+        [checkov_executable(), "-d", str(directory), "--framework", "cloudformation", "--skip-download", "-o", "json"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+    )
+    report = json.loads(result.stdout)
+    return report[0] if isinstance(report, list) else report
+
+
+def checkov_skips(body: dict[str, Any]) -> list[tuple[str, str, str]]:
+    found = []
+    for name, res in body["Resources"].items():
+        for item in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            found.append((name, item["id"], item.get("comment", "")))
+    return found
+
+
+@pytest.fixture(scope="module")
+def checkov_reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
+    as_built = tmp_path_factory.mktemp("checkov")
+    stripped = tmp_path_factory.mktemp("checkov-no-skips")
+    for kind in KINDS:
+        name = build.OUTPUTS[kind].name
+        (as_built / name).write_text(filled(kind))
+        body = json.loads(filled(kind))
+        for res in body["Resources"].values():
+            res.get("Metadata", {}).pop("checkov", None)
+        (stripped / name).write_text(json.dumps(body))
+    return run_checkov(as_built), run_checkov(stripped)
+
+
+def test_checkov_passes(checkov_reports: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    report, _ = checkov_reports
+    failed = [(f["file_path"], f["resource"], f["check_id"], f["check_name"]) for f in report["results"]["failed_checks"]]
+    assert failed == []
+    assert report["summary"]["passed"] > 50
+
+
+def test_every_checkov_skip_has_a_reason_and_is_needed(checkov_reports: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    report, without_skips = checkov_reports
+    failing = {(Path(f["file_path"]).name, f["resource"].split(".")[-1], f["check_id"]) for f in without_skips["results"]["failed_checks"]}
+    skipped = {(Path(f["file_path"]).name, f["resource"].split(".")[-1], f["check_id"]) for f in report["results"]["skipped_checks"]}
+    total = 0
+    for kind in KINDS:
+        name = build.OUTPUTS[kind].name
+        for resource, check, comment in checkov_skips(template(kind)):
+            total += 1
+            assert len(comment) >= 40, f"{name} {resource} {check}: the reason is missing or too short"
+            assert (name, resource, check) in skipped, f"{name} {resource} {check}: checkov did not apply the skip"
+            assert (name, resource, check) in failing, f"{name} {resource} {check}: not needed, remove it"
+    assert total == len(report["results"]["skipped_checks"])
+
+
+# ---------------------------------------------------------------- IAM, partitions
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_wildcard_actions_and_scoped_resources(kind: str) -> None:
+    body = template(kind)
+    allowed_star = {
+        "xray:PutTraceSegments", "xray:PutTelemetryRecords", "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses", "ecr:GetAuthorizationToken",
+        "cloudwatch:PutMetricData",
+    }
+    statements = list(policy_statements(body))
+    assert statements
+    for owner, item in statements:
+        assert "NotAction" not in item and "NotResource" not in item, owner
+        for action in as_list(item["Action"]):
+            assert "*" not in action, f"{owner}: wildcard action {action}"
+        if item.get("Resource") == "*":
+            assert set(as_list(item["Action"])) <= allowed_star, f"{owner}: {item['Action']} on '*'"
+            if "cloudwatch:PutMetricData" in item["Action"]:
+                assert "cloudwatch:namespace" in json.dumps(item["Condition"])
+
+
+def test_s3_read_only_on_allow_listed_buckets_and_the_mirror() -> None:
+    for kind in KINDS:
+        body = template(kind)
+        readers = {owner for owner, item in policy_statements(body) if "s3:GetObject" in as_list(item["Action"])}
+        expected = {"AllowedBucketsPolicy", "ModelMirrorPolicy"} if kind == "lambda" else {"AllowedBucketsPolicy", "EndpointRole"}
+        assert readers == expected, kind
+        allowed = body["Resources"]["AllowedBucketsPolicy"]
+        assert allowed["Condition"] == "HasBucket0"
+        resources = allowed["Properties"]["PolicyDocument"]["Statement"][0]["Resource"]
+        assert len(resources) == build.MAX_ALLOWED_BUCKETS
+        assert "arn:${AWS::Partition}:s3:::${Bucket}/*" in json.dumps(resources)
+        # The function reads exactly the buckets its environment allow-lists.
+        env = body["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+        assert env["SUPERRES_ALLOWED_S3_BUCKETS"]["Fn::If"][0] == "HasBucket0"
+        if kind != "lambda":
+            (statement,) = [s for o, s in policy_statements(body) if o == "EndpointRole" and "s3:GetObject" in s["Action"]]
+            assert statement["Resource"]["Fn::Sub"][0] == "arn:${AWS::Partition}:s3:::${AssetBucket}/${KeyPrefix}/*"
+
+
+@pytest.mark.parametrize("kind", ["gpu", "inf1"])
+def test_invoke_endpoint_only_on_the_stacks_endpoint(kind: str) -> None:
+    body = template(kind)
+    invokes = [(o, s) for o, s in policy_statements(body) if "sagemaker:InvokeEndpoint" in as_list(s["Action"])]
+    assert invokes == [("FunctionRole", {"Effect": "Allow", "Action": ["sagemaker:InvokeEndpoint"], "Resource": {"Ref": "Endpoint"}})]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_partition_neutral(kind: str) -> None:
+    text = raw(kind)
+    assert "arn:aws:" not in text and "arn:aws-cn:" not in text
+    assert "amazonaws.com/" not in text and ".amazonaws.com.cn" not in text
+    # Hosts are built with AWS::URLSuffix (amazonaws.com.cn in China).
+    assert "execute-api.${AWS::Region}.${AWS::URLSuffix}" in text
+    assert "dkr.ecr.${AWS::Region}.${AWS::URLSuffix}" in text or kind != "lambda"
+
+
+# ---------------------------------------------------------------- parameters, outputs
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_guide_parameters_outputs_and_console_groups(kind: str) -> None:
+    body = template(kind)
+    params = body["Parameters"]
+    assert params["customStageName"]["Default"] == "prod"
+    assert params["customAuthType"]["AllowedValues"] == ["AWS_IAM", "NONE"]
+    assert params["customAuthType"]["Default"] == "AWS_IAM"
+    if kind == "lambda":
+        assert "deployInstanceType" not in params
+    else:
+        expected = build.INSTANCE_TYPES[kind]
+        assert params["deployInstanceType"]["AllowedValues"] == expected
+        assert params["deployInstanceType"]["Default"] == {"gpu": "ml.g4dn.xlarge", "inf1": "ml.inf1.xlarge"}[kind]
+        for name in ("MinInstances", "MaxInstances"):
+            assert params[name]["Type"] == "Number"
+    for name in ("UsagePlanRateLimit", "UsagePlanBurstLimit", "UsagePlanDailyQuota", "AllowedS3Buckets",
+                 "ModelName", "FaceEnhancement", "LogRetentionDays"):
+        assert name in params
+    interface = body["Metadata"]["AWS::CloudFormation::Interface"]
+    grouped = [p for group in interface["ParameterGroups"] for p in group["Parameters"]]
+    assert sorted(grouped) == sorted(params), "every parameter in exactly one console group"
+    assert set(interface["ParameterLabels"]) == set(params)
+    assert all(p.get("Description") for p in params.values())
+    outputs = body["Outputs"]
+    invoke = [name for name in outputs if name.startswith("aikitsInvokeURL")]
+    assert invoke == ["aikitsInvokeURLresolution"]
+    assert outputs["aikitsInvokeURLresolution"]["Value"] == {
+        "Fn::Sub": "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${ApiStage}/resolution"
+    }
+    assert outputs["ApiKeyId"]["Value"] == {"Ref": "ApiKey"}
+    assert outputs["GetApiKeyCommand"]["Value"]["Fn::Sub"].startswith(
+        "aws apigateway get-api-key --api-key ${ApiKey} --include-value --query value --output text"
+    )
+    for name in ("UsagePlanId", "IssueApiKeyCommand", "RevokeApiKeyCommand", "DashboardURL", "AccessLogGroupName", "FunctionName"):
+        assert name in outputs
+
+
+def test_models_match_the_manifest() -> None:
+    from superres.manifest import MODELS
+
+    body = template("lambda")
+    assert body["Parameters"]["ModelName"]["AllowedValues"] == build.X4_MODELS
+    staged = json.dumps(body["Resources"]["ModelFiles"]["Properties"]["Models"])
+    for name in [*build.X4_MODELS, *build.FACE_MODELS]:
+        spec = MODELS[name]
+        assert spec.sha256 in staged and spec.url in staged and f'"{spec.size}"' in staged
+
+
+# ---------------------------------------------------------------- API against the contract
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_api_definition_matches_the_contract(kind: str) -> None:
+    body = template(kind)
+    res = body["Resources"]
+    # Paths and methods: exactly those of the contract.
+    paths = contract()["paths"]
+    declared = {(path, method.upper()) for path, ops in paths.items() for method in ops}
+    methods = resources_of(body, "AWS::ApiGateway::Method")
+    built = set()
+    for method in methods.values():
+        props = method["Properties"]
+        resource = res[props["ResourceId"]["Ref"]]["Properties"]
+        assert resource["ParentId"] == {"Fn::GetAtt": ["Api", "RootResourceId"]}
+        built.add(("/" + resource["PathPart"], props["HttpMethod"]))
+    assert built == declared
+    # The request model is the contract's request schema, as a draft-4 model.
+    model = res["ResolutionRequestModel"]["Properties"]
+    assert model["ContentType"] == "application/json"
+    schema_body = dict(model["Schema"])
+    assert schema_body.pop("$schema") == "http://json-schema.org/draft-04/schema#"
+    assert schema_body.pop("title") == "ResolutionRequest"
+    assert schema_body == schema("ResolutionRequest")
+    jsonschema.Draft4Validator.check_schema(model["Schema"])
+    validator = jsonschema.Draft4Validator(model["Schema"])
+    assert validator.is_valid({"url": "https://example.com/a.jpg", "scale": 4})
+    assert not validator.is_valid({"scale": 3, "img": "x"})
+    assert not validator.is_valid({"scale": 2})
+    # The POST method validates bodies against it.
+    props = res["ResolutionMethod"]["Properties"]
+    assert props["RequestModels"] == {"application/json": {"Ref": "ResolutionRequestModel"}}
+    assert res[props["RequestValidatorId"]["Ref"]]["Properties"]["ValidateRequestBody"] is True
+    # API Gateway's own errors (validation 400, 403, 429, 5xx) answer the contract's Error shape.
+    error_schema = schema("Error")
+    for name, gateway in resources_of(body, "AWS::ApiGateway::GatewayResponse").items():
+        rendered = gateway["Properties"]["ResponseTemplates"]["application/json"]
+        rendered = rendered.replace("$context.error.messageString", json.dumps('Invalid request body')).replace(
+            "$context.error.responseType", "BAD_REQUEST_BODY"
+        )
+        jsonschema.validate(json.loads(rendered), error_schema)
+        headers = gateway["Properties"]["ResponseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"
+    assert {g["Properties"]["ResponseType"] for g in resources_of(body, "AWS::ApiGateway::GatewayResponse").values()} == {
+        "DEFAULT_4XX", "DEFAULT_5XX"
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_auth_keys_usage_plan_stage_and_logs_from_the_template(kind: str) -> None:
+    """What moto does not create: asserted from the template itself."""
+    body = template(kind)
+    res = body["Resources"]
+    method = res["ResolutionMethod"]["Properties"]
+    assert method["AuthorizationType"] == {"Fn::If": ["UseIam", "AWS_IAM", "NONE"]}
+    assert body["Conditions"]["UseIam"] == {"Fn::Equals": [{"Ref": "customAuthType"}, "AWS_IAM"]}
+    assert method["ApiKeyRequired"] is True
+    assert method["Integration"]["Type"] == "AWS_PROXY"
+    assert res["Api"]["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    permission = res["ApiInvokePermission"]["Properties"]
+    assert permission["SourceArn"]["Fn::Sub"].endswith(":${Api}/*/POST/resolution")
+    stage = res["ApiStage"]["Properties"]
+    assert stage["StageName"] == {"Ref": "customStageName"}
+    assert stage["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["AccessLogGroup", "Arn"]}
+    access_format = json.loads(stage["AccessLogSetting"]["Format"])
+    assert access_format["requestId"] == "$context.requestId" and "apiKeyId" in access_format
+    (settings,) = stage["MethodSettings"]
+    assert settings["MetricsEnabled"] is True
+    assert settings["ThrottlingRateLimit"] == {"Ref": "StageRateLimit"}
+    plan = res["UsagePlan"]["Properties"]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "ApiStage"}}]
+    assert plan["Throttle"] == {"RateLimit": {"Ref": "UsagePlanRateLimit"}, "BurstLimit": {"Ref": "UsagePlanBurstLimit"}}
+    assert plan["Quota"] == {"Fn::If": ["HasQuota", {"Limit": {"Ref": "UsagePlanDailyQuota"}, "Period": "DAY"}, {"Ref": "AWS::NoValue"}]}
+    assert res["ApiKey"]["Properties"]["Enabled"] is True
+    assert res["UsagePlanKey"]["Properties"] == {"KeyId": {"Ref": "ApiKey"}, "KeyType": "API_KEY", "UsagePlanId": {"Ref": "UsagePlan"}}
+    for name, group in resources_of(body, "AWS::Logs::LogGroup").items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+    for name, function in resources_of(body, "AWS::Lambda::Function").items():
+        logging_config = function["Properties"]["LoggingConfig"]
+        assert logging_config["LogFormat"] == "JSON", name  # one JSON object per line, with requestId
+        assert res[logging_config["LogGroup"]["Ref"]]["Type"] == "AWS::Logs::LogGroup"
+    alarms = {a["Properties"]["MetricName"] for a in resources_of(body, "AWS::CloudWatch::Alarm").values()}
+    backend = "Invocation5XXErrors" if kind != "lambda" else "Errors"
+    assert alarms == {"5XXError", "Latency", "Throttles", backend}
+    assert "Dashboard" in res
+
+
+def test_lambda_variant_network_and_storage_from_the_template() -> None:
+    body = template("lambda")
+    res = body["Resources"]
+    fs = res["FileSystem"]["Properties"]
+    assert fs["Encrypted"] is True
+    (deny,) = fs["FileSystemPolicy"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    function = res["Function"]
+    props = function["Properties"]
+    assert props["PackageType"] == "Image" and props["MemorySize"] == 10240
+    assert props["Environment"]["Variables"]["SUPERRES_MODEL_DIR"] == "/mnt/models"
+    assert props["FileSystemConfigs"][0]["LocalMountPath"] == "/mnt/models"
+    assert "ModelFiles" in function["DependsOn"]
+    custom = res["ModelFiles"]["Properties"]
+    assert 0 < custom["ServiceTimeout"] < 3600
+    assert res["StagerFunction"]["Properties"]["Timeout"] < custom["ServiceTimeout"]
+    # No security group allows all traffic.
+    for name, group in resources_of(body, "AWS::EC2::SecurityGroup").items():
+        for rule in group["Properties"].get("SecurityGroupEgress", []) + group["Properties"].get("SecurityGroupIngress", []):
+            assert rule["IpProtocol"] != "-1", name
+    assert res["FunctionToFileSystemEgress"]["Properties"]["FromPort"] == 2049
+
+
+# ---------------------------------------------------------------- moto server: stacks
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def aws(moto_url: str):
+    def client(service: str):
+        return boto3.client(
+            service, endpoint_url=moto_url, region_name=REGION,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )
+
+    # The code assets the templates point at (moto's Lambda reads zips from its S3).
+    s3 = client("s3")
+    bucket = f"{build.EXAMPLE_ASSETS['%%BUCKET_NAME%%']}-{REGION}"
+    s3.create_bucket(Bucket=bucket)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("placeholder.py", "")
+    prefix = f"{build.EXAMPLE_ASSETS['%%SOLUTION_NAME%%']}/{build.EXAMPLE_ASSETS['%%VERSION%%']}"
+    for name in ("efs-model-stager.zip", "invoke-endpoint.zip"):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=archive.getvalue())
+    return client
+
+
+def create_stack(aws, kind: str, name: str, **parameters: str) -> dict[str, Any]:
+    cfn = aws("cloudformation")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfn.create_stack(
+            StackName=name,
+            TemplateBody=filled(kind),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM"],
+        )
+    stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    resources = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.describe_stack_resources(StackName=name)["StackResources"]
+        if "LogicalResourceId" in r and "PhysicalResourceId" in r
+    }
+    return {"stack": stack, "resources": resources, "outputs": {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}}
+
+
+def role_policy(aws, role: str, name: str) -> dict[str, Any]:
+    document = aws("iam").get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    if isinstance(document, dict):
+        return document
+    # moto keeps inline policies made by CloudFormation as Python reprs, not JSON.
+    text = urllib.parse.unquote(document)
+    return json.loads(text) if text.lstrip().startswith('{"') else ast.literal_eval(text)
+
+
+def assert_method_wiring(aws, created: dict[str, Any], auth: str) -> dict[str, Any]:
+    apigw = aws("apigateway")
+    api_id = created["resources"]["Api"]
+    (resource,) = [r for r in apigw.get_resources(restApiId=api_id)["items"] if r.get("pathPart") == "resolution"]
+    method = apigw.get_method(restApiId=api_id, resourceId=resource["id"], httpMethod="POST")
+    assert method["authorizationType"] == auth
+    assert method["apiKeyRequired"] is True
+    integration = method["methodIntegration"]
+    assert integration["type"] == "AWS_PROXY" and integration["httpMethod"] == "POST"
+    function = aws("lambda").get_function_configuration(FunctionName=created["resources"]["Function"])
+    assert integration["uri"] == (
+        f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function['FunctionArn']}/invocations"
+    )
+    assert created["outputs"]["aikitsInvokeURLresolution"].startswith(f"https://{api_id}.execute-api.{REGION}.amazonaws.com/")
+    return function
+
+
+def test_lambda_stack_in_moto(aws, moto_url: str) -> None:
+    created = create_stack(aws, "lambda", "superres-lambda")
+    res = created["resources"]
+    # Everything but the custom resource exists; the stack waits for the model staging answer.
+    assert created["stack"]["StackStatus"] == "CREATE_IN_PROGRESS"
+    function = assert_method_wiring(aws, created, "AWS_IAM")
+    # Lambda in the new VPC's private subnets, EFS access point mounted at /mnt/models.
+    ec2 = aws("ec2")
+    private = {res["Private0Subnet"], res["Private1Subnet"]}
+    assert set(function["VpcConfig"]["SubnetIds"]) == private
+    assert function["VpcConfig"]["SecurityGroupIds"] == [res["FunctionSecurityGroup"]]
+    assert {s["VpcId"] for s in ec2.describe_subnets(SubnetIds=sorted(private))["Subnets"]} == {res["Vpc"]}
+    assert function["MemorySize"] == 10240 and function["Timeout"] == 60
+    env = function["Environment"]["Variables"]
+    assert env["SUPERRES_VARIANT"] == "lambda" and env["SUPERRES_MODEL_DIR"] == "/mnt/models"
+    assert env["SUPERRES_MODEL_X4"] == "realesr-general-x4v3" and env["SUPERRES_ALLOWED_S3_BUCKETS"] == "[]"
+    # moto's Lambda has no FileSystemConfigs: the mount is asserted from the template, the
+    # file system, mount targets and access point it names through moto's EFS API.
+    body = template("lambda")["Resources"]
+    for name in ("Function", "StagerFunction"):
+        (mount,) = body[name]["Properties"]["FileSystemConfigs"]
+        assert mount["LocalMountPath"] == "/mnt/models"
+        assert mount["Arn"]["Fn::Sub"].endswith(":access-point/${ModelsAccessPoint}")
+    efs = aws("efs")
+    fs_id = res["FileSystem"]
+    assert efs.describe_file_systems(FileSystemId=fs_id)["FileSystems"][0]["Encrypted"] is True
+    targets = efs.describe_mount_targets(FileSystemId=fs_id)["MountTargets"]
+    assert {t["SubnetId"] for t in targets} == private
+    (point,) = efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]
+    # (moto reports no physical id for the access point: it is the file system's only one.)
+    assert point["PosixUser"]["Uid"] == 1000 and point["RootDirectory"]["Path"] == "/superres-models"
+    mount_groups = {
+        group for target in targets
+        for group in efs.describe_mount_target_security_groups(MountTargetId=target["MountTargetId"])["SecurityGroups"]
+    }
+    assert mount_groups == {res["FileSystemSecurityGroup"]}
+    (nfs,) = ec2.describe_security_groups(GroupIds=[res["FileSystemSecurityGroup"]])["SecurityGroups"][0]["IpPermissions"]
+    assert nfs["FromPort"] == 2049 and nfs["UserIdGroupPairs"][0]["GroupId"] == res["FunctionSecurityGroup"]
+    stager = aws("lambda").get_function_configuration(FunctionName=res["StagerFunction"])
+    assert stager["Timeout"] == 900 and set(stager["VpcConfig"]["SubnetIds"]) == private
+    # The stager answers (what efs_model_stager sends, see test_custom_resource_stager):
+    # then, and only then, the stack completes.
+    answer = {
+        "Status": "SUCCESS", "StackId": created["stack"]["StackId"], "RequestId": "r",
+        "LogicalResourceId": "ModelFiles", "PhysicalResourceId": "efs-models-1",
+        "Data": {"Files": "realesr-general-x4v3.pth"},
+    }
+    response = httpx.put(
+        f"{moto_url}/cloudformation_{REGION}/cfnresponse",
+        params={"stack": created["stack"]["StackId"]},
+        content=json.dumps(answer),
+        headers={"Host": f"cloudformation.{REGION}.amazonaws.com"},
+    )
+    assert response.status_code == 200
+    stack = aws("cloudformation").describe_stacks(StackName="superres-lambda")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+
+
+def test_lambda_stack_without_iam_auth_in_moto(aws) -> None:
+    created = create_stack(aws, "lambda", "superres-lambda-open", customAuthType="NONE", AllowedS3Buckets="in-a,in-b")
+    function = assert_method_wiring(aws, created, "NONE")
+    assert json.loads(function["Environment"]["Variables"]["SUPERRES_ALLOWED_S3_BUCKETS"]) == ["in-a", "in-b"]
+    (statement,) = role_policy(aws, created["resources"]["FunctionRole"], "read-allow-listed-buckets")["Statement"]
+    assert statement["Action"] == ["s3:GetObject"]
+    # CloudFormation drops the AWS::NoValue items of unused bucket slots; moto leaves nulls.
+    assert sorted(r for r in statement["Resource"] if r) == ["arn:aws:s3:::in-a/*", "arn:aws:s3:::in-b/*"]
+
+
+@pytest.mark.parametrize("kind", ["gpu", "inf1"])
+def test_sagemaker_stack_in_moto(aws, kind: str) -> None:
+    instance = build.INSTANCE_TYPES[kind][1]
+    created = create_stack(aws, kind, f"superres-{kind}", deployInstanceType=instance, MinInstances="2", MaxInstances="4")
+    assert created["stack"]["StackStatus"] == "CREATE_COMPLETE"
+    function = assert_method_wiring(aws, created, "AWS_IAM")
+    sagemaker = aws("sagemaker")
+    endpoint_name = created["outputs"]["EndpointName"]
+    endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    (variant,) = config["ProductionVariants"]
+    assert variant["InstanceType"] == instance and variant["InitialInstanceCount"] == 2
+    assert variant["VariantName"] == "AllTraffic"
+    model = sagemaker.describe_model(ModelName=variant["ModelName"])
+    assert model["PrimaryContainer"]["Image"] == f"123456789012.dkr.ecr.{REGION}.amazonaws.com/superres-kit-sagemaker-{kind}:v1.0.0"
+    assert model["PrimaryContainer"]["ModelDataUrl"] == (
+        f"s3://superres-assets-{REGION}/superres-kit/v1.0.0/sagemaker-{kind}-model.tar.gz"
+    )
+    assert model["PrimaryContainer"]["Environment"]["SUPERRES_MODEL_X4"] == "RealESRGAN_x4plus"
+    # moto drops EnableNetworkIsolation when it creates the model from CloudFormation.
+    assert template(kind)["Resources"]["Model"]["Properties"]["EnableNetworkIsolation"] is True
+    env = function["Environment"]["Variables"]
+    assert env["SUPERRES_ENDPOINT_NAME"] == endpoint_name
+    assert env["SUPERRES_FACE_ENABLED"] == ("true" if kind == "gpu" else "false")
+    (statement,) = role_policy(aws, created["resources"]["FunctionRole"], "invoke-endpoint")["Statement"]
+    assert statement["Resource"] == endpoint["EndpointArn"]
+    # moto skips Application Auto Scaling in CloudFormation: from the template.
+    body = template(kind)["Resources"]
+    target = body["ScalableTarget"]["Properties"]
+    assert target["MinCapacity"] == {"Ref": "MinInstances"} and target["MaxCapacity"] == {"Ref": "MaxInstances"}
+    assert target["ResourceId"] == {"Fn::Sub": "endpoint/${Endpoint.EndpointName}/variant/AllTraffic"}
+    tracking = body["ScalingPolicy"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
