@@ -1,7 +1,7 @@
 """Speed, seam quality and peak memory of our engine against two references.
 
     python bench/engine_bench.py --model-dir DIR [--models ...] [--tiles 0,64,128,256]
-        [--size 128] [--image PATH] [--threads 2] [--repeat 3] [--fixed-batch N]
+        [--size 128] [--image PATH] [--threads 2] [--repeat 3] [--fixed-batch N] [--bf16]
         [--rss-size 1920x1080] [--json out.json]
 
 Every configuration (an engine, a model, a tile setting) runs in a fresh
@@ -71,6 +71,7 @@ class Job:
     pad: int | None = None
     fixed_shape: bool = False
     batch: int = 1
+    bf16: bool = False
 
 
 def build(job: Job) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
@@ -99,8 +100,8 @@ def build(job: Job) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
         config = replace(config, tile=job.tile, fixed_shape=job.fixed_shape, batch=job.batch)
     if job.pad is not None:
         config = replace(config, pad=job.pad)
-    upscaler = Upscaler.from_file(weights, spec, device="cpu", tiles=config)
-    return partial(upscaler.upscale, scale=SCALE), describe(config)
+    upscaler = Upscaler.from_file(weights, spec, device="cpu", tiles=config, bf16=job.bf16)
+    return partial(upscaler.upscale, scale=SCALE), describe(config) + (" bf16" if job.bf16 else "")
 
 
 def run_child(job: Job) -> dict:
@@ -198,6 +199,9 @@ def compare(args: argparse.Namespace, workdir: Path) -> list[dict]:
                 Job("torch-whole", output=str(workdir / f"{model}-torch.npy"), **common)]
         for tile in args.tiles:
             jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}.npy"), tile=tile, pad=args.pad, **common))
+            if args.bf16:
+                jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-bf16.npy"), tile=tile,
+                                pad=args.pad, bf16=True, **common))
             if args.fixed_batch and tile:
                 jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-fixed.npy"), tile=tile,
                                 pad=args.pad, fixed_shape=True, batch=args.fixed_batch, **common))
@@ -280,6 +284,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pad", type=int, help="context per tile side (default: the engine's)")
     parser.add_argument("--fixed-batch", type=int, default=0, metavar="N",
                         help="also run each tile size with fixed_shape and batches of N")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also run each tile size with bf16 autocast (CPUs with AMX or AVX512-BF16)")
     parser.add_argument("--size", type=int, default=128, help="edge of the square crop")
     parser.add_argument("--image", type=Path, default=SHARED / "images" / "astronaut.png")
     parser.add_argument("--threads", type=int, default=2)

@@ -177,6 +177,24 @@ def test_bad_arguments_are_refused(compact, astronaut) -> None:
         Upscaler(compact.descriptor, name="x", device="cpu", half=True)
 
 
+@pytest.mark.skipif(
+    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="needs a CPU with native bf16 (AMX or AVX512-BF16)"
+)
+@pytest.mark.parametrize("photo", ["astronaut.png", "chelsea.png", "coffee.png"])
+def test_cpu_bf16_keeps_50_db_against_fp32(x4plus, photo: str) -> None:
+    """The quality guard of the bf16 speed-up, on RealESRGAN_x4plus and real photos."""
+    pixels = load_photo(photo)
+    top, left = (pixels.shape[0] - 96) // 2, (pixels.shape[1] - 96) // 2
+    crop = np.ascontiguousarray(pixels[top : top + 96, left : left + 96])
+    fast = Upscaler(x4plus.descriptor, name="bf16", bf16=True)
+    assert psnr(fast.upscale(crop), x4plus.upscale(crop)) >= 50
+
+
+def test_bf16_is_refused_where_it_was_not_measured(compact) -> None:
+    with pytest.raises(ValueError, match="ESRGAN"):
+        Upscaler(compact.descriptor, name="compact", bf16=True)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on CI)")
 def test_cuda_fp16_matches_cpu_fp32(shared_models, astronaut) -> None:
     spec = get_spec("RealESRGAN_x4plus")

@@ -60,6 +60,7 @@ def _destination(source: Path, output: Path, scale: int, fmt: str | None, single
 @click.option("--format", "fmt", type=click.Choice(codec.OUTPUT_FORMATS), default=None, help="Output format [default: the input's].")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Output folder, or a file name for a single input.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--bf16", is_flag=True, help="ESRGAN trunk in bf16 on CPUs with AMX/AVX512-BF16 (faster, >= 50 dB vs fp32).")
 def upscale(
     inputs: tuple[Path, ...],
     scale: str,
@@ -70,15 +71,16 @@ def upscale(
     fmt: str | None,
     output: Path,
     device: str,
+    bf16: bool,
 ) -> None:
     """Upscale image files and folders of images."""
     spec = get_spec(model)
     try:
         upscaler = Upscaler.from_file(
-            ModelStore(model_dir).path(spec), spec, device=device, tiles=TileConfig(tile=tile, pad=pad)
+            ModelStore(model_dir).path(spec), spec, device=device, bf16=bf16, tiles=TileConfig(tile=tile, pad=pad)
         )
-    except SuperResError as error:
-        raise click.ClickException(error.message) from None
+    except (SuperResError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
     files = _collect(inputs)
     single = len(files) == 1 and not inputs[0].is_dir()
     failed = 0

@@ -37,7 +37,9 @@ class LocalBackend:
         tiles = TileConfig(tile=settings.tile, pad=settings.pad)
         names = {settings.model_x4, *([settings.model_x2] if settings.model_x2 else [])}
         self.upscalers = {
-            name: Upscaler.from_file(store.path(get_spec(name)), get_spec(name), device=settings.device, tiles=tiles)
+            name: Upscaler.from_file(
+                store.path(get_spec(name)), get_spec(name), device=settings.device, bf16=settings.cpu_bf16, tiles=tiles
+            )
             for name in names
         }
         self.faces = None

@@ -63,6 +63,8 @@ class ServiceSettings(BaseSettings):
     device: str = "auto"
     tile: int = 256
     pad: int = 32
+    #: Run ESRGAN trunks in bf16 on CPUs with AMX/AVX512-BF16 (>= 50 dB against fp32).
+    cpu_bf16: bool = False
 
     max_request_bytes: int = Field(_API_GATEWAY_PAYLOAD, gt=0)
     #: The whole JSON answer, base64 result included.
