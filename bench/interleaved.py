@@ -1,0 +1,81 @@
+"""Engines measured turn about in one process, so a busy machine slows all of them alike.
+
+    python bench/interleaved.py [--model RealESRGAN_x4plus] [--size 128] [--rounds 3]
+
+engine_bench.py gives each configuration a fresh process (for peak RSS); this
+script answers the other question, relative speed, robustly on a shared or
+noisy machine: every round runs each engine once on the same crop, and the
+best round of each counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.metrics import psnr  # noqa: E402
+from bench.references import NcnnUpscaler, TorchWholeImage  # noqa: E402
+from superres.codec import decode  # noqa: E402
+from superres.engine import Upscaler  # noqa: E402
+from superres.manifest import get_spec  # noqa: E402
+from superres.store import ModelStore  # noqa: E402
+from superres.tiling import TileConfig  # noqa: E402
+
+SHARED = Path(os.environ.get("SUPERRES_SHARED") or ROOT.parent / "shared")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="RealESRGAN_x4plus")
+    parser.add_argument("--model-dir", type=Path, default=SHARED / "models")
+    parser.add_argument("--image", type=Path, default=SHARED / "images" / "astronaut.png")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pixels, _ = decode(args.image.read_bytes())
+    top, left = (pixels.shape[0] - args.size) // 2, (pixels.shape[1] - args.size) // 2
+    crop = np.ascontiguousarray(pixels[top : top + args.size, left : left + args.size, :3])
+    spec = get_spec(args.model)
+    path = ModelStore(args.model_dir).path(spec)
+    whole = TileConfig(tile=0)
+    engines = {
+        "ncnn fp32": NcnnUpscaler(args.model, threads=args.threads).upscale,
+        "torch eager whole image (RealESRGANer tile=0)": TorchWholeImage(path).upscale,
+        "superres fp32": Upscaler.from_file(path, spec, device="cpu", tiles=whole).upscale,
+    }
+    if spec.architecture == "ESRGAN" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        engines["superres bf16 trunk"] = Upscaler.from_file(path, spec, device="cpu", tiles=whole, bf16=True).upscale
+    outputs = {name: run(crop) for name, run in engines.items()}  # warm-up, and the outputs compared
+    best = dict.fromkeys(engines, float("inf"))
+    for _ in range(args.rounds):
+        for name, run in engines.items():
+            started = time.perf_counter()
+            run(crop)
+            best[name] = min(best[name], time.perf_counter() - started)
+    kpx = args.size * args.size / 1000
+    ncnn = kpx / best["ncnn fp32"]
+    eager = kpx / best["torch eager whole image (RealESRGANer tile=0)"]
+    load = os.getloadavg()
+    print(f"{args.model}, {args.size}x{args.size} crop of {args.image.name}, {args.threads} threads, "
+          f"best of {args.rounds} interleaved rounds, load {load[0]:.2f}, torch {torch.__version__}")
+    print("| engine | kpx/s | x ncnn | x torch eager | PSNR vs superres fp32 |")
+    print("|---|---|---|---|---|")
+    for name in engines:
+        speed = kpx / best[name]
+        print(f"| {name} | {speed:.2f} | {speed / ncnn:.2f} | {speed / eager:.2f} | "
+              f"{psnr(outputs[name], outputs['superres fp32']):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
