@@ -24,11 +24,9 @@ child times one warm-up and ``--repeat`` runs and reports the best.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -37,7 +35,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from bench.references import NCNN_MODELS  # noqa: E402
 from superres.codec import decode  # noqa: E402  (light: no torch in the parent)
 from superres.tiling import TileConfig  # noqa: E402
+from bench.machine import describe_machine  # noqa: E402
 from bench.metrics import psnr  # noqa: E402
 
 SHARED = Path(os.environ.get("SUPERRES_SHARED") or ROOT.parent / "shared")
@@ -144,25 +142,6 @@ def spawn(job: Job) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{job.engine} {job.model} tile={job.tile} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def machine(threads: int) -> dict:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor() or "unknown",
-    )
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "threads": threads,
-        # Other processes share the machine: a high load makes all timings suspect.
-        "load_average": os.getloadavg(),
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "ncnn": version("ncnn"),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -308,7 +287,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_child(Job(**json.loads(args.child)))))
         return
-    info = machine(args.threads)
+    info = describe_machine(args.threads, "torch", "ncnn")
     with tempfile.TemporaryDirectory(prefix="engine_bench.") as workdir:
         rows = (rss if args.rss_size else compare)(args, Path(workdir))
     print(f"{info['cpu']}, {info['logical_cpus']} logical CPUs, {info['threads']} threads, "

@@ -21,16 +21,13 @@ engine_bench's subject. The warm-up pass of GFPGAN also counts its FLOPs
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 
 import cv2
@@ -41,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import describe_machine  # noqa: E402
 from superres.codec import decode  # noqa: E402
 from superres.face import (  # noqa: E402
     FACE_SIZE,
@@ -80,26 +78,6 @@ def timed(run: Callable[[], object], repeat: int) -> tuple[list[float], object]:
     return times, result
 
 
-def machine(threads: int, device: torch.device) -> dict:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor() or "unknown",
-    )
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "threads": threads,
-        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        # Other processes share the machine: a high load makes all timings suspect.
-        "load_average": os.getloadavg(),
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "opencv": cv2.__version__,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", type=Path, default=SHARED / "images" / "astronaut.png")
@@ -125,7 +103,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="face_bench.") as workdir:
         weights = args.weights or random_weights(Path(workdir))
         model = FaceModel.from_file(weights, SPEC, device=args.device)
-    info = machine(args.threads, model.device)
+    info = describe_machine(args.threads, "torch", "opencv-python-headless")
+    info["device"] = str(model.device) + (
+        f" ({torch.cuda.get_device_name(model.device)})" if model.device.type == "cuda" else ""
+    )
     background = cv2.resize(pixels, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_LANCZOS4)
     if background.ndim == 2:
         background = background[:, :, None]
@@ -166,7 +147,7 @@ def main() -> None:
     height, width = pixels.shape[:2]
     print(f"{info['cpu']}, {info['logical_cpus']} logical CPUs, {info['threads']} threads, "
           f"device {info['device']}, load {'/'.join(f'{v:.2f}' for v in info['load_average'])}, "
-          f"torch {info['torch']}, opencv {info['opencv']}, {info['date']}")
+          f"torch {info['torch']}, opencv {info['opencv-python-headless']}, {info['date']}")
     print(f"input: {args.image.name} {width}x{height}, {len(faces)} face(s), background x{args.scale} "
           f"({width * args.scale}x{height * args.scale}), best and median of {args.repeat} after a warm-up")
     print(f"GFPGAN: {'weights ' + str(args.weights) if args.weights else 'RANDOM weights (speed is architecture-bound: the weights do not change it)'}; "

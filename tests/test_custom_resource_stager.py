@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
 import json
 import os
 import queue
@@ -29,7 +27,7 @@ os.environ.setdefault("AWS_REGION", "us-east-1")  # crhelper builds its (unused)
 
 from custom_resources import efs_model_stager as stager  # noqa: E402
 
-from servers import file_server  # noqa: E402
+from servers import file_server, self_signed_certificate  # noqa: E402
 
 MODEL_A = random.Random(1).randbytes(300_000)
 MODEL_B = random.Random(2).randbytes(200_000)
@@ -61,35 +59,6 @@ class Context:
 # ---------------------------------------------------------------- CloudFormation stand-in
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cfn.pem", directory / "cfn.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 class ResponseServer:
     """Receives the custom resource responses (PUT, JSON body) over HTTPS."""
 
@@ -106,7 +75,7 @@ class ResponseServer:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return _self_signed(tmp_path_factory.mktemp("tls"))
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "127.0.0.1")
 
 
 @pytest.fixture

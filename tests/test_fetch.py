@@ -27,6 +27,7 @@ from superres.errors import (
     UrlNotAllowedError,
 )
 from superres.fetch import FetchPolicy, _refusal, fetch_url
+from servers import self_signed_certificate
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8  # any bytes: probing is the caller's job
 MAX = 64 * 1024
@@ -430,37 +431,12 @@ def test_slow_resolver_is_bounded_by_the_connect_timeout(fake_dns):
 def tls_server(tmp_path):
     """The test server behind TLS with a self-signed certificate for localhost,
     recording the SNI names clients send."""
-    import datetime
     import ssl
 
     pytest.importorskip("cryptography")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    cert_path, key_path = self_signed_certificate(tmp_path, "localhost")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.load_cert_chain(cert_path, key_path)
     sni: list[str | None] = []
     context.sni_callback = lambda _sock, server_name, _ctx: sni.append(server_name)
 
