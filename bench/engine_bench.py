@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from bench.references import NCNN_MODELS  # noqa: E402
 from superres.codec import decode  # noqa: E402  (light: no torch in the parent)
 from superres.tiling import TileConfig  # noqa: E402
-from bench.machine import describe_machine  # noqa: E402
+from bench.machine import describe_machine, peak_rss_mb  # noqa: E402
 from bench.metrics import psnr  # noqa: E402
 
 SHARED = Path(os.environ.get("SUPERRES_SHARED") or ROOT.parent / "shared")
@@ -120,11 +119,6 @@ def run_child(job: Job) -> dict:
     if job.output:
         np.save(job.output, result)
     return {"seconds": best, "load_rss_mb": loaded_mb, "peak_rss_mb": peak_rss_mb(), "tile": label}
-
-
-def peak_rss_mb() -> float:
-    # Linux reports ru_maxrss in KiB.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def describe(config: TileConfig) -> str:

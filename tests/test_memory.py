@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import SHARED
 
 CHILD = """
-import json, resource, sys
+import json, sys
+from bench.machine import peak_rss_mb
 import numpy as np, torch
 from superres.codec import decode
 from superres.engine import Upscaler
@@ -28,7 +30,7 @@ photo, _ = decode(open(shared + "/images/astronaut.png", "rb").read())
 pixels = np.ascontiguousarray(np.tile(photo, (height // 512 + 1, width // 512 + 1, 1))[:height, :width])
 result = upscaler.upscale(pixels, 4)
 assert result.shape == (height * 4, width * 4, 3)
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"peak_mb": peak_rss_mb()}))
 """
 
 
@@ -38,6 +40,7 @@ def _peak_mb(width: int, height: int) -> float:
         capture_output=True,
         text=True,
         check=True,
+        cwd=Path(__file__).resolve().parents[1],  # for `bench.machine`
     )
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
 
