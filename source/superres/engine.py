@@ -37,6 +37,14 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def pick_dtype(device: torch.device, half: bool | None, supports_half: bool) -> torch.dtype:
+    """fp16 only where it is fast and accurate enough, CUDA (by default there); else fp32."""
+    if half and device.type != "cuda":
+        raise ValueError("fp16 is only supported on CUDA")
+    wants_half = device.type == "cuda" if half is None else half
+    return torch.float16 if wants_half and supports_half else torch.float32
+
+
 def load_descriptor(path: Path | str, spec: ModelSpec | None = None) -> ImageModelDescriptor:
     """Load a weight file; spandrel detects the architecture from the state dict."""
     try:
@@ -68,11 +76,7 @@ class Upscaler:
     ) -> None:
         self.name = name
         self.device = pick_device(device)
-        # fp16 only where it is fast and accurate enough: CUDA.
-        if half and self.device.type != "cuda":
-            raise ValueError("fp16 is only supported on CUDA")
-        wants_half = self.device.type == "cuda" if half is None else half
-        self.dtype = torch.float16 if wants_half and descriptor.supports_half else torch.float32
+        self.dtype = pick_dtype(self.device, half, descriptor.supports_half)
         self.descriptor = descriptor.to(self.device, self.dtype).eval()
         if bf16:
             self.descriptor = _with_bf16_trunk(self.descriptor, self.device)

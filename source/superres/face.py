@@ -43,7 +43,7 @@ import spandrel
 import torch
 from spandrel import ImageModelDescriptor
 
-from .engine import pick_device
+from .engine import pick_device, pick_dtype
 from .errors import BadRequestError, InferenceError, ModelMismatchError
 from .manifest import ModelSpec, get_spec
 from .store import ModelStore
@@ -358,10 +358,7 @@ class FaceModel:
             raise ModelMismatchError(f"{name}: {descriptor.architecture.id} is not GFPGAN")
         self.name = name
         self.device = pick_device(device)
-        if half and self.device.type != "cuda":
-            raise ValueError("fp16 is only supported on CUDA")
-        wants_half = self.device.type == "cuda" if half is None else half
-        self.dtype = torch.float16 if wants_half and descriptor.supports_half else torch.float32
+        self.dtype = pick_dtype(self.device, half, descriptor.supports_half)
         self.descriptor = descriptor.to(self.device, self.dtype).eval()
         self.randomize_noise = randomize_noise
 
