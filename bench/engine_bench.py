@@ -2,7 +2,7 @@
 
     python bench/engine_bench.py --model-dir DIR [--models ...] [--tiles 0,64,128,256]
         [--size 128] [--image PATH] [--threads 2] [--repeat 3] [--fixed-batch N] [--bf16]
-        [--rss-size 1920x1080] [--json out.json]
+        [--rss-size 1920x1080] [--device cpu|cuda] [--json out.json]
 
 Every configuration (an engine, a model, a tile setting) runs in a fresh
 subprocess (this script re-invoked with a hidden ``--child JOB``), so its peak
@@ -18,7 +18,11 @@ child times one warm-up and ``--repeat`` runs and reports the best.
   quality), peak RSS of the process.
 - ``--rss-size WxH``: our engine alone, at scale 4, on a WxH image made by
   tiling the photo (real content, not noise), one timed run, to show the peak
-  memory of a large request. ``--tiles`` defaults to the engine's default here.
+  memory of a large request. ``--tiles`` defaults to the engine's default here,
+  and ``--bf16`` means the bf16 trunk instead of fp32.
+- ``--device cuda``: our engine runs on the GPU (fp16; add ``--fixed-batch N``
+  for batched fixed-shape tiles, the SageMaker GPU setting); the references
+  stay on the CPU, so the ratios then compare a GPU with 2 CPU threads.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Job:
     fixed_shape: bool = False
     batch: int = 1
     bf16: bool = False
+    device: str = "cpu"
 
 
 def build(job: Job) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
@@ -97,8 +102,9 @@ def build(job: Job) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
         config = replace(config, tile=job.tile, fixed_shape=job.fixed_shape, batch=job.batch)
     if job.pad is not None:
         config = replace(config, pad=job.pad)
-    upscaler = Upscaler.from_file(weights, spec, device="cpu", tiles=config, bf16=job.bf16)
-    return partial(upscaler.upscale, scale=SCALE), describe(config) + (" bf16" if job.bf16 else "")
+    upscaler = Upscaler.from_file(weights, spec, device=job.device, tiles=config, bf16=job.bf16)
+    label = describe(config) + (" bf16" if job.bf16 else "") + ("" if job.device == "cpu" else f" {job.device}")
+    return partial(upscaler.upscale, scale=SCALE), label
 
 
 def run_child(job: Job) -> dict:
@@ -171,13 +177,13 @@ def compare(args: argparse.Namespace, workdir: Path) -> list[dict]:
         jobs = [Job("ncnn", output=str(workdir / f"{model}-ncnn.npy"), **common),
                 Job("torch-whole", output=str(workdir / f"{model}-torch.npy"), **common)]
         for tile in args.tiles:
-            jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}.npy"), tile=tile, pad=args.pad, **common))
+            ours = dict(tile=tile, pad=args.pad, device=args.device, **common)
+            jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}.npy"), **ours))
             if args.bf16:
-                jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-bf16.npy"), tile=tile,
-                                pad=args.pad, bf16=True, **common))
+                jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-bf16.npy"), bf16=True, **ours))
             if args.fixed_batch and tile:
-                jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-fixed.npy"), tile=tile,
-                                pad=args.pad, fixed_shape=True, batch=args.fixed_batch, **common))
+                jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-fixed.npy"), fixed_shape=True,
+                                batch=args.fixed_batch, **ours))
         results = []
         for job in jobs:
             print(f"running {model} {job.engine} tile={job.tile} ...", file=sys.stderr, flush=True)
@@ -209,7 +215,8 @@ def rss(args: argparse.Namespace, workdir: Path) -> list[dict]:
         for tile in args.tiles or [None]:
             print(f"running {model} superres {width}x{height} tile={tile} ...", file=sys.stderr, flush=True)
             result = spawn(Job("superres", model=model, model_dir=str(args.model_dir), input=str(source),
-                               output=None, threads=args.threads, repeat=1, warmup=False, tile=tile, pad=args.pad))
+                               output=None, threads=args.threads, repeat=1, warmup=False, tile=tile, pad=args.pad,
+                               bf16=args.bf16, device=args.device))
             rows.append({
                 "model": model,
                 "engine": "superres",
@@ -258,7 +265,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fixed-batch", type=int, default=0, metavar="N",
                         help="also run each tile size with fixed_shape and batches of N")
     parser.add_argument("--bf16", action="store_true",
-                        help="also run each tile size with bf16 autocast (CPUs with AMX or AVX512-BF16)")
+                        help="also run each configuration with the bf16 trunk (CPUs with AMX or AVX512-BF16)")
+    parser.add_argument("--device", default="cpu", help="where our engine runs: cpu, cuda, cuda:1 ...")
     parser.add_argument("--size", type=int, default=128, help="edge of the square crop")
     parser.add_argument("--image", type=Path, default=SHARED / "images" / "astronaut.png")
     parser.add_argument("--threads", type=int, default=2)

@@ -25,10 +25,9 @@ sys.path.insert(0, str(ROOT))
 from bench.metrics import psnr  # noqa: E402
 from bench.references import NcnnUpscaler, TorchWholeImage  # noqa: E402
 from superres.codec import decode  # noqa: E402
-from superres.engine import Upscaler  # noqa: E402
+from superres.engine import BF16_TRUNK_ARCHITECTURES, Upscaler, native_bf16_cpu  # noqa: E402
 from superres.manifest import get_spec  # noqa: E402
 from superres.store import ModelStore  # noqa: E402
-from superres.tiling import TileConfig  # noqa: E402
 
 SHARED = Path(os.environ.get("SUPERRES_SHARED") or ROOT.parent / "shared")
 
@@ -48,14 +47,14 @@ def main() -> None:
     crop = np.ascontiguousarray(pixels[top : top + args.size, left : left + args.size, :3])
     spec = get_spec(args.model)
     path = ModelStore(args.model_dir).path(spec)
-    whole = TileConfig(tile=0)
     engines = {
         "ncnn fp32": NcnnUpscaler(args.model, threads=args.threads).upscale,
         "torch eager whole image (RealESRGANer tile=0)": TorchWholeImage(path).upscale,
-        "superres fp32": Upscaler.from_file(path, spec, device="cpu", tiles=whole).upscale,
+        # Default tiling (seamless, bounded memory) as the service runs it.
+        "superres fp32": Upscaler.from_file(path, spec, device="cpu", bf16=False).upscale,
     }
-    if spec.architecture == "ESRGAN" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        engines["superres bf16 trunk"] = Upscaler.from_file(path, spec, device="cpu", tiles=whole, bf16=True).upscale
+    if spec.architecture in BF16_TRUNK_ARCHITECTURES and native_bf16_cpu():
+        engines["superres bf16 trunk (default here)"] = Upscaler.from_file(path, spec, device="cpu", bf16=True).upscale
     outputs = {name: run(crop) for name, run in engines.items()}  # warm-up, and the outputs compared
     best = dict.fromkeys(engines, float("inf"))
     for _ in range(args.rounds):

@@ -29,9 +29,11 @@ def shared_models() -> ModelStore:
     return store
 
 
-def _upscaler(store: ModelStore, name: str, **options) -> Upscaler:
+def _upscaler(store: ModelStore, name: str) -> Upscaler:
+    """fp32 on CPU: the tests of tiling, fidelity and threads measure the engine in exact arithmetic
+    (the bf16 trunk has its own quality tests)."""
     spec = get_spec(name)
-    return Upscaler.from_file(store.path(spec), spec, **options)
+    return Upscaler.from_file(store.path(spec), spec, device="cpu", bf16=False)
 
 
 @pytest.fixture(scope="session")

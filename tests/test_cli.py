@@ -13,6 +13,7 @@ from conftest import SHARED
 
 from superres import codec
 from superres.cli import main
+from superres.engine import Upscaler, native_bf16_cpu
 
 MODELS = str(SHARED / "models")
 FAST = ["--model", "realesr-animevideov3", "--model-dir", MODELS]
@@ -51,6 +52,18 @@ def test_single_file_to_a_named_output_in_another_format(tmp_path: Path, astrona
     assert result.exit_code == 0, result.output
     _, info = codec.decode(target.read_bytes())
     assert (info.format, info.width, info.height) == ("webp", 224, 160)
+
+
+def test_precision_flags_pick_the_engine_the_library_would(tmp_path: Path, astronaut, compact) -> None:
+    """--fp32 gives the fp32 engine's pixels exactly; the default gives the bf16 trunk's where native."""
+    source = _small_png(tmp_path / "in.png", astronaut)
+    crop = codec.decode(source.read_bytes())[0]
+    for flags, bf16 in (["--fp32"], False), ([], native_bf16_cpu()):
+        target = tmp_path / f"out{len(flags)}.png"
+        result = CliRunner().invoke(main, ["upscale", str(source), "-o", str(target), *flags, *FAST])
+        assert result.exit_code == 0, result.output
+        expected = Upscaler(compact.descriptor, name="same", device="cpu", bf16=bf16).upscale(crop)
+        assert np.array_equal(codec.decode(target.read_bytes())[0], expected)
 
 
 def test_missing_model_says_how_to_get_it(tmp_path: Path, astronaut) -> None:

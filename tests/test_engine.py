@@ -11,11 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import spandrel
 import torch
+from spandrel.architectures.SPAN import SPAN
 from conftest import SHARED, WHOLE, load_photo, with_round_alpha
 from bench.metrics import psnr
 
-from superres.engine import Upscaler, load_descriptor
+from superres.engine import Upscaler, load_descriptor, native_bf16_cpu
 from superres.manifest import get_spec
 from superres.tiling import TileConfig
 from superres.errors import BadRequestError, InferenceError, ModelMismatchError
@@ -135,7 +137,7 @@ def _with_hook(upscaler: Upscaler, hook) -> Upscaler:
         return hook(next(calls), batch, real_forward(batch))
 
     descriptor.model.forward = forward
-    return Upscaler(descriptor, name="hooked", tiles=upscaler.tiles)
+    return Upscaler(descriptor, name="hooked", tiles=upscaler.tiles, bf16=False)
 
 
 def test_out_of_memory_retries_with_smaller_tiles(compact, astronaut) -> None:
@@ -177,22 +179,44 @@ def test_bad_arguments_are_refused(compact, astronaut) -> None:
         Upscaler(compact.descriptor, name="x", device="cpu", half=True)
 
 
-@pytest.mark.skipif(
-    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="needs a CPU with native bf16 (AMX or AVX512-BF16)"
+needs_native_bf16 = pytest.mark.skipif(
+    not native_bf16_cpu(), reason="needs a CPU with native bf16 (AMX or AVX512-BF16)"
 )
-@pytest.mark.parametrize("photo", ["astronaut.png", "chelsea.png", "coffee.png"])
-def test_cpu_bf16_keeps_50_db_against_fp32(x4plus, photo: str) -> None:
-    """The quality guard of the bf16 speed-up, on RealESRGAN_x4plus and real photos."""
+
+
+def _has_bf16_trunk(upscaler: Upscaler) -> bool:
+    return any(type(module).__name__ == "_Bf16" for module in upscaler.descriptor.model.modules())
+
+
+@needs_native_bf16
+@pytest.mark.parametrize("fixture", ["x4plus", "compact"])
+@pytest.mark.parametrize("photo", ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg"])
+def test_cpu_bf16_keeps_50_db_against_fp32(request: pytest.FixtureRequest, fixture: str, photo: str) -> None:
+    """The quality guard of the bf16 speed-up, on both network families and real photos."""
+    exact = request.getfixturevalue(fixture)
     pixels = load_photo(photo)
     top, left = (pixels.shape[0] - 96) // 2, (pixels.shape[1] - 96) // 2
-    crop = np.ascontiguousarray(pixels[top : top + 96, left : left + 96])
-    fast = Upscaler(x4plus.descriptor, name="bf16", bf16=True)
-    assert psnr(fast.upscale(crop), x4plus.upscale(crop)) >= 50
+    crop = np.ascontiguousarray(pixels[top : top + 96, left : left + 96, :3])
+    fast = Upscaler(exact.descriptor, name="bf16", bf16=True)
+    assert _has_bf16_trunk(fast)
+    assert psnr(fast.upscale(crop), exact.upscale(crop)) >= 50
 
 
-def test_bf16_is_refused_where_it_was_not_measured(compact) -> None:
-    with pytest.raises(ValueError, match="ESRGAN"):
-        Upscaler(compact.descriptor, name="compact", bf16=True)
+@pytest.mark.parametrize("fixture", ["x4plus", "compact"])
+def test_bf16_trunk_is_the_default_exactly_where_the_cpu_runs_it_natively(
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
+    exact = request.getfixturevalue(fixture)
+    assert not _has_bf16_trunk(exact)
+    assert _has_bf16_trunk(Upscaler(exact.descriptor, name="auto", device="cpu")) == native_bf16_cpu()
+
+
+def test_bf16_is_refused_where_it_was_not_measured() -> None:
+    """An architecture without a measured bf16 trunk: refused when asked for, fp32 by default."""
+    span = spandrel.ModelLoader().load_from_state_dict(SPAN(num_in_ch=3, num_out_ch=3, upscale=2).state_dict())
+    with pytest.raises(ValueError, match="ESRGAN and Compact networks, not SPAN|native bf16"):
+        Upscaler(span, name="span", device="cpu", bf16=True)
+    assert not _has_bf16_trunk(Upscaler(span, name="span", device="cpu"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on CI)")

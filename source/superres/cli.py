@@ -60,7 +60,11 @@ def _destination(source: Path, output: Path, scale: int, fmt: str | None, single
 @click.option("--format", "fmt", type=click.Choice(codec.OUTPUT_FORMATS), default=None, help="Output format [default: the input's].")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Output folder, or a file name for a single input.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--bf16", is_flag=True, help="ESRGAN trunk in bf16 on CPUs with AMX/AVX512-BF16 (faster, >= 50 dB vs fp32).")
+@click.option(
+    "--bf16/--fp32",
+    default=None,
+    help="Network trunk in bf16 (CPUs with AMX/AVX512-BF16; >= 50 dB vs fp32) or fp32 [default: bf16 where native].",
+)
 def upscale(
     inputs: tuple[Path, ...],
     scale: str,
@@ -71,7 +75,7 @@ def upscale(
     fmt: str | None,
     output: Path,
     device: str,
-    bf16: bool,
+    bf16: bool | None,
 ) -> None:
     """Upscale image files and folders of images."""
     spec = get_spec(model)

@@ -9,6 +9,7 @@ core straight into it.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,15 +72,20 @@ class Upscaler:
         name: str,
         device: str | torch.device = "auto",
         half: bool | None = None,
-        bf16: bool = False,
+        bf16: bool | None = None,
         tiles: TileConfig | None = None,
     ) -> None:
+        """``bf16``: None = the bf16 trunk wherever it is native and measured (see
+        ``_with_bf16_trunk``), True = insist on it (ValueError where impossible), False = fp32."""
         self.name = name
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, half, descriptor.supports_half)
         self.descriptor = descriptor.to(self.device, self.dtype).eval()
+        if bf16 is None:
+            bf16 = self.dtype == torch.float32 and _bf16_trunk_available(self.descriptor, self.device)
         if bf16:
             self.descriptor = _with_bf16_trunk(self.descriptor, self.device)
+        logger.info("%s on %s, %s%s", name, self.device, self.dtype, " with a bf16 trunk" if bf16 else "")
         if self.device.type == "cpu":
             # oneDNN's preferred layout on CPU: same numbers, fewer reorders.
             self.descriptor.model.to(memory_format=torch.channels_last)
@@ -217,20 +223,49 @@ class _Bf16(torch.nn.Module):
             return self.inner(x).float()
 
 
-def _with_bf16_trunk(descriptor: ImageModelDescriptor, device: torch.device) -> ImageModelDescriptor:
-    """A copy whose residual trunk runs in bf16 on CPU matrix units (AMX, AVX512-BF16).
+#: Architectures whose bf16 trunk was measured against fp32 on real photos.
+BF16_TRUNK_ARCHITECTURES = ("ESRGAN", "Compact")
 
-    Only the trunk: RealESRGAN_x4plus entirely in bf16 fell to 48.9 dB against
-    fp32 on chelsea.png; with the trunk (>90% of its FLOPs) in bf16 and the
-    upsampler in fp32, five photos scored 53.1-57.8 dB.
+
+@functools.cache
+def native_bf16_cpu() -> bool:
+    """True where oneDNN runs bf16 on matrix units (AMX) or AVX512-BF16, not emulated.
+
+    torch's own check only asks for AVX-512, where bf16 is emulated and slower
+    than fp32, so the CPU flags decide (Linux, which is where Lambda runs).
     """
-    if device.type != "cpu" or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported() and ("amx_bf16" in flags or "avx512_bf16" in flags)
+
+
+def _bf16_trunk_available(descriptor: ImageModelDescriptor, device: torch.device) -> bool:
+    return device.type == "cpu" and descriptor.architecture.id in BF16_TRUNK_ARCHITECTURES and native_bf16_cpu()
+
+
+def _with_bf16_trunk(descriptor: ImageModelDescriptor, device: torch.device) -> ImageModelDescriptor:
+    """A copy whose trunk runs in bf16 on CPU matrix units; the first and last layers stay fp32.
+
+    RealESRGAN_x4plus entirely in bf16 fell to 48.9 dB against fp32 on
+    chelsea.png; with the RRDB trunk (>90% of its FLOPs) in bf16 and the
+    upsampler in fp32, five photos scored 53.1-57.8 dB. The compact network
+    with everything after its first conv + PReLU in bf16: 58.9-61.3 dB on six
+    photos (its final pixel shuffle and nearest-neighbour base stay fp32).
+    """
+    if device.type != "cpu" or not native_bf16_cpu():
         raise ValueError("bf16 needs a CPU with native bf16 support (AMX or AVX512-BF16)")
-    if descriptor.architecture.id != "ESRGAN":
-        raise ValueError(f"bf16 is measured for ESRGAN networks only, not {descriptor.architecture.id}")
+    architecture = descriptor.architecture.id
+    if architecture not in BF16_TRUNK_ARCHITECTURES:
+        raise ValueError(f"bf16 is measured for {' and '.join(BF16_TRUNK_ARCHITECTURES)} networks, not {architecture}")
     fast = copy.deepcopy(descriptor)
-    layers = fast.model.model  # spandrel's RRDBNet: conv, trunk (ShortcutBlock), upsampler...
-    layers[1] = _Bf16(layers[1])
+    if architecture == "ESRGAN":
+        layers = fast.model.model  # spandrel's RRDBNet: conv, trunk (ShortcutBlock), upsampler...
+        layers[1] = _Bf16(layers[1])
+    else:
+        body = fast.model.body  # spandrel's SRVGGNetCompact: conv, activation, (conv, activation)*n, conv
+        fast.model.body = torch.nn.ModuleList([body[0], body[1], _Bf16(torch.nn.Sequential(*body[2:]))])
     return fast
 
 

@@ -63,8 +63,9 @@ class ServiceSettings(BaseSettings):
     device: str = "auto"
     tile: int = 256
     pad: int = 32
-    #: Run ESRGAN trunks in bf16 on CPUs with AMX/AVX512-BF16 (>= 50 dB against fp32).
-    cpu_bf16: bool = False
+    #: The network's trunk in bf16 on CPUs with AMX/AVX512-BF16 (>= 50 dB against fp32):
+    #: unset = wherever the CPU runs bf16 natively, false = always fp32.
+    cpu_bf16: bool | None = None
 
     max_request_bytes: int = Field(_API_GATEWAY_PAYLOAD, gt=0)
     #: The whole JSON answer, base64 result included.
