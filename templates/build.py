@@ -31,6 +31,8 @@ from typing import Any
 
 from superres.manifest import MODELS, ModelSpec
 from superres.service.contract import contract, schema
+from superres.service.jobs import ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX, INPUT_PREFIX
+from superres.service.settings import ServiceSettings
 
 HERE = Path(__file__).resolve().parent
 OUTPUTS = {
@@ -344,7 +346,7 @@ def allowed_buckets_env() -> dict[str, Any]:
     )
 
 
-def allowed_buckets_policy(t: Template, role: str) -> str:
+def allowed_buckets_policy(t: Template, *roles: str) -> str:
     """s3:GetObject on objects of the allow-listed buckets; no policy when there are none."""
     padded = {
         "Fn::Split": [
@@ -362,7 +364,7 @@ def allowed_buckets_policy(t: Template, role: str) -> str:
         "AWS::IAM::Policy",
         {
             **policy("read-allow-listed-buckets", statement(["s3:GetObject"], resources)),
-            "Roles": [ref(role)],
+            "Roles": [ref(role) for role in roles],
         },
         Condition="HasBucket0",
     )
@@ -406,6 +408,24 @@ LAMBDA_SKIPS = (
         "AWS owned key encrypts it at rest.",
     ),
 )
+
+
+def zip_function(
+    description: str, handler: str, archive: str, role: str, log: str, memory: int, timeout: int, **extra: Any
+) -> dict[str, Any]:
+    """Properties of a python zip function of the kit's assets, traced, logging JSON to ``log``."""
+    return {
+        "Description": description,
+        "Runtime": LAMBDA_PYTHON,
+        "Handler": handler,
+        "Code": {"S3Bucket": ASSET_BUCKET, "S3Key": asset_key(archive)},
+        "Role": getatt(role, "Arn"),
+        "MemorySize": memory,
+        "Timeout": timeout,
+        "TracingConfig": {"Mode": "Active"},
+        "LoggingConfig": {"LogFormat": "JSON", "LogGroup": ref(log)},
+        **extra,
+    }
 
 
 def function_role(t: Template, name: str, log: str, *extra: Any, vpc: bool) -> str:
@@ -491,24 +511,50 @@ CORS_HEADERS = {
 GATEWAY_ERROR_TEMPLATE = '{"message":$context.error.messageString,"code":"$context.error.responseType"}'
 
 
+#: The contract's operations as API Gateway methods: logical-name prefix of each.
+METHOD_NAMES = {"resolution": "Resolution", "createJob": "CreateJob", "getJob": "GetJob"}
+
+
+def path_resources(t: Template, paths: list[str]) -> dict[str, str]:
+    """One AWS::ApiGateway::Resource per path segment of the contract's paths: {path: name}."""
+    made: dict[str, str] = {"": ""}
+    for path in paths:
+        parts = path.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if prefix in made:
+                continue
+            parent = made["/".join(parts[: depth - 1])]
+            name = alnum(prefix.replace("{", "").replace("}", "").replace("/", " ")) + "Resource"
+            t.resource(
+                name,
+                "AWS::ApiGateway::Resource",
+                {
+                    "RestApiId": ref("Api"),
+                    "ParentId": ref(parent) if parent else getatt("Api", "RootResourceId"),
+                    "PathPart": parts[depth - 1],
+                },
+            )
+            made[prefix] = name
+    return {path: made[path.strip("/")] for path in paths}
+
+
 def api(t: Template, function: str) -> None:
-    """REST API, POST /resolution validated by the contract, auth, usage plan, key, stage."""
-    path = next(iter(contract()["paths"]))
+    """REST API, the contract's operations validated by it, auth, usage plan, key, stage."""
+    operations = [
+        (path, method.upper(), spec) for path, methods in contract()["paths"].items() for method, spec in methods.items()
+    ]
     t.resource(
         "Api",
         "AWS::ApiGateway::RestApi",
         {
             "Name": sub(API_NAME),
-            "Description": "Image super-resolution: POST /resolution",
+            "Description": "Image super-resolution: POST /resolution, POST /jobs, GET /jobs/{id}",
             "EndpointConfiguration": {"Types": ["REGIONAL"]},
             "ApiKeySourceType": "HEADER",
         },
     )
-    t.resource(
-        "ResolutionResource",
-        "AWS::ApiGateway::Resource",
-        {"RestApiId": ref("Api"), "ParentId": getatt("Api", "RootResourceId"), "PathPart": path.strip("/")},
-    )
+    resources = path_resources(t, [path for path, _, _ in operations])
     t.resource(
         "ResolutionRequestModel",
         "AWS::ApiGateway::Model",
@@ -525,42 +571,46 @@ def api(t: Template, function: str) -> None:
         "AWS::ApiGateway::RequestValidator",
         {"RestApiId": ref("Api"), "Name": "body", "ValidateRequestBody": True, "ValidateRequestParameters": False},
     )
-    t.resource(
-        "ResolutionMethod",
-        "AWS::ApiGateway::Method",
-        {
+    uri = sub(
+        "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+        "${Function.Arn}/invocations",
+        {"Function.Arn": getatt(function, "Arn")},
+    )
+    methods = []
+    for path, method, spec in operations:
+        name = METHOD_NAMES[spec["operationId"]]
+        properties: dict[str, Any] = {
             "RestApiId": ref("Api"),
-            "ResourceId": ref("ResolutionResource"),
-            "HttpMethod": "POST",
-            "OperationName": "resolution",
+            "ResourceId": ref(resources[path]),
+            "HttpMethod": method,
+            "OperationName": spec["operationId"],
             "AuthorizationType": if_("UseIam", "AWS_IAM", "NONE"),
             "ApiKeyRequired": True,
-            "RequestValidatorId": ref("BodyValidator"),
-            "RequestModels": {"application/json": ref("ResolutionRequestModel")},
-            "Integration": {
-                "Type": "AWS_PROXY",
-                "IntegrationHttpMethod": "POST",
-                "TimeoutInMillis": 29000,
-                "Uri": sub(
-                    "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
-                    "${Function.Arn}/invocations",
-                    {"Function.Arn": getatt(function, "Arn")},
+            "Integration": {"Type": "AWS_PROXY", "IntegrationHttpMethod": "POST", "TimeoutInMillis": 29000, "Uri": uri},
+        }
+        if "requestBody" in spec:
+            model = spec["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+            assert model == "ResolutionRequest", model
+            properties["RequestValidatorId"] = ref("BodyValidator")
+            properties["RequestModels"] = {"application/json": ref("ResolutionRequestModel")}
+        parameters = {f"method.request.{p['in']}.{p['name']}": bool(p.get("required")) for p in spec.get("parameters", [])}
+        if parameters:
+            properties["RequestParameters"] = parameters
+        methods.append(t.resource(name + "Method", "AWS::ApiGateway::Method", properties))
+        # Each method may invoke the function, and nothing else of this API may.
+        t.resource(
+            ("Api" if name == "Resolution" else name) + "InvokePermission",
+            "AWS::Lambda::Permission",
+            {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": getatt(function, "Arn"),
+                "Principal": "apigateway.amazonaws.com",
+                "SourceArn": sub(
+                    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*/"
+                    + method + path.replace("{id}", "*")
                 ),
             },
-        },
-    )
-    t.resource(
-        "ApiInvokePermission",
-        "AWS::Lambda::Permission",
-        {
-            "Action": "lambda:InvokeFunction",
-            "FunctionName": getatt(function, "Arn"),
-            "Principal": "apigateway.amazonaws.com",
-            "SourceArn": sub(
-                "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*/POST" + path
-            ),
-        },
-    )
+        )
     for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
         t.resource(
             "GatewayResponse" + kind.replace("DEFAULT_", "Default"),
@@ -576,8 +626,8 @@ def api(t: Template, function: str) -> None:
     t.resource(
         "ApiDeployment",
         "AWS::ApiGateway::Deployment",
-        {"RestApiId": ref("Api"), "Description": "POST /resolution"},
-        DependsOn=["ResolutionMethod", "GatewayResponseDefault4XX", "GatewayResponseDefault5XX"],
+        {"RestApiId": ref("Api"), "Description": "POST /resolution, POST /jobs, GET /jobs/{id}"},
+        DependsOn=[*methods, "GatewayResponseDefault4XX", "GatewayResponseDefault5XX"],
     )
     t.resource(
         "ApiStage",
@@ -632,7 +682,12 @@ def api(t: Template, function: str) -> None:
     t.output(
         "aikitsInvokeURLresolution",
         "POST here (header x-api-key; SigV4-signed when customAuthType is AWS_IAM)",
-        sub("https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${ApiStage}" + path),
+        sub("https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${ApiStage}/resolution"),
+    )
+    t.output(
+        "JobsURL",
+        "POST here to start an asynchronous job; GET <this>/<id> for its state",
+        sub("https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${ApiStage}/jobs"),
     )
     t.output("ApiKeyId", "Id of the first API key (in the default usage plan)", ref("ApiKey"))
     t.output(
@@ -672,6 +727,30 @@ def _console(path: str) -> dict[str, Any]:
         "IsChina",
         sub("https://${AWS::Region}.console.amazonaws.cn/" + path),
         sub("https://${AWS::Region}.console.aws.amazon.com/" + path),
+    )
+
+
+ALARM_ACTIONS = if_("HasAlarmTopic", [ref("AlarmTopicArn")], NO_VALUE)
+ALARM_COMMON = {"AlarmActions": ALARM_ACTIONS, "OKActions": ALARM_ACTIONS, "TreatMissingData": "notBreaching"}
+
+
+def dead_letter_alarm(t: Template, name: str, queue: str, what: str, condition: str | None = None) -> None:
+    """Anything in a dead-letter queue is a job that will never finish by itself."""
+    t.resource(
+        name, "AWS::CloudWatch::Alarm",
+        {
+            "AlarmDescription": f"{what} in {queue}: look at the function's log, then redrive or delete them",
+            "Namespace": "AWS/SQS",
+            "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Dimensions": [{"Name": "QueueName", "Value": getatt(queue, "QueueName")}],
+            "Statistic": "Maximum",
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            **ALARM_COMMON,
+        },
+        **({"Condition": condition} if condition else {}),
     )
 
 
@@ -764,12 +843,11 @@ def observability(t: Template, function: str, endpoint: str | None) -> None:
             "DashboardBody": sub(json.dumps(body, separators=(",", ":")), variables),
         },
     )
-    actions = if_("HasAlarmTopic", [ref("AlarmTopicArn")], NO_VALUE)
     api_dimensions = [
         {"Name": "ApiName", "Value": sub(API_NAME)},
         {"Name": "Stage", "Value": ref("customStageName")},
     ]
-    common = {"AlarmActions": actions, "OKActions": actions, "TreatMissingData": "notBreaching"}
+    common = ALARM_COMMON
     t.resource(
         "Api5xxRateAlarm",
         "AWS::CloudWatch::Alarm",
@@ -1159,20 +1237,13 @@ def model_stager(t: Template) -> None:
     )
     t.resource(
         "StagerFunction", "AWS::Lambda::Function",
-        {
-            "Description": "Stages the model files onto EFS for the stack (custom resource)",
-            "Runtime": LAMBDA_PYTHON,
-            "Handler": "efs_model_stager.handler",
-            "Code": {"S3Bucket": ASSET_BUCKET, "S3Key": asset_key("efs-model-stager.zip")},
-            "Role": getatt("StagerRole", "Arn"),
-            "MemorySize": 1024,
-            "Timeout": 900,
-            "TracingConfig": {"Mode": "Active"},
-            "LoggingConfig": {"LogFormat": "JSON", "LogGroup": ref("StagerLogGroup")},
-            "VpcConfig": vpc_config(),
-            "FileSystemConfigs": file_system_config(),
-            "Environment": {"Variables": {"STAGER_TARGET_DIR": EFS_MOUNT}},
-        },
+        zip_function(
+            "Stages the model files onto EFS for the stack (custom resource)",
+            "efs_model_stager.handler", "efs-model-stager.zip", "StagerRole", "StagerLogGroup", 1024, 900,
+            VpcConfig=vpc_config(),
+            FileSystemConfigs=file_system_config(),
+            Environment={"Variables": {"STAGER_TARGET_DIR": EFS_MOUNT}},
+        ),
         DependsOn=["MountTarget0", "MountTarget1"],
         Metadata=skip(*LAMBDA_SKIPS),
     )
@@ -1194,6 +1265,24 @@ def model_stager(t: Template) -> None:
 
 
 # ---------------------------------------------------------------- SageMaker endpoint
+
+
+def container_model(kind: str, environment: dict[str, Any]) -> dict[str, Any]:
+    """The SageMaker model: this variant's image, the model artifact, the service settings."""
+    return {
+        "ExecutionRoleArn": getatt("EndpointRole", "Arn"),
+        "EnableNetworkIsolation": True,
+        "PrimaryContainer": {
+            "Image": image_uri(f"sagemaker-{kind}"),
+            "ModelDataUrl": sub("s3://${AssetBucket}/${KeyPrefix}/sagemaker-" + kind + "-model.tar.gz", ASSET_VARIABLES),
+            "Environment": {
+                "SUPERRES_VARIANT": "gpu",
+                "SUPERRES_MODEL_X4": ref("ModelName"),
+                "SUPERRES_FACE_ENABLED": ref("FaceEnhancement"),
+                **environment,
+            },
+        },
+    }
 
 
 def sagemaker_endpoint(t: Template, kind: str) -> str:
@@ -1251,22 +1340,7 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
             ],
         },
     )
-    t.resource(
-        "Model", "AWS::SageMaker::Model",
-        {
-            "ExecutionRoleArn": getatt("EndpointRole", "Arn"),
-            "EnableNetworkIsolation": True,
-            "PrimaryContainer": {
-                "Image": image_uri(repository),
-                "ModelDataUrl": sub("s3://${AssetBucket}/${KeyPrefix}/sagemaker-" + kind + "-model.tar.gz", ASSET_VARIABLES),
-                "Environment": {
-                    "SUPERRES_VARIANT": "gpu",
-                    "SUPERRES_MODEL_X4": ref("ModelName"),
-                    "SUPERRES_FACE_ENABLED": ref("FaceEnhancement"),
-                },
-            },
-        },
-    )
+    t.resource("Model", "AWS::SageMaker::Model", container_model(kind, {}))
     t.resource(
         "EndpointConfig", "AWS::SageMaker::EndpointConfig",
         {
@@ -1310,6 +1384,422 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
     return "Endpoint"
 
 
+# ---------------------------------------------------------------- results and jobs
+
+#: The key prefixes the service writes (IAM grants exactly these).
+RESULTS_PREFIX = ServiceSettings.model_fields["output_prefix"].default
+JOB_INPUT_PREFIX = INPUT_PREFIX
+#: The worker runs up to Lambda's limit; SQS hides a message longer than that.
+WORKER_TIMEOUT = 900
+
+
+def output_objects(prefix: str) -> dict[str, Any]:
+    return sub("${OutputBucket.Arn}/" + prefix + "*")
+
+
+def output_bucket(t: Template) -> None:
+    """The bucket of "output": "s3" results and job results: encrypted, private, TLS only,
+    every object expired after ResultExpiryDays."""
+    group = "Results and jobs"
+    t.parameter(
+        group, "ResultExpiryDays", "Days results are kept",
+        Type="Number", Default=7, MinValue=1, MaxValue=3650,
+        Description="The output bucket deletes every result (and job input) this many days after it was written.",
+    )
+    t.parameter(
+        group, "ResultUrlSeconds", "Presigned URL lifetime (seconds)",
+        Type="Number", Default=3600, MinValue=60, MaxValue=43200,
+        Description=(
+            "How long the presigned GET URL of a result works. It is signed with the function's "
+            "temporary credentials, so it never outlives them (a few hours at most)."
+        ),
+    )
+    t.resource(
+        "OutputBucket", "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "expire-results",
+                        "Status": "Enabled",
+                        "ExpirationInDays": ref("ResultExpiryDays"),
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                    }
+                ]
+            },
+        },
+        # Results are disposable and expire anyway; a stack deletion must not fail on them,
+        # but CloudFormation cannot empty a bucket: Retain leaves it to expire and be deleted.
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+        Metadata=skip(
+            (
+                "CKV_AWS_18",
+                "Results are written by the stack's own functions and read through presigned URLs; "
+                "the API access log already records every request, and a second logging bucket "
+                "would cost at rest for no extra trace.",
+            ),
+            (
+                "CKV_AWS_21",
+                "Every object is a disposable result that the lifecycle rule expires; versioning would "
+                "keep deleted results and bill for them.",
+            ),
+        ),
+    )
+    t.resource(
+        "OutputBucketPolicy", "AWS::S3::BucketPolicy",
+        {
+            "Bucket": ref("OutputBucket"),
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "TlsOnly",
+                        "Effect": "Deny",
+                        "Principal": {"AWS": "*"},
+                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
+                        "Resource": [getatt("OutputBucket", "Arn"), output_objects("")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ],
+            },
+        },
+    )
+    t.output("OutputBucketName", "Bucket of results answered as presigned URLs", ref("OutputBucket"))
+
+
+def output_env() -> dict[str, Any]:
+    return {"SUPERRES_OUTPUT_BUCKET": ref("OutputBucket"), "SUPERRES_OUTPUT_URL_SECONDS": ref("ResultUrlSeconds")}
+
+
+def output_statement() -> dict[str, Any]:
+    """Write a result, and read it (a presigned URL acts with its signer's permissions)."""
+    return statement(["s3:PutObject", "s3:GetObject"], output_objects(RESULTS_PREFIX))
+
+
+TABLE_ARN = getatt("JobTable", "Arn")
+QUEUE_ARN = getatt("JobQueue", "Arn")
+
+
+def job_table_and_topic(t: Template, condition: str | None = None) -> None:
+    """The jobs' records and the topic told of every finished job (both job engines)."""
+    when = {"Condition": condition} if condition else {}
+    t.resource(
+        "JobTable", "AWS::DynamoDB::Table",
+        {
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "expires", "Enabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
+        Metadata=skip(
+            (
+                "CKV_AWS_28",
+                "Job records are transient (a TTL deletes them after days) and hold no result, only "
+                "its URL; point-in-time recovery would bill for restoring what expires anyway.",
+            ),
+            (
+                "CKV_AWS_119",
+                "Encrypted with the AWS managed DynamoDB key; a customer managed key adds $1/month and "
+                "a key policy for records that hold no image data.",
+            ),
+        ),
+        **when,
+    )
+    t.resource(
+        "JobTopic", "AWS::SNS::Topic",
+        {"DisplayName": "superres jobs", "KmsMasterKeyId": AWS_SNS_KEY},
+        **when,
+    )
+    t.output(
+        "JobTopicArn",
+        "SNS topic told of every finished job (subscribe a queue, a function or an HTTPS endpoint)",
+        ref("JobTopic"),
+        condition,
+    )
+    t.output("JobTableName", "DynamoDB table of the jobs", ref("JobTable"), condition)
+
+
+AWS_SNS_KEY = sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/aws/sns")
+
+
+SQS_ENCRYPTION = skip(
+    (
+        "CKV_AWS_27",
+        "Encrypted at rest with SQS-managed keys (SqsManagedSseEnabled), which checkov does not "
+        "recognise; a KMS key would bill every message for ids that are not secret.",
+    )
+)
+NO_VPC_SKIP = (
+    "CKV_AWS_117",
+    "The function reaches only public AWS APIs and the caller's http(s) urls; a VPC "
+    "would need a NAT gateway (billed hourly at rest) and protect nothing.",
+)
+
+
+def job_resources(t: Template) -> None:
+    """Jobs of the Lambda variant: table, topic, work queue with a dead-letter queue."""
+    job_table_and_topic(t)
+    t.resource(
+        "JobDeadLetterQueue", "AWS::SQS::Queue",
+        {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+        Metadata=SQS_ENCRYPTION,
+    )
+    t.resource(
+        "JobQueue", "AWS::SQS::Queue",
+        {
+            # Longer than the worker may run, so a job being computed is never handed out twice.
+            "VisibilityTimeout": WORKER_TIMEOUT + 60,
+            "MessageRetentionPeriod": 345600,
+            "SqsManagedSseEnabled": True,
+            "RedrivePolicy": {"deadLetterTargetArn": getatt("JobDeadLetterQueue", "Arn"), "maxReceiveCount": 3},
+        },
+        Metadata=SQS_ENCRYPTION,
+    )
+    dead_letter_alarm(t, "JobDeadLetterAlarm", "JobDeadLetterQueue", "Job messages the worker failed on three times")
+    t.output("JobDeadLetterQueueUrl", "Jobs whose worker failed three times", ref("JobDeadLetterQueue"))
+
+
+def job_env() -> dict[str, Any]:
+    return {
+        "SUPERRES_JOB_TABLE": ref("JobTable"),
+        "SUPERRES_JOB_QUEUE_URL": ref("JobQueue"),
+        "SUPERRES_JOB_TOPIC_ARN": ref("JobTopic"),
+    }
+
+
+ASYNC_CONDITION = "UseAsyncJobs"
+#: Where the asynchronous endpoint reads requests and writes answers (the service's prefixes).
+ASYNC_PREFIXES = {"in": ASYNC_INPUT_PREFIX, "out": ASYNC_OUTPUT_PREFIX, "failed": ASYNC_FAILURE_PREFIX}
+
+
+def async_jobs(t: Template, kind: str) -> None:
+    """GPU/Inf1 jobs on SageMaker Asynchronous Inference, all behind the AsyncJobs parameter:
+    a second endpoint of the same model that scales to zero when idle, its notification
+    topic, the function that finishes jobs from it, the job table and the kit's topic."""
+    t.parameter(
+        "Results and jobs", "AsyncJobs", "Asynchronous jobs (SageMaker Asynchronous Inference)",
+        Type="String", Default="false", AllowedValues=["true", "false"],
+        Description=(
+            "true: POST /jobs runs on a second, asynchronous endpoint that scales to zero when idle "
+            "(billed only while it has work, plus a cold start of minutes); false: POST /jobs answers 501."
+        ),
+    )
+    t.conditions[ASYNC_CONDITION] = {"Fn::Equals": [ref("AsyncJobs"), "true"]}
+    when = {"Condition": ASYNC_CONDITION}
+    job_table_and_topic(t, ASYNC_CONDITION)
+    t.resource(
+        "InferenceEventsTopic", "AWS::SNS::Topic",
+        {"DisplayName": "superres async inference results", "KmsMasterKeyId": AWS_SNS_KEY},
+        **when,
+    )
+    # No time budget inside (SageMaker's invocation timeout, an hour, bounds it) and answers
+    # up to the 1 GB an asynchronous output may hold.
+    t.resource(
+        "AsyncModel", "AWS::SageMaker::Model",
+        container_model(kind, {"SUPERRES_TIME_BUDGET_SECONDS": "0", "SUPERRES_MAX_RESPONSE_BYTES": "1000000000",
+                               "SUPERRES_MAX_REQUEST_BYTES": "16000000"}),
+        **when,
+    )
+    bucket_path = "s3://${OutputBucket}/"
+    t.resource(
+        "AsyncEndpointConfig", "AWS::SageMaker::EndpointConfig",
+        {
+            "ProductionVariants": [
+                {
+                    "VariantName": VARIANT_NAME,
+                    "ModelName": getatt("AsyncModel", "ModelName"),
+                    "InstanceType": ref("deployInstanceType"),
+                    "InitialInstanceCount": 1,
+                    "InitialVariantWeight": 1,
+                }
+            ],
+            "AsyncInferenceConfig": {
+                "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1},
+                "OutputConfig": {
+                    "S3OutputPath": sub(bucket_path + ASYNC_PREFIXES["out"]),
+                    "S3FailurePath": sub(bucket_path + ASYNC_PREFIXES["failed"]),
+                    "NotificationConfig": {"SuccessTopic": ref("InferenceEventsTopic"), "ErrorTopic": ref("InferenceEventsTopic")},
+                },
+            },
+        },
+        **when,
+    )
+    t.resource("AsyncEndpoint", "AWS::SageMaker::Endpoint", {"EndpointConfigName": getatt("AsyncEndpointConfig", "EndpointConfigName")}, **when)
+    t.resource(
+        "AsyncEndpointPolicy", "AWS::IAM::Policy",
+        {
+            **policy(
+                "async-inference",
+                statement(["s3:GetObject"], output_objects(ASYNC_PREFIXES["in"])),
+                statement(["s3:PutObject"], [output_objects(ASYNC_PREFIXES["out"]), output_objects(ASYNC_PREFIXES["failed"])]),
+                statement(["sns:Publish"], ref("InferenceEventsTopic")),
+            ),
+            "Roles": [ref("EndpointRole")],
+        },
+        **when,
+    )
+    # Scale to zero when idle; the backlog wakes it (target tracking cannot leave zero by itself).
+    resource_id = sub(f"endpoint/${{AsyncEndpoint.EndpointName}}/variant/{VARIANT_NAME}")
+    t.resource(
+        "AsyncScalableTarget", "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "ServiceNamespace": "sagemaker",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            "ResourceId": resource_id,
+            "MinCapacity": 0,
+            "MaxCapacity": ref("MaxInstances"),
+        },
+        **when,
+    )
+    endpoint_dimension = [{"Name": "EndpointName", "Value": getatt("AsyncEndpoint", "EndpointName")}]
+    t.resource(
+        "AsyncBacklogScalingPolicy", "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyName": sub("${AWS::StackName}-async-backlog"),
+            "PolicyType": "TargetTrackingScaling",
+            "ScalingTargetId": ref("AsyncScalableTarget"),
+            "TargetTrackingScalingPolicyConfiguration": {
+                "CustomizedMetricSpecification": {
+                    "MetricName": "ApproximateBacklogSizePerInstance",
+                    "Namespace": "AWS/SageMaker",
+                    "Dimensions": endpoint_dimension,
+                    "Statistic": "Average",
+                },
+                "TargetValue": 2,
+                "ScaleInCooldown": 600,
+                "ScaleOutCooldown": 120,
+            },
+        },
+        **when,
+    )
+    t.resource(
+        "AsyncWakeUpPolicy", "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyName": sub("${AWS::StackName}-async-wake-up"),
+            "PolicyType": "StepScaling",
+            "ScalingTargetId": ref("AsyncScalableTarget"),
+            "StepScalingPolicyConfiguration": {
+                "AdjustmentType": "ChangeInCapacity",
+                "Cooldown": 300,
+                "MetricAggregationType": "Maximum",
+                "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+            },
+        },
+        **when,
+    )
+    t.resource(
+        "AsyncWakeUpAlarm", "AWS::CloudWatch::Alarm",
+        {
+            "AlarmDescription": "Jobs wait and the asynchronous endpoint has no instance: start one",
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "HasBacklogWithoutCapacity",
+            "Dimensions": endpoint_dimension,
+            "Statistic": "Maximum",
+            "Period": 60,
+            "EvaluationPeriods": 1,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [ref("AsyncWakeUpPolicy")],
+        },
+        **when,
+    )
+    # The function that finishes jobs from SageMaker's notifications.
+    log_group(t, "JobEventsLogGroup")
+    t.resources["JobEventsLogGroup"]["Condition"] = ASYNC_CONDITION
+    t.resource(
+        "JobEventsDeadLetterQueue", "AWS::SQS::Queue",
+        {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+        Metadata=SQS_ENCRYPTION,
+        **when,
+    )
+    dead_letter_alarm(
+        t, "JobEventsDeadLetterAlarm", "JobEventsDeadLetterQueue", "SageMaker notifications JobEvents could not handle",
+        ASYNC_CONDITION,
+    )
+    function_role(
+        t, "JobEventsRole", "JobEventsLogGroup",
+        policy(
+            "finish-jobs",
+            output_statement(),
+            statement(["s3:GetObject"], [output_objects(ASYNC_PREFIXES["out"]), output_objects(ASYNC_PREFIXES["failed"])]),
+            statement(["dynamodb:GetItem", "dynamodb:PutItem"], TABLE_ARN),
+            statement(["sns:Publish"], ref("JobTopic")),
+            statement(["sqs:SendMessage"], getatt("JobEventsDeadLetterQueue", "Arn")),
+        ),
+        vpc=False,
+    )
+    t.resources["JobEventsRole"]["Condition"] = ASYNC_CONDITION
+    t.resource(
+        "JobEvents", "AWS::Lambda::Function",
+        zip_function(
+            "Asynchronous jobs: SageMaker's results -> result URL, job record, notification",
+            "lambda_sr.job_events.handler", "invoke-endpoint.zip", "JobEventsRole", "JobEventsLogGroup",
+            # The answer of a 7680x4320 result is tens of MB of base64 JSON, decoded in memory.
+            3008, 120,
+            DeadLetterConfig={"TargetArn": getatt("JobEventsDeadLetterQueue", "Arn")},
+            Environment={
+                "Variables": {"SUPERRES_VARIANT": "gpu", **output_env(), "SUPERRES_JOB_TABLE": ref("JobTable"),
+                              "SUPERRES_JOB_TOPIC_ARN": ref("JobTopic")}
+            },
+        ),
+        Metadata=skip(*LAMBDA_SKIPS[1:], NO_VPC_SKIP),
+        **when,
+    )
+    t.resource(
+        "JobEventsSubscription", "AWS::SNS::Subscription",
+        {"TopicArn": ref("InferenceEventsTopic"), "Protocol": "lambda", "Endpoint": getatt("JobEvents", "Arn")},
+        **when,
+    )
+    t.resource(
+        "JobEventsPermission", "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": getatt("JobEvents", "Arn"),
+            "Principal": "sns.amazonaws.com",
+            "SourceArn": ref("InferenceEventsTopic"),
+        },
+        **when,
+    )
+    # The invoke-endpoint function may start jobs: record them, store their input, invoke.
+    t.resource(
+        "AsyncJobsPolicy", "AWS::IAM::Policy",
+        {
+            **policy(
+                "start-async-jobs",
+                statement(["sagemaker:InvokeEndpointAsync"], ref("AsyncEndpoint")),
+                statement(["s3:PutObject"], output_objects(ASYNC_PREFIXES["in"])),
+                statement(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"], TABLE_ARN),
+            ),
+            "Roles": [ref("FunctionRole")],
+        },
+        **when,
+    )
+    t.output("AsyncEndpointName", "SageMaker asynchronous endpoint of the jobs", getatt("AsyncEndpoint", "EndpointName"), ASYNC_CONDITION)
+
+
+def async_jobs_env() -> dict[str, Any]:
+    """The invoke-endpoint function's job settings: set only with AsyncJobs."""
+    return {
+        "SUPERRES_JOB_TABLE": if_(ASYNC_CONDITION, ref("JobTable"), NO_VALUE),
+        "SUPERRES_JOB_TOPIC_ARN": if_(ASYNC_CONDITION, ref("JobTopic"), NO_VALUE),
+        "SUPERRES_ASYNC_ENDPOINT_NAME": if_(ASYNC_CONDITION, getatt("AsyncEndpoint", "EndpointName"), NO_VALUE),
+    }
+
+
 # ---------------------------------------------------------------- templates
 
 
@@ -1322,25 +1812,53 @@ def lambda_efs_template() -> dict[str, Any]:
     vpc(t)
     efs(t)
     model_stager(t)
+    output_bucket(t)
+    job_resources(t)
+    read_models = policy("read-models", efs_statement("elasticfilesystem:ClientMount"))
     log_group(t, "FunctionLogGroup")
     function_role(
         t, "FunctionRole", "FunctionLogGroup",
-        policy("read-models", efs_statement("elasticfilesystem:ClientMount")),
+        read_models,
+        policy(
+            "results-and-jobs",
+            output_statement(),
+            statement(["s3:PutObject"], output_objects(JOB_INPUT_PREFIX)),
+            statement(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"], TABLE_ARN),
+            statement(["sqs:SendMessage"], QUEUE_ARN),
+        ),
         vpc=True,
     )
-    allowed_buckets_policy(t, "FunctionRole")
-    t.resource(
-        "Function", "AWS::Lambda::Function",
-        {
-            "Description": "POST /resolution on CPU (Real-ESRGAN, models on EFS)",
+    log_group(t, "WorkerLogGroup")
+    function_role(
+        t, "WorkerRole", "WorkerLogGroup",
+        read_models,
+        policy(
+            "run-jobs",
+            output_statement(),
+            statement(["s3:GetObject"], output_objects(JOB_INPUT_PREFIX)),
+            statement(["dynamodb:GetItem", "dynamodb:PutItem"], TABLE_ARN),
+            statement(
+                ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
+                QUEUE_ARN,
+            ),
+            statement(["sns:Publish"], ref("JobTopic")),
+        ),
+        vpc=True,
+    )
+    allowed_buckets_policy(t, "FunctionRole", "WorkerRole")
+
+    def cpu_function(description: str, command: str, role: str, log: str, timeout: int) -> dict[str, Any]:
+        """The API function and the job worker: one image, one environment, two entry points."""
+        return {
+            "Description": description,
             "PackageType": "Image",
             "Code": {"ImageUri": image_uri("lambda")},
-            "ImageConfig": {"Command": ["lambda_sr.handler.handler"]},
-            "Role": getatt("FunctionRole", "Arn"),
+            "ImageConfig": {"Command": [command]},
+            "Role": getatt(role, "Arn"),
             "MemorySize": 10240,
-            "Timeout": 60,
+            "Timeout": timeout,
             "TracingConfig": {"Mode": "Active"},
-            "LoggingConfig": {"LogFormat": "JSON", "LogGroup": ref("FunctionLogGroup")},
+            "LoggingConfig": {"LogFormat": "JSON", "LogGroup": ref(log)},
             "VpcConfig": vpc_config(),
             "FileSystemConfigs": file_system_config(),
             "Environment": {
@@ -1350,13 +1868,49 @@ def lambda_efs_template() -> dict[str, Any]:
                     "SUPERRES_MODEL_X4": ref("ModelName"),
                     "SUPERRES_FACE_ENABLED": ref("FaceEnhancement"),
                     "SUPERRES_ALLOWED_S3_BUCKETS": allowed_buckets_env(),
+                    **output_env(),
+                    **job_env(),
                 }
             },
-        },
+        }
+
+    t.resource(
+        "Function", "AWS::Lambda::Function",
+        cpu_function(
+            "POST /resolution on CPU (Real-ESRGAN, models on EFS); POST /jobs, GET /jobs/{id}",
+            "lambda_sr.handler.handler", "FunctionRole", "FunctionLogGroup", 60,
+        ),
         # The model is on EFS before the function (and so the API) exists.
         DependsOn=["ModelFiles"],
         Metadata=skip(*LAMBDA_SKIPS),
     )
+    t.resource(
+        "Worker", "AWS::Lambda::Function",
+        cpu_function(
+            "Asynchronous jobs: SQS -> compute -> result in S3, record in DynamoDB, SNS notification",
+            "lambda_sr.worker.handler", "WorkerRole", "WorkerLogGroup", WORKER_TIMEOUT,
+        ),
+        DependsOn=["ModelFiles"],
+        Metadata=skip(
+            (
+                "CKV_AWS_116",
+                "Invoked by an SQS event source mapping: failed messages go to the queue's own "
+                "dead-letter queue (JobDeadLetterQueue); a function DLQ only catches asynchronous invokes.",
+            ),
+            *LAMBDA_SKIPS[1:],
+        ),
+    )
+    t.resource(
+        "WorkerEventSource", "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": QUEUE_ARN,
+            "FunctionName": ref("Worker"),
+            # One job per invocation: each gets the whole 15 minutes and 10 GB.
+            "BatchSize": 1,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        },
+    )
+    t.output("WorkerName", "The job worker function", ref("Worker"))
     api(t, "Function")
     observability(t, "Function", None)
     t.output("FunctionName", "The resolution function", ref("Function"))
@@ -1371,43 +1925,34 @@ def sagemaker_template(kind: str) -> dict[str, Any]:
     )
     common_parameters(t, default_model="RealESRGAN_x4plus", default_face=kind == "gpu")
     endpoint = sagemaker_endpoint(t, kind)
+    output_bucket(t)
+    async_jobs(t, kind)
     log_group(t, "FunctionLogGroup")
     function_role(
         t, "FunctionRole", "FunctionLogGroup",
         policy("invoke-endpoint", statement(["sagemaker:InvokeEndpoint"], ref(endpoint))),
+        policy("results", output_statement()),
         vpc=False,
     )
     allowed_buckets_policy(t, "FunctionRole")
     t.resource(
         "Function", "AWS::Lambda::Function",
-        {
-            "Description": "POST /resolution: validates, fetches, invokes the SageMaker endpoint",
-            "Runtime": LAMBDA_PYTHON,
-            "Handler": "lambda_sr.invoke_endpoint.handler",
-            "Code": {"S3Bucket": ASSET_BUCKET, "S3Key": asset_key("invoke-endpoint.zip")},
-            "Role": getatt("FunctionRole", "Arn"),
-            "MemorySize": 1024,
-            "Timeout": 30,
-            "TracingConfig": {"Mode": "Active"},
-            "LoggingConfig": {"LogFormat": "JSON", "LogGroup": ref("FunctionLogGroup")},
-            "Environment": {
+        zip_function(
+            "POST /resolution: validates, fetches, invokes the SageMaker endpoint",
+            "lambda_sr.invoke_endpoint.handler", "invoke-endpoint.zip", "FunctionRole", "FunctionLogGroup", 1024, 30,
+            Environment={
                 "Variables": {
                     "SUPERRES_VARIANT": "gpu",
                     "SUPERRES_ENDPOINT_NAME": getatt(endpoint, "EndpointName"),
                     "SUPERRES_MODEL_X4": ref("ModelName"),
                     "SUPERRES_FACE_ENABLED": ref("FaceEnhancement"),
                     "SUPERRES_ALLOWED_S3_BUCKETS": allowed_buckets_env(),
+                    **output_env(),
+                    **async_jobs_env(),
                 }
             },
-        },
-        Metadata=skip(
-            *LAMBDA_SKIPS,
-            (
-                "CKV_AWS_117",
-                "The function reaches only public AWS APIs and the caller's http(s) urls; a VPC "
-                "would need a NAT gateway (billed hourly at rest) and protect nothing.",
-            ),
         ),
+        Metadata=skip(*LAMBDA_SKIPS, NO_VPC_SKIP),
     )
     api(t, "Function")
     observability(t, "Function", endpoint)

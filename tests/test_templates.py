@@ -8,7 +8,8 @@
 - each template is created as a stack in moto (server mode) and its wiring asserted through
   the service APIs moto emulates. moto's CloudFormation skips API Gateway stages, API keys,
   usage plans, models, request validators and gateway responses, CloudWatch alarms,
-  Application Auto Scaling and SecurityGroupEgress, and it cannot run Lambda code without
+  Application Auto Scaling, SecurityGroupEgress, S3 bucket policies, a bucket's public access
+  block and lifecycle rules, a table's TTL and SNS subscriptions, and it cannot run Lambda code without
   Docker: those are asserted from the parsed template instead.
 """
 
@@ -154,14 +155,27 @@ def checkov_skips(body: dict[str, Any]) -> list[tuple[str, str, str]]:
     return found
 
 
+def scanned_templates() -> dict[str, dict[str, Any]]:
+    """What checkov reads, by file name: each template as deployed, and the SageMaker ones once
+    more with AsyncJobs on (checkov evaluates conditions on the parameter defaults, so it
+    would never look at the resources behind AsyncJobs otherwise)."""
+    found = {}
+    for kind in KINDS:
+        body = json.loads(filled(kind))
+        found[build.OUTPUTS[kind].name] = body
+        if "AsyncJobs" in body["Parameters"]:
+            async_body = json.loads(filled(kind))
+            async_body["Parameters"]["AsyncJobs"]["Default"] = "true"
+            found[build.OUTPUTS[kind].name.replace(".template.json", "-async.template.json")] = async_body
+    return found
+
+
 @pytest.fixture(scope="module")
 def checkov_reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
     as_built = tmp_path_factory.mktemp("checkov")
     stripped = tmp_path_factory.mktemp("checkov-no-skips")
-    for kind in KINDS:
-        name = build.OUTPUTS[kind].name
-        (as_built / name).write_text(filled(kind))
-        body = json.loads(filled(kind))
+    for name, body in scanned_templates().items():
+        (as_built / name).write_text(json.dumps(body))
         for res in body["Resources"].values():
             res.get("Metadata", {}).pop("checkov", None)
         (stripped / name).write_text(json.dumps(body))
@@ -180,9 +194,11 @@ def test_every_checkov_skip_has_a_reason_and_is_needed(checkov_reports: tuple[di
     failing = {(Path(f["file_path"]).name, f["resource"].split(".")[-1], f["check_id"]) for f in without_skips["results"]["failed_checks"]}
     skipped = {(Path(f["file_path"]).name, f["resource"].split(".")[-1], f["check_id"]) for f in report["results"]["skipped_checks"]}
     total = 0
-    for kind in KINDS:
-        name = build.OUTPUTS[kind].name
-        for resource, check, comment in checkov_skips(template(kind)):
+    for name, body in scanned_templates().items():
+        off = {key for key, res in body["Resources"].items() if res.get("Condition") == "UseAsyncJobs"}
+        for resource, check, comment in checkov_skips(body):
+            if resource in off and body["Parameters"].get("AsyncJobs", {}).get("Default") != "true":
+                continue  # not deployed with the defaults: checked in the -async copy
             total += 1
             assert len(comment) >= 40, f"{name} {resource} {check}: the reason is missing or too short"
             assert (name, resource, check) in skipped, f"{name} {resource} {check}: checkov did not apply the skip"
@@ -219,7 +235,17 @@ def test_s3_read_only_on_allow_listed_buckets_and_the_mirror() -> None:
         body = template(kind)
         readers = {owner for owner, item in policy_statements(body) if "s3:GetObject" in as_list(item["Action"])}
         expected = {"AllowedBucketsPolicy", "ModelMirrorPolicy"} if kind == "lambda" else {"AllowedBucketsPolicy", "EndpointRole"}
-        assert readers == expected, kind
+        # The functions read their own results (presigned URLs act with the signer's rights)
+        # and, on the Lambda stack, the worker reads job inputs: the output bucket only.
+        own = {"FunctionRole", "WorkerRole"} if kind == "lambda" else {"FunctionRole", "AsyncEndpointPolicy", "JobEventsRole"}
+        assert readers == expected | own, kind
+        for owner, item in policy_statements(body):
+            if owner in own and "s3:GetObject" in as_list(item["Action"]):
+                for resource in as_list(item["Resource"]):
+                    assert resource["Fn::Sub"] in (
+                        "${OutputBucket.Arn}/results/*", "${OutputBucket.Arn}/jobs/*", "${OutputBucket.Arn}/async-in/*",
+                        "${OutputBucket.Arn}/async-out/*", "${OutputBucket.Arn}/async-failed/*",
+                    ), owner
         allowed = body["Resources"]["AllowedBucketsPolicy"]
         assert allowed["Condition"] == "HasBucket0"
         resources = allowed["Properties"]["PolicyDocument"]["Statement"][0]["Resource"]
@@ -312,13 +338,34 @@ def test_api_definition_matches_the_contract(kind: str) -> None:
     paths = contract()["paths"]
     declared = {(path, method.upper()) for path, ops in paths.items() for method in ops}
     methods = resources_of(body, "AWS::ApiGateway::Method")
+
+    def full_path(name: str) -> str:
+        resource = res[name]["Properties"]
+        parent = resource["ParentId"]
+        above = "" if parent == {"Fn::GetAtt": ["Api", "RootResourceId"]} else full_path(parent["Ref"])
+        return above + "/" + resource["PathPart"]
+
     built = set()
     for method in methods.values():
         props = method["Properties"]
-        resource = res[props["ResourceId"]["Ref"]]["Properties"]
-        assert resource["ParentId"] == {"Fn::GetAtt": ["Api", "RootResourceId"]}
-        built.add(("/" + resource["PathPart"], props["HttpMethod"]))
+        built.add((full_path(props["ResourceId"]["Ref"]), props["HttpMethod"]))
+        operation = paths[full_path(props["ResourceId"]["Ref"])][props["HttpMethod"].lower()]
+        assert props["OperationName"] == operation["operationId"]
+        # Every method is keyed, authorised as chosen, and proxied to the function.
+        assert props["ApiKeyRequired"] is True and props["AuthorizationType"] == {"Fn::If": ["UseIam", "AWS_IAM", "NONE"]}
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+        # Bodies validated by the contract's model; the parameters it names, declared.
+        assert ("RequestModels" in props) == ("requestBody" in operation)
+        declared_parameters = {f"method.request.{p['in']}.{p['name']}" for p in operation.get("parameters", [])}
+        assert set(props.get("RequestParameters", {})) == declared_parameters
     assert built == declared
+    # Each method may invoke the function through its own permission, and nothing else may.
+    sources = {
+        p["Properties"]["SourceArn"]["Fn::Sub"].split("${Api}/*/")[1]
+        for p in resources_of(body, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    }
+    assert sources == {method + path.replace("{id}", "*") for path, method in declared}
     # The request model is the contract's request schema, as a draft-4 model.
     model = res["ResolutionRequestModel"]["Properties"]
     assert model["ContentType"] == "application/json"
@@ -385,7 +432,15 @@ def test_auth_keys_usage_plan_stage_and_logs_from_the_template(kind: str) -> Non
         assert res[logging_config["LogGroup"]["Ref"]]["Type"] == "AWS::Logs::LogGroup"
     alarms = {a["Properties"]["MetricName"] for a in resources_of(body, "AWS::CloudWatch::Alarm").values()}
     backend = "Invocation5XXErrors" if kind != "lambda" else "Errors"
-    assert alarms == {"5XXError", "Latency", "Throttles", backend}
+    # (and on the SageMaker stacks, the alarm that wakes the asynchronous endpoint from zero)
+    # and one on each dead-letter queue of the jobs.
+    wake_up = {"HasBacklogWithoutCapacity"} if kind != "lambda" else set()
+    assert alarms == {"5XXError", "Latency", "Throttles", backend, "ApproximateNumberOfMessagesVisible"} | wake_up
+    for alarm in resources_of(body, "AWS::CloudWatch::Alarm").values():
+        if alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible":
+            queue = alarm["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+            assert queue in ("JobDeadLetterQueue", "JobEventsDeadLetterQueue")
+            assert alarm["Properties"]["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
     assert "Dashboard" in res
 
 
@@ -410,6 +465,166 @@ def test_lambda_variant_network_and_storage_from_the_template() -> None:
         for rule in group["Properties"].get("SecurityGroupEgress", []) + group["Properties"].get("SecurityGroupIngress", []):
             assert rule["IpProtocol"] != "-1", name
     assert res["FunctionToFileSystemEgress"]["Properties"]["FromPort"] == 2049
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_output_bucket_from_the_template(kind: str) -> None:
+    body = template(kind)
+    res = body["Resources"]
+    bucket = res["OutputBucket"]["Properties"]
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True} and len(bucket["PublicAccessBlockConfiguration"]) == 4
+    (expiry,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert expiry["ExpirationInDays"] == {"Ref": "ResultExpiryDays"} and expiry["Status"] == "Enabled" and "Prefix" not in expiry
+    (deny,) = res["OutputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Resource"] == [{"Fn::GetAtt": ["OutputBucket", "Arn"]}, {"Fn::Sub": "${OutputBucket.Arn}/*"}]
+    env = res["Function"]["Properties"]["Environment"]["Variables"]
+    assert env["SUPERRES_OUTPUT_BUCKET"] == {"Ref": "OutputBucket"}
+    assert env["SUPERRES_OUTPUT_URL_SECONDS"] == {"Ref": "ResultUrlSeconds"}
+    assert body["Outputs"]["OutputBucketName"]["Value"] == {"Ref": "OutputBucket"}
+    # The function writes and reads results/ only.
+    on_bucket = [(o, i) for o, i in policy_statements(body) if "OutputBucket.Arn" in json.dumps(i.get("Resource")) and i["Effect"] == "Allow"]
+    if kind != "lambda":
+        assert [item for owner, item in on_bucket if owner == "FunctionRole"] == [
+            {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": {"Fn::Sub": "${OutputBucket.Arn}/results/*"}}
+        ]
+
+
+def test_job_resources_and_their_iam_from_the_template() -> None:
+    """Every grant on the job resources, exactly: who may do what to which."""
+    body = template("lambda")
+    res = body["Resources"]
+    table = res["JobTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires", "Enabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True} and table["BillingMode"] == "PAY_PER_REQUEST"
+    queue = res["JobQueue"]["Properties"]
+    worker = res["Worker"]["Properties"]
+    assert queue["VisibilityTimeout"] > worker["Timeout"] == 900
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]}
+    assert queue["SqsManagedSseEnabled"] is True and res["JobDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    assert res["JobTopic"]["Properties"]["KmsMasterKeyId"]["Fn::Sub"].endswith(":alias/aws/sns")
+    assert body["Outputs"]["JobTopicArn"]["Value"] == {"Ref": "JobTopic"}
+    mapping = res["WorkerEventSource"]["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobQueue", "Arn"]} and mapping["FunctionName"] == {"Ref": "Worker"}
+    assert mapping["BatchSize"] == 1 and mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # One image, one environment, two entry points.
+    function = res["Function"]["Properties"]
+    assert worker["Code"] == function["Code"] and worker["Environment"] == function["Environment"]
+    assert worker["ImageConfig"]["Command"] == ["lambda_sr.worker.handler"]
+    env = function["Environment"]["Variables"]
+    assert (env["SUPERRES_JOB_TABLE"], env["SUPERRES_JOB_QUEUE_URL"], env["SUPERRES_JOB_TOPIC_ARN"]) == (
+        {"Ref": "JobTable"}, {"Ref": "JobQueue"}, {"Ref": "JobTopic"}
+    )
+    grants: dict[tuple[str, str], set[str]] = {}
+    for owner, item in policy_statements(body):
+        text = json.dumps(item.get("Resource"))
+        for target in ("OutputBucket.Arn}/results", "OutputBucket.Arn}/jobs", "JobTable", "JobQueue", "JobTopic"):
+            if target in text and item["Effect"] == "Allow":
+                grants.setdefault((owner, target), set()).update(as_list(item["Action"]))
+    assert grants == {
+        ("FunctionRole", "OutputBucket.Arn}/results"): {"s3:PutObject", "s3:GetObject"},
+        ("FunctionRole", "OutputBucket.Arn}/jobs"): {"s3:PutObject"},
+        ("FunctionRole", "JobTable"): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        ("FunctionRole", "JobQueue"): {"sqs:SendMessage"},
+        ("WorkerRole", "OutputBucket.Arn}/results"): {"s3:PutObject", "s3:GetObject"},
+        ("WorkerRole", "OutputBucket.Arn}/jobs"): {"s3:GetObject"},
+        ("WorkerRole", "JobTable"): {"dynamodb:GetItem", "dynamodb:PutItem"},
+        ("WorkerRole", "JobQueue"): {
+            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"
+        },
+        ("WorkerRole", "JobTopic"): {"sns:Publish"},
+    }
+    # The prefixes granted are the ones the service writes.
+    from superres.service.jobs import INPUT_PREFIX
+    from superres.service.settings import ServiceSettings
+
+    assert (build.RESULTS_PREFIX, build.JOB_INPUT_PREFIX) == (ServiceSettings().output_prefix, INPUT_PREFIX) == ("results/", "jobs/")
+
+
+@pytest.mark.parametrize("kind", ["gpu", "inf1"])
+def test_async_jobs_from_the_template(kind: str) -> None:
+    """SageMaker Asynchronous Inference behind AsyncJobs: off by default, and then nothing of it
+    exists (cost at rest unchanged); on, an endpoint that scales to zero and wakes on backlog."""
+    body = template(kind)
+    res = body["Resources"]
+    assert body["Parameters"]["AsyncJobs"]["Default"] == "false"
+    assert body["Conditions"]["UseAsyncJobs"] == {"Fn::Equals": [{"Ref": "AsyncJobs"}, "true"]}
+    conditional = {name for name, resource in res.items() if resource.get("Condition") == "UseAsyncJobs"}
+    assert conditional == {
+        "JobTable", "JobTopic", "InferenceEventsTopic", "AsyncModel", "AsyncEndpointConfig", "AsyncEndpoint",
+        "AsyncEndpointPolicy", "AsyncScalableTarget", "AsyncBacklogScalingPolicy", "AsyncWakeUpPolicy",
+        "AsyncWakeUpAlarm", "JobEventsLogGroup", "JobEventsDeadLetterQueue", "JobEventsDeadLetterAlarm", "JobEventsRole", "JobEvents",
+        "JobEventsSubscription", "JobEventsPermission", "AsyncJobsPolicy",
+    }
+    # Nothing else refers to them but inside an Fn::If on the same condition.
+    def unconditional(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("Fn::If", [None])[0] == "UseAsyncJobs":
+                return None
+            return {key: unconditional(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [unconditional(value) for value in node]
+        return node
+
+    for name, resource in res.items():
+        if name not in conditional:
+            text = json.dumps(unconditional(resource))
+            for other in conditional:
+                assert f'{{"Ref": "{other}"}}' not in text and f'"Fn::GetAtt": ["{other}"' not in text, (name, other)
+    config = res["AsyncEndpointConfig"]["Properties"]
+    output = config["AsyncInferenceConfig"]["OutputConfig"]
+    assert output["S3OutputPath"] == {"Fn::Sub": "s3://${OutputBucket}/async-out/"}
+    assert output["S3FailurePath"] == {"Fn::Sub": "s3://${OutputBucket}/async-failed/"}
+    assert output["NotificationConfig"] == {"SuccessTopic": {"Ref": "InferenceEventsTopic"}, "ErrorTopic": {"Ref": "InferenceEventsTopic"}}
+    assert config["ProductionVariants"][0]["ModelName"] == {"Fn::GetAtt": ["AsyncModel", "ModelName"]}
+    environment = res["AsyncModel"]["Properties"]["PrimaryContainer"]["Environment"]
+    assert environment["SUPERRES_TIME_BUDGET_SECONDS"] == "0"
+    for topic in ("JobTopic", "InferenceEventsTopic"):
+        assert res[topic]["Properties"]["KmsMasterKeyId"]["Fn::Sub"].endswith(":alias/aws/sns")
+    target = res["AsyncScalableTarget"]["Properties"]
+    assert target["MinCapacity"] == 0 and target["ResourceId"] == {"Fn::Sub": "endpoint/${AsyncEndpoint.EndpointName}/variant/AllTraffic"}
+    tracking = res["AsyncBacklogScalingPolicy"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["CustomizedMetricSpecification"]["MetricName"] == "ApproximateBacklogSizePerInstance"
+    alarm = res["AsyncWakeUpAlarm"]["Properties"]
+    assert alarm["MetricName"] == "HasBacklogWithoutCapacity" and alarm["AlarmActions"] == [{"Ref": "AsyncWakeUpPolicy"}]
+    events = res["JobEvents"]["Properties"]
+    assert events["Handler"] == "lambda_sr.job_events.handler" and events["Code"] == res["Function"]["Properties"]["Code"]
+    assert events["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": ["JobEventsDeadLetterQueue", "Arn"]}}
+    assert res["JobEventsSubscription"]["Properties"] == {
+        "TopicArn": {"Ref": "InferenceEventsTopic"}, "Protocol": "lambda", "Endpoint": {"Fn::GetAtt": ["JobEvents", "Arn"]}
+    }
+    assert res["JobEventsPermission"]["Properties"]["SourceArn"] == {"Ref": "InferenceEventsTopic"}
+    env = res["Function"]["Properties"]["Environment"]["Variables"]
+    assert env["SUPERRES_ASYNC_ENDPOINT_NAME"] == {"Fn::If": ["UseAsyncJobs", {"Fn::GetAtt": ["AsyncEndpoint", "EndpointName"]}, {"Ref": "AWS::NoValue"}]}
+    grants: dict[tuple[str, str], set[str]] = {}
+    for owner, item in policy_statements(body):
+        for resource in as_list(item.get("Resource")):
+            text = json.dumps(resource)
+            for target in ("async-in", "async-out", "async-failed", "/results", "JobTable", "JobTopic", "InferenceEventsTopic",
+                           "AsyncEndpoint", "JobEventsDeadLetterQueue"):
+                if target in text and item["Effect"] == "Allow":
+                    grants.setdefault((owner, target), set()).update(as_list(item["Action"]))
+    assert grants == {
+        ("FunctionRole", "/results"): {"s3:PutObject", "s3:GetObject"},
+        ("AsyncJobsPolicy", "AsyncEndpoint"): {"sagemaker:InvokeEndpointAsync"},
+        ("AsyncJobsPolicy", "async-in"): {"s3:PutObject"},
+        ("AsyncJobsPolicy", "JobTable"): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        ("AsyncEndpointPolicy", "async-in"): {"s3:GetObject"},
+        ("AsyncEndpointPolicy", "async-out"): {"s3:PutObject"},
+        ("AsyncEndpointPolicy", "async-failed"): {"s3:PutObject"},
+        ("AsyncEndpointPolicy", "InferenceEventsTopic"): {"sns:Publish"},
+        ("JobEventsRole", "/results"): {"s3:PutObject", "s3:GetObject"},
+        ("JobEventsRole", "async-out"): {"s3:GetObject"},
+        ("JobEventsRole", "async-failed"): {"s3:GetObject"},
+        ("JobEventsRole", "JobTable"): {"dynamodb:GetItem", "dynamodb:PutItem"},
+        ("JobEventsRole", "JobTopic"): {"sns:Publish"},
+        ("JobEventsRole", "JobEventsDeadLetterQueue"): {"sqs:SendMessage"},
+    }
+    from superres.service import jobs
+
+    assert build.ASYNC_PREFIXES == {"in": jobs.ASYNC_INPUT_PREFIX, "out": jobs.ASYNC_OUTPUT_PREFIX, "failed": jobs.ASYNC_FAILURE_PREFIX}
 
 
 # ---------------------------------------------------------------- moto server: stacks
@@ -534,6 +749,7 @@ def test_lambda_stack_in_moto(aws, moto_url: str) -> None:
     assert nfs["FromPort"] == 2049 and nfs["UserIdGroupPairs"][0]["GroupId"] == res["FunctionSecurityGroup"]
     stager = aws("lambda").get_function_configuration(FunctionName=res["StagerFunction"])
     assert stager["Timeout"] == 900 and set(stager["VpcConfig"]["SubnetIds"]) == private
+    assert_job_resources(aws, created, function)
     # The stager answers (what efs_model_stager sends, see test_custom_resource_stager):
     # then, and only then, the stack completes.
     answer = {
@@ -550,6 +766,45 @@ def test_lambda_stack_in_moto(aws, moto_url: str) -> None:
     assert response.status_code == 200
     stack = aws("cloudformation").describe_stacks(StackName="superres-lambda")["Stacks"][0]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
+
+
+def assert_job_resources(aws, created: dict[str, Any], function: dict[str, Any]) -> None:
+    """The output bucket, the job table, queues, topic and worker as moto created them."""
+    res, outputs = created["resources"], created["outputs"]
+    s3 = aws("s3")
+    bucket = outputs["OutputBucketName"]
+    assert bucket == res["OutputBucket"]
+    (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    # (moto's CloudFormation drops PublicAccessBlockConfiguration and LifecycleConfiguration:
+    # asserted from the template, test_output_bucket_from_the_template.)
+    env = function["Environment"]["Variables"]
+    # (moto keeps a Number parameter as a number here; Lambda makes every value a string.)
+    assert env["SUPERRES_OUTPUT_BUCKET"] == bucket and str(env["SUPERRES_OUTPUT_URL_SECONDS"]) == "3600"
+    if "JobQueue" not in res:
+        return
+    table = env["SUPERRES_JOB_TABLE"]
+    assert table == res["JobTable"] == outputs["JobTableName"]
+    described = aws("dynamodb").describe_table(TableName=table)["Table"]
+    assert described["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    # (moto's CloudFormation drops TimeToLiveSpecification: asserted from the template.)
+    sqs = aws("sqs")
+    queue = sqs.get_queue_attributes(QueueUrl=env["SUPERRES_JOB_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
+    dead = sqs.get_queue_attributes(QueueUrl=res["JobDeadLetterQueue"], AttributeNames=["QueueArn"])["Attributes"]
+    assert json.loads(queue["RedrivePolicy"]) == {"deadLetterTargetArn": dead["QueueArn"], "maxReceiveCount": 3}
+    assert int(queue["VisibilityTimeout"]) == 960
+    topic = env["SUPERRES_JOB_TOPIC_ARN"]
+    assert topic == outputs["JobTopicArn"]
+    assert aws("sns").get_topic_attributes(TopicArn=topic)["Attributes"]["KmsMasterKeyId"].endswith(":alias/aws/sns")
+    lam = aws("lambda")
+    worker = lam.get_function_configuration(FunctionName=outputs["WorkerName"])
+    assert worker["Timeout"] == 900 and worker["Environment"] == function["Environment"]
+    (mapping,) = lam.list_event_source_mappings(FunctionName=outputs["WorkerName"])["EventSourceMappings"]
+    assert mapping["EventSourceArn"] == queue["QueueArn"] and mapping["BatchSize"] == 1
+    run_jobs = role_policy(aws, res["WorkerRole"], "run-jobs")["Statement"]
+    granted = {action: statement["Resource"] for statement in run_jobs for action in statement["Action"]}
+    assert granted["sns:Publish"] == topic and granted["sqs:ReceiveMessage"] == queue["QueueArn"]
+    assert granted["dynamodb:PutItem"].endswith(f":table/{table}") and granted["s3:GetObject"] == f"arn:aws:s3:::{bucket}/jobs/*"
 
 
 def test_lambda_stack_without_iam_auth_in_moto(aws) -> None:
@@ -588,6 +843,10 @@ def test_sagemaker_stack_in_moto(aws, kind: str) -> None:
     assert env["SUPERRES_FACE_ENABLED"] == ("true" if kind == "gpu" else "false")
     (statement,) = role_policy(aws, created["resources"]["FunctionRole"], "invoke-endpoint")["Statement"]
     assert statement["Resource"] == endpoint["EndpointArn"]
+    assert_job_resources(aws, created, function)
+    # AsyncJobs is off by default: no job resources, and POST /jobs answers 501.
+    assert "JobTable" not in created["resources"] and "SUPERRES_JOB_TABLE" not in env
+
     # moto skips Application Auto Scaling in CloudFormation: from the template.
     body = template(kind)["Resources"]
     target = body["ScalableTarget"]["Properties"]
@@ -595,3 +854,32 @@ def test_sagemaker_stack_in_moto(aws, kind: str) -> None:
     assert target["ResourceId"] == {"Fn::Sub": "endpoint/${Endpoint.EndpointName}/variant/AllTraffic"}
     tracking = body["ScalingPolicy"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+
+
+def test_sagemaker_async_jobs_stack_in_moto(aws) -> None:
+    created = create_stack(aws, "gpu", "superres-gpu-async", AsyncJobs="true")
+    assert created["stack"]["StackStatus"] == "CREATE_COMPLETE"
+    res, outputs = created["resources"], created["outputs"]
+    function = assert_method_wiring(aws, created, "AWS_IAM")
+    env = function["Environment"]["Variables"]
+    assert env["SUPERRES_ASYNC_ENDPOINT_NAME"] == outputs["AsyncEndpointName"]
+    assert env["SUPERRES_JOB_TABLE"] == outputs["JobTableName"] and env["SUPERRES_JOB_TOPIC_ARN"] == outputs["JobTopicArn"]
+    sagemaker = aws("sagemaker")
+    endpoint = sagemaker.describe_endpoint(EndpointName=outputs["AsyncEndpointName"])
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    bucket = outputs["OutputBucketName"]
+    output = config["AsyncInferenceConfig"]["OutputConfig"]
+    assert (output["S3OutputPath"], output["S3FailurePath"]) == (f"s3://{bucket}/async-out/", f"s3://{bucket}/async-failed/")
+    events_topic = res["InferenceEventsTopic"]
+    assert output["NotificationConfig"] == {"SuccessTopic": events_topic, "ErrorTopic": events_topic}
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["PrimaryContainer"]["Environment"]["SUPERRES_TIME_BUDGET_SECONDS"] == "0"
+    events = aws("lambda").get_function_configuration(FunctionName=res["JobEvents"])
+    assert events["Handler"] == "lambda_sr.job_events.handler"
+    assert events["Environment"]["Variables"]["SUPERRES_JOB_TABLE"] == outputs["JobTableName"]
+    (start,) = [s for s in role_policy(aws, res["FunctionRole"], "start-async-jobs")["Statement"] if "sagemaker:InvokeEndpointAsync" in s["Action"]]
+    assert start["Resource"] == endpoint["EndpointArn"]
+    for topic in (events_topic, outputs["JobTopicArn"]):
+        assert aws("sns").get_topic_attributes(TopicArn=topic)["Attributes"]["KmsMasterKeyId"].endswith(":alias/aws/sns")
+    # (moto's CloudFormation skips AWS::SNS::Subscription: the function's subscription to
+    # SageMaker's topic is asserted from the template, test_async_jobs_from_the_template.)

@@ -1,7 +1,9 @@
 """The one ASGI app behind every host: local server, both Lambdas (via Mangum), SageMaker container.
 
-Routes: ``POST /resolution`` and ``POST /{stage}/resolution`` (the API), ``POST
-/invocations`` and ``GET /ping`` (the SageMaker hosting contract), ``GET
+Routes: ``POST /resolution`` and ``POST /{stage}/resolution`` (the API), ``POST /jobs``
+and ``GET /jobs/{id}`` (asynchronous jobs, also under ``/{stage}``; ``GET
+/jobs/{id}/result`` where this process keeps the results), ``POST /invocations`` and
+``GET /ping`` (the SageMaker hosting contract), ``GET
 /openapi.yaml`` (the contract), ``GET /`` and ``GET /web/...`` (a page to try the
 API, from the package's ``web`` folder). Every error is ``{"message", "code"}`` with its
 status; an unexpected exception is a 500 that shows nothing of itself.
@@ -27,6 +29,8 @@ from starlette.staticfiles import StaticFiles
 from ..errors import ImageTooLargeError, OverloadedError, SuperResError
 from .backends import Backend
 from .contract import CONTRACT_FILE, contract_text
+from .jobs import JobNotFoundError, JobRecord, JobsUnavailableError, jobs_for
+from .outputs import S3Results, deliver
 from .request import build_job, parse_request
 from .settings import ServiceSettings
 
@@ -75,6 +79,8 @@ def error_response(status: int, message: str, code: str, request_id: str | None 
 
 def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
     admission = Admission(settings.workers + settings.queue_size)
+    results = S3Results(settings) if settings.output_bucket else None
+    jobs = jobs_for(settings, backend)
 
     async def resolution(request: Request, request_id: str) -> Response:
         arrived = time.monotonic()
@@ -84,12 +90,50 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
         with admission:
             job = await run_in_threadpool(build_job, parsed, settings)
             result: dict[str, Any] = await backend.run(job, deadline)
+        answer = await run_in_threadpool(deliver, result, parsed.output, settings, results)
+        answer.pop("location", None)
+        if parsed.context is not None:
+            answer["context"] = parsed.context
         logger.info(
-            "request %s: %dx%d %s x%d -> %s in %.2f s",
-            request_id, job.info.width, job.info.height, job.info.format, job.scale, job.format,
+            "request %s: %dx%d %s x%d -> %s %s in %.2f s",
+            request_id, job.info.width, job.info.height, job.info.format, job.scale, job.format, parsed.output,
             time.monotonic() - arrived,
         )
-        return JSONResponse(result, headers={"x-request-id": request_id})
+        return JSONResponse(answer, headers={"x-request-id": request_id})
+
+    def job_answer(request: Request, record: JobRecord, status: int, request_id: str) -> Response:
+        shown = record.public()
+        url = shown.get("result", {}).get("result_url", "")
+        if url.startswith("/"):  # kept by this process: a URL of this server
+            shown["result"] = {**shown["result"], "result_url": str(request.base_url).rstrip("/") + url}
+        return JSONResponse(shown, status_code=status, headers={"x-request-id": request_id})
+
+    async def create_job(request: Request, request_id: str) -> Response:
+        if jobs is None:
+            raise JobsUnavailableError("asynchronous jobs are not enabled on this deployment")
+        body = await _read_body(request, settings.max_request_bytes)
+        event = request.scope.get("aws.event") or {}
+        identity = (event.get("requestContext") or {}).get("identity") or {}
+        # Keys are the caller's own: two API keys (or IAM users) never share a job.
+        caller = f"{identity.get('apiKeyId') or ''}|{identity.get('userArn') or ''}"
+        record, created = await jobs.submit(body, request.headers.get("idempotency-key"), caller)
+        logger.info("request %s: job %s %s", request_id, record.id, "created" if created else "retried")
+        # Behind API Gateway the path the client used carries the stage.
+        path = (event.get("requestContext") or {}).get("path") or request.url.path
+        response = job_answer(request, record, 202, request_id)
+        response.headers["location"] = path.rstrip("/") + "/" + record.id
+        return response
+
+    async def get_job(request: Request, request_id: str) -> Response:
+        if jobs is None:
+            raise JobsUnavailableError("asynchronous jobs are not enabled on this deployment")
+        return job_answer(request, jobs.get(request.path_params["id"]), 200, request_id)
+
+    async def job_result(request: Request, request_id: str) -> Response:
+        kept = jobs.results.get(request.path_params["id"]) if jobs and jobs.results else None
+        if kept is None:
+            raise JobNotFoundError("no result kept here for this job")
+        return Response(kept[0], media_type=kept[1], headers={"x-request-id": request_id})
 
     async def ping(_: Request) -> Response:
         return JSONResponse({"status": "ok", "variant": settings.variant})
@@ -109,10 +153,16 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
         return response
 
     api = _json_errors(resolution)
+    create, status, kept = _json_errors(create_job), _json_errors(get_job), _json_errors(job_result)
     return Starlette(
         routes=[
             Route("/resolution", api, methods=["POST"]),
             Route("/{stage}/resolution", api, methods=["POST"]),
+            Route("/jobs", create, methods=["POST"]),
+            Route("/{stage}/jobs", create, methods=["POST"]),
+            Route("/jobs/{id}", status, methods=["GET"]),
+            Route("/jobs/{id}/result", kept, methods=["GET"]),
+            Route("/{stage}/jobs/{id}", status, methods=["GET"]),
             Route("/invocations", api, methods=["POST"]),
             Route("/ping", ping, methods=["GET"]),
             Route(f"/{CONTRACT_FILE}", openapi, methods=["GET"]),

@@ -10,31 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
-import math
 import time
 from typing import Any, Protocol
 
-from ..errors import ImageTooLargeError, OverloadedError, SuperResError, TimeBudgetError, UpstreamError
+from ..errors import OverloadedError, SuperResError, TimeBudgetError, UpstreamError
 from .request import Job
 from .settings import ServiceSettings
 
-#: JSON around the base64 result: keys, metadata, quotes.
-_ENVELOPE_BYTES = 512
-
 
 class Backend(Protocol):
-    async def run(self, job: Job, deadline: float | None) -> dict[str, Any]: ...
-
-
-def check_response_size(encoded_bytes: int, settings: ServiceSettings) -> None:
-    answer = 4 * math.ceil(encoded_bytes / 3) + _ENVELOPE_BYTES
-    if answer > settings.max_response_bytes:
-        raise ImageTooLargeError(
-            f"the result is {encoded_bytes:,} bytes ({answer:,} as a JSON answer); the limit is "
-            f"{settings.max_response_bytes:,} bytes: ask for format jpeg or webp, a lower quality, "
-            "a smaller scale or a smaller image"
-        )
+    async def run(self, job: Job, deadline: float | None) -> dict[str, Any]:
+        """The answer's fields, with the enlarged image as bytes under ``"image"``
+        (``outputs.deliver`` makes it inline base64 or a stored URL)."""
+        ...
 
 
 class SageMakerBackend:
@@ -63,45 +53,66 @@ class SageMakerBackend:
     def _invoke(self, job: Job) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
-        body = json.dumps(
-            {
-                "img": base64.b64encode(job.image).decode("ascii"),
-                "scale": job.scale,
-                "face": job.face,
-                "format": job.format,
-                "quality": job.quality,
-            }
-        )
+        body = container_request(job)
         try:
             answer = self.client.invoke_endpoint(
                 EndpointName=self.endpoint_name, ContentType="application/json", Accept="application/json", Body=body
             )
-            return json.loads(answer["Body"].read())
+            result = json.loads(answer["Body"].read())
         except ClientError as error:
             raise _endpoint_error(error) from None
         except (ReadTimeoutError, ConnectTimeoutError):
             raise TimeBudgetError("the model endpoint did not answer in time") from None
         except (BotoCoreError, json.JSONDecodeError) as error:
             raise UpstreamError(f"the model endpoint could not be reached: {type(error).__name__}") from None
+        if not isinstance(result, dict):
+            raise UpstreamError("the model endpoint answered without an image")
+        return container_answer(result)
+
+
+def container_request(job: Job) -> str:
+    """The body the container's /invocations takes for a validated job (real-time or async)."""
+    return json.dumps(
+        {
+            "img": base64.b64encode(job.image).decode("ascii"),
+            "scale": job.scale,
+            "face": job.face,
+            "format": job.format,
+            "quality": job.quality,
+        }
+    )
+
+
+def container_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """The container's JSON answer with the image as bytes, as backends answer."""
+    try:
+        image = base64.b64decode(answer.pop("result"), validate=True)
+    except (KeyError, TypeError, AttributeError, binascii.Error, ValueError):
+        raise UpstreamError("the model endpoint answered without an image") from None
+    return {**answer, "image": image}
+
+
+def model_error(status: object, body: str | bytes | None) -> SuperResError:
+    """The container answered ``status`` with ``body``: a 4xx passes through as it is (its
+    message and code), anything else is the model failing."""
+    try:
+        detail = json.loads(body or "{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        detail = {}
+    if isinstance(status, int) and 400 <= status < 500 and isinstance(detail, dict):
+        return SuperResError(
+            str(detail.get("message", "the model rejected the request")),
+            status=status,
+            code=str(detail.get("code", "bad_request")),
+        )
+    return UpstreamError("the model failed on this image")
 
 
 def _endpoint_error(error: Any) -> SuperResError:
     """SageMaker runtime errors in the API's error shape."""
     code = error.response.get("Error", {}).get("Code", "")
     if code == "ModelError":
-        # The container answered with an error of its own: pass a 4xx through as it is.
-        original = error.response.get("OriginalStatusCode")
-        try:
-            detail = json.loads(error.response.get("OriginalMessage") or "{}")
-        except json.JSONDecodeError:
-            detail = {}
-        if isinstance(original, int) and 400 <= original < 500 and isinstance(detail, dict):
-            return SuperResError(
-                str(detail.get("message", "the model rejected the request")),
-                status=original,
-                code=str(detail.get("code", "bad_request")),
-            )
-        return UpstreamError("the model failed on this image")
+        return model_error(error.response.get("OriginalStatusCode"), error.response.get("OriginalMessage"))
     if code in ("ThrottlingException", "ServiceUnavailable", "TooManyRequestsException"):
         return OverloadedError("the model endpoint is busy; retry shortly")
     if code == "ModelNotReadyException":

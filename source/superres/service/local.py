@@ -4,7 +4,6 @@ the app built on it, and a way to run that app in the background."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from starlette.applications import Starlette
 from .. import codec
 from ..errors import TimeBudgetError
 from .app import create_app
-from .backends import check_response_size
 from .request import Job, model_for_scale
 from .settings import ServiceSettings
 
@@ -75,10 +73,8 @@ class LocalBackend:
         faces = 0
         if job.face and self.faces is not None:
             result, faces = self.faces.restore(pixels, result, job.scale, on_progress=check_deadline)
-        encoded = codec.encode(result, job.format, quality=job.quality)
-        check_response_size(len(encoded), self.settings)
         return {
-            "result": base64.b64encode(encoded).decode("ascii"),
+            "image": codec.encode(result, job.format, quality=job.quality),
             "format": job.format,
             "width": result.shape[1],
             "height": result.shape[0],

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import BadRequestError, ImageTooLargeError
 from ..fetch import FetchPolicy, fetch_url
@@ -43,6 +45,10 @@ class Job:
         return self.info.pixels * self.scale * self.scale
 
 
+#: The caller's ``context`` travels in answers, job records and SNS messages: keep it small.
+MAX_CONTEXT_BYTES = 4096
+
+
 @dataclass(frozen=True)
 class ParsedRequest:
     url: str | None
@@ -51,6 +57,8 @@ class ParsedRequest:
     face: bool
     format: str | None
     quality: int
+    output: str = "inline"
+    context: dict[str, Any] | None = None
 
 
 def parse_request(body: bytes, settings: ServiceSettings) -> ParsedRequest:
@@ -66,9 +74,15 @@ def parse_request(body: bytes, settings: ServiceSettings) -> ParsedRequest:
         face=payload.get("face", False),
         format=payload.get("format"),
         quality=payload.get("quality", 95),
+        output=payload.get("output", "inline"),
+        context=payload.get("context"),
     )
     if parsed.face and not settings.face_enabled:
         raise BadRequestError("face enhancement is not enabled on this deployment")
+    if parsed.output == "s3" and not settings.output_bucket:
+        raise BadRequestError('output "s3" is not available: this deployment has no output bucket')
+    if parsed.context is not None and len(json.dumps(parsed.context)) > MAX_CONTEXT_BYTES:
+        raise BadRequestError(f"context is over {MAX_CONTEXT_BYTES:,} bytes as JSON")
     return parsed
 
 

@@ -23,6 +23,8 @@ _API_GATEWAY_BUDGET = 26.0
 #: Synchronous Lambda payloads are capped at 6 MB each way (API Gateway at 10 MB).
 _LAMBDA_PAYLOAD = 6 * 1000 * 1000
 _API_GATEWAY_PAYLOAD = 10 * 1000 * 1000
+#: A Lambda function runs 900 s at most; the job worker stops computing before.
+_LAMBDA_WORKER_BUDGET = 840.0
 
 # The guide's size advice per variant: Lambda "about 400 x 400", GPU 1920 x 1080,
 # 1280 x 720 with face enhancement.
@@ -38,6 +40,8 @@ VARIANT_DEFAULTS: dict[str, dict[str, object]] = {
         "max_response_bytes": _LAMBDA_PAYLOAD,
         "max_input_pixels": 400 * 400,
         "time_budget_seconds": _API_GATEWAY_BUDGET,
+        # The worker function runs for 15 minutes at most; keep a margin for storing the result.
+        "job_time_budget_seconds": _LAMBDA_WORKER_BUDGET,
     },
     "gpu": {
         "max_request_bytes": _LAMBDA_PAYLOAD,
@@ -97,6 +101,32 @@ class ServiceSettings(BaseSettings):
     #: Only for tests that serve images from 127.0.0.1.
     allow_loopback_urls: bool = False
     fetch_timeout_seconds: float = Field(10.0, gt=0)
+
+    #: S3 output (``"output": "s3"`` and job results): the bucket, a key prefix, and how long
+    #: the presigned GET URL answered stays valid. No bucket: ``"output": "s3"`` is a 400.
+    output_bucket: str | None = None
+    output_prefix: str = "results/"
+    output_url_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+
+    #: Asynchronous jobs (POST /jobs). With ``job_table`` (DynamoDB) and ``job_queue_url``
+    #: (SQS) set, jobs are kept and queued in AWS and a worker function runs them; otherwise
+    #: the local variant keeps them in this process and runs them on ``job_workers`` tasks
+    #: with ``job_queue_size`` waiting at most (past that, 429), and other variants have none.
+    job_table: str | None = None
+    job_queue_url: str | None = None
+    #: The GPU/Inf1 stacks run jobs on a SageMaker asynchronous endpoint instead of a queue.
+    async_endpoint_name: str | None = None
+    #: SNS topic told of every finished job (succeeded or failed); none: no notification.
+    job_topic_arn: str | None = None
+    job_workers: int = Field(1, ge=1)
+    job_queue_size: int = Field(16, ge=1)
+    #: Finished jobs (and their results, without an output bucket) this process keeps.
+    job_history: int = Field(256, ge=1)
+    #: How long a job record is kept in the table (DynamoDB TTL).
+    job_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
+    #: Jobs have their own limits: no API Gateway cut, so a longer budget and larger inputs.
+    job_time_budget_seconds: float = Field(0.0, ge=0)
+    job_max_input_pixels: int = Field(1920 * 1080, gt=0)
 
     @classmethod
     def settings_customise_sources(

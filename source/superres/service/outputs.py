@@ -1,0 +1,135 @@
+"""Where a result goes: inline (base64 in the answer, within the payload limit), or into the
+output bucket and answered with a presigned GET URL; and, for a local server without a
+bucket, kept in this process for ``GET /jobs/{id}/result``.
+
+Backends answer the image as bytes under ``"image"``; ``deliver`` turns that into the
+contract's answer. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import math
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from ..errors import ImageTooLargeError, SuperResError
+from .settings import ServiceSettings
+
+#: JSON around the base64 result: keys, metadata, quotes.
+_ENVELOPE_BYTES = 512
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+class OutputStoreError(SuperResError):
+    """The output bucket refused or could not be reached."""
+
+    status = 502
+    code = "output_failed"
+
+
+def check_response_size(encoded_bytes: int, settings: ServiceSettings) -> None:
+    answer = 4 * math.ceil(encoded_bytes / 3) + _ENVELOPE_BYTES
+    if answer > settings.max_response_bytes:
+        hint = (
+            'ask for "output": "s3" (a presigned URL, no size limit), or for '
+            if settings.output_bucket
+            else "ask for "
+        )
+        raise ImageTooLargeError(
+            f"the result is {encoded_bytes:,} bytes ({answer:,} as a JSON answer); the limit is "
+            f"{settings.max_response_bytes:,} bytes: {hint}format jpeg or webp, a lower quality, "
+            "a smaller scale or a smaller image"
+        )
+
+
+def utc_iso(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def aws_client(service: str, **config: Any) -> Any:
+    """A boto3 client with bounded timeouts and retries (endpoint from the usual
+    AWS_ENDPOINT_URL* variables, so tests point it at moto)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}, **config),
+    )
+
+
+class ResultStore(Protocol):
+    def store(self, name: str, data: bytes, fmt: str) -> dict[str, Any]:
+        """Keeps ``data``; answers ``result_url`` (and ``expires_at``, ``location``)."""
+        ...
+
+
+class S3Results:
+    """Results in the output bucket (encryption, TLS-only access and expiry are the bucket's)."""
+
+    def __init__(self, settings: ServiceSettings, client: Any | None = None) -> None:
+        assert settings.output_bucket
+        self.bucket = settings.output_bucket
+        self.prefix = settings.output_prefix
+        self.seconds = settings.output_url_seconds
+        # SigV4 presigning: required for SSE-KMS objects and in the China regions.
+        self.client = client or aws_client("s3", signature_version="s3v4")
+
+    def key(self, name: str, fmt: str) -> str:
+        return f"{self.prefix}{name}.{_EXTENSIONS[fmt]}"
+
+    def store(self, name: str, data: bytes, fmt: str) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = self.key(name, fmt)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=CONTENT_TYPES[fmt])
+            expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=self.seconds)
+            url = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.seconds
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise OutputStoreError(f"the result could not be stored in the output bucket ({type(error).__name__})") from None
+        return {"result_url": url, "expires_at": utc_iso(expires), "location": f"s3://{self.bucket}/{key}"}
+
+
+class LocalResults:
+    """Job results of a local server without an output bucket: the last ``capacity`` ones,
+    in memory, served by ``GET /jobs/{id}/result`` of this server."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def store(self, name: str, data: bytes, fmt: str) -> dict[str, Any]:
+        with self._lock:
+            self._items[name] = (data, CONTENT_TYPES[fmt])
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        path = f"/jobs/{name}/result"
+        return {"result_url": path, "location": path}
+
+    def get(self, name: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            return self._items.get(name)
+
+
+def deliver(
+    result: dict[str, Any], output: str, settings: ServiceSettings, results: ResultStore | None, name: str | None = None
+) -> dict[str, Any]:
+    """The backend's answer (image bytes under ``"image"``) as the contract's answer; a stored
+    result also says where it is (``location``), which only jobs pass on."""
+    answer = {key: value for key, value in result.items() if key != "image"}
+    image: bytes = result["image"]
+    if output == "inline":
+        check_response_size(len(image), settings)
+        return {"result": base64.b64encode(image).decode("ascii"), **answer}
+    assert results is not None  # parse_request refused "s3" without a bucket
+    # A fresh uuid4 per result: keys never collide, however many requests arrive at once.
+    return {**results.store(name or uuid.uuid4().hex, image, answer["format"]), **answer}
