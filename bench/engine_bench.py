@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -47,12 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.references import NCNN_MODELS  # noqa: E402
-from superres.codec import decode  # noqa: E402  (light: no torch in the parent)
+from bench.inputs import PHOTO, center_crop, load_rgb  # noqa: E402  (light: no torch in the parent)
 from superres.tiling import TileConfig  # noqa: E402
 from bench.machine import describe_machine, peak_rss_mb  # noqa: E402
 from bench.metrics import psnr  # noqa: E402
 
-SHARED = Path(os.environ.get("SUPERRES_SHARED") or ROOT.parent / "shared")
 SCALE = 4
 
 
@@ -142,21 +140,6 @@ def spawn(job: Job) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{job.engine} {job.model} tile={job.tile} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    pixels, _ = decode(path.read_bytes())
-    if pixels.dtype != np.uint8 or pixels.shape[2] < 3:
-        raise SystemExit(f"{path}: the benchmark needs an 8-bit RGB(A) image")
-    return np.ascontiguousarray(pixels[:, :, :3])
-
-
-def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
-    height, width, _ = rgb.shape
-    if size > min(height, width):
-        raise SystemExit(f"--size {size} is larger than the image ({width}x{height})")
-    top, left = (height - size) // 2, (width - size) // 2
-    return np.ascontiguousarray(rgb[top : top + size, left : left + size])
 
 
 def tile_up(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -268,7 +251,7 @@ def parse_args() -> argparse.Namespace:
                         help="also run each configuration with the bf16 trunk (CPUs with AMX or AVX512-BF16)")
     parser.add_argument("--device", default="cpu", help="where our engine runs: cpu, cuda, cuda:1 ...")
     parser.add_argument("--size", type=int, default=128, help="edge of the square crop")
-    parser.add_argument("--image", type=Path, default=SHARED / "images" / "astronaut.png")
+    parser.add_argument("--image", type=Path, default=PHOTO)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up; the best counts")
     parser.add_argument("--rss-size", type=size, metavar="WxH")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import SHARED  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
 from superres.codec import decode  # noqa: E402
 from superres.face import (  # noqa: E402
@@ -50,7 +50,6 @@ from superres.face import (  # noqa: E402
 )
 from superres.manifest import get_spec  # noqa: E402
 
-SHARED = Path(os.environ.get("SUPERRES_SHARED") or ROOT.parent / "shared")
 SPEC = get_spec("GFPGANv1.4")
 # GFPGANer's "clean" configuration for v1.3 and v1.4 (spandrel builds the same).
 GFPGAN_CONFIG = dict(

@@ -10,41 +10,28 @@ best round of each counts.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import center_crop, load_rgb, turn_about_arguments  # noqa: E402
 from bench.metrics import psnr  # noqa: E402
 from bench.references import NcnnUpscaler, TorchWholeImage  # noqa: E402
-from superres.codec import decode  # noqa: E402
 from superres.engine import BF16_TRUNK_ARCHITECTURES, Upscaler, native_bf16_cpu  # noqa: E402
 from superres.manifest import get_spec  # noqa: E402
 from superres.store import ModelStore  # noqa: E402
 
-SHARED = Path(os.environ.get("SUPERRES_SHARED") or ROOT.parent / "shared")
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="RealESRGAN_x4plus")
-    parser.add_argument("--model-dir", type=Path, default=SHARED / "models")
-    parser.add_argument("--image", type=Path, default=SHARED / "images" / "astronaut.png")
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = turn_about_arguments(__doc__, model="RealESRGAN_x4plus", size=128, rounds=3)
     torch.set_num_threads(args.threads)
-    pixels, _ = decode(args.image.read_bytes())
-    top, left = (pixels.shape[0] - args.size) // 2, (pixels.shape[1] - args.size) // 2
-    crop = np.ascontiguousarray(pixels[top : top + args.size, left : left + args.size, :3])
+    crop = center_crop(load_rgb(args.image), args.size)
     spec = get_spec(args.model)
     path = ModelStore(args.model_dir).path(spec)
     engines = {

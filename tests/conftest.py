@@ -83,3 +83,10 @@ def write_random_gfpgan(path: Path) -> Path:
     )
     torch.save({"params_ema": network.state_dict()}, path)
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: takes minutes (installs a container image's requirements into a fresh venv); "
+        "CI runs it, `-m 'not slow'` skips it"
+    )

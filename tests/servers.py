@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socketserver
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from superres.service.local import serving
 
-__all__ = ["file_server", "self_signed_certificate", "serving"]
+__all__ = ["file_server", "running", "self_signed_certificate", "serving"]
 
 
 @contextmanager
@@ -30,6 +31,13 @@ def file_server(files: dict[str, tuple[int, bytes]]) -> Iterator[str]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    with running(server) as url:
+        yield url
+
+
+@contextmanager
+def running(server: socketserver.BaseServer) -> Iterator[str]:
+    """Serve ``server`` (bound to 127.0.0.1) on a thread; yields its base URL, then shuts it down."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -37,6 +45,7 @@ def file_server(files: dict[str, tuple[int, bytes]]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+        thread.join()
 
 
 def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:

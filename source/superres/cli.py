@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -278,6 +279,217 @@ def models_verify(names: tuple[str, ...], model_dir: Path | None) -> None:
         click.echo(f"{result.name:28} {result.status.value:11} {result.path or ''} {result.detail}")
     if bad:
         sys.exit(1)
+
+
+# ---------------------------------------------------------------- AWS: stacks and customer keys
+
+_VARIANTS = ("lambda", "gpu", "inf1")
+region_option = click.option("--region", default=None, help="AWS region [default: the credential chain's, e.g. $AWS_REGION].")
+profile_option = click.option("--profile", default=None, help="Named AWS profile [default: the credential chain].")
+
+
+def _aws(profile: str | None, region: str | None, *services: str) -> list[Any]:
+    """boto3 clients for ``services``, or a clear error if the profile or region is missing."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        if not session.region_name:
+            raise click.ClickException("no AWS region: pass --region or set AWS_REGION")
+        return [session.client(service) for service in services]
+    except BotoCoreError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _aws_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .operate.keys import ApiKeyError
+    from .operate.stack import StackError
+
+    return (StackError, ApiKeyError, ValueError, BotoCoreError, ClientError)
+
+
+@main.group()
+def stack() -> None:
+    """Deploy, inspect and delete a kit stack (boto3 CloudFormation)."""
+
+
+@stack.command("deploy")
+@click.argument("variant", type=click.Choice(_VARIANTS))
+@click.option("--stack-name", default=None, help="[default: superres-VARIANT]")
+@click.option("--template", default=None, help="https:// URL of a published template, or a file [default: "
+              "deployment/global-s3-assets/<variant's template> from build-s3-dist.sh].")
+@click.option("--template-bucket", default=None, help="Bucket to upload a template file to (files over 51,200 bytes).")
+@click.option("--parameter", "-p", "parameters", multiple=True, metavar="KEY=VALUE", help="Stack parameter; repeat for more.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True, help="Seconds to wait.")
+@click.option("--poll", type=click.FloatRange(min=0.05), default=5, show_default=True, help="Seconds between polls.")
+@region_option
+@profile_option
+def stack_deploy(
+    variant: str, stack_name: str | None, template: str | None, template_bucket: str | None,
+    parameters: tuple[str, ...], timeout: float, poll: float, region: str | None, profile: str | None,
+) -> None:
+    """Create or update the VARIANT stack, print its events until done, then its outputs."""
+    from .operate import stack as stacks
+    from .operate.links import VARIANTS
+
+    name = stack_name or f"superres-{variant}"
+    chosen = template or str(Path("deployment") / "global-s3-assets" / VARIANTS[variant][1])
+    cfn, s3 = _aws(profile, region, "cloudformation", "s3")
+    try:
+        source = stacks.template_source(chosen, s3, template_bucket, name)
+        result = stacks.deploy(
+            cfn, name, source, stacks.parse_parameters(parameters), log=click.echo, poll=poll, timeout=timeout,
+            tags={"superres:variant": variant},
+        )
+    except _aws_errors() as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{result.stack_name}: {result.status}")
+    for line in stacks.format_outputs(result.outputs):
+        click.echo(f"  {line}")
+
+
+@stack.command("outputs")
+@click.argument("stack_name")
+@region_option
+@profile_option
+def stack_outputs(stack_name: str, region: str | None, profile: str | None) -> None:
+    """Print the stack's outputs (invoke URL, API key id, usage plan, ...)."""
+    from .operate import stack as stacks
+
+    (cfn,) = _aws(profile, region, "cloudformation")
+    try:
+        outputs = stacks.stack_outputs(cfn, stack_name)
+    except _aws_errors() as error:
+        raise click.ClickException(str(error)) from None
+    for line in stacks.format_outputs(outputs):
+        click.echo(line)
+
+
+@stack.command("delete")
+@click.argument("stack_name")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True)
+@click.option("--poll", type=click.FloatRange(min=0.05), default=5, show_default=True)
+@region_option
+@profile_option
+def stack_delete(stack_name: str, yes: bool, timeout: float, poll: float, region: str | None, profile: str | None) -> None:
+    """Delete the stack and wait (see README, Uninstall, for what stays)."""
+    from .operate import stack as stacks
+
+    if not yes:
+        click.confirm(f"Delete stack {stack_name} (the API, its usage plan and first key; see README, Uninstall)?", abort=True)
+    (cfn,) = _aws(profile, region, "cloudformation")
+    try:
+        result = stacks.delete(cfn, stack_name, log=click.echo, poll=poll, timeout=timeout)
+    except _aws_errors() as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{stack_name}: {result.status}")
+
+
+def _plan_option(command: Any) -> Any:
+    command = click.option("--usage-plan-id", default=None, help="The usage plan [default: the stack's UsagePlanId output].")(command)
+    return click.option("--stack", "stack_name", default=None, help="Stack whose usage plan to use.")(command)
+
+
+def _plan(stack_name: str | None, plan_id: str | None, profile: str | None, region: str | None) -> tuple[Any, str]:
+    from .operate.keys import plan_of_stack
+
+    if bool(stack_name) == bool(plan_id):
+        raise click.UsageError("give exactly one of --stack and --usage-plan-id")
+    cfn, apigw = _aws(profile, region, "cloudformation", "apigateway")
+    try:
+        return apigw, plan_id or plan_of_stack(cfn, stack_name or "")
+    except _aws_errors() as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.group()
+def keys() -> None:
+    """Customer API keys on a stack's usage plan: issue, list, usage, revoke."""
+
+
+@keys.command("issue")
+@click.argument("customer")
+@_plan_option
+@region_option
+@profile_option
+def keys_issue(customer: str, stack_name: str | None, usage_plan_id: str | None, region: str | None, profile: str | None) -> None:
+    """Issue a new key for CUSTOMER on the usage plan and print its value (shown once)."""
+    from .operate import keys as api_keys
+
+    apigw, plan = _plan(stack_name, usage_plan_id, profile, region)
+    try:
+        key = api_keys.issue(apigw, plan, customer)
+    except _aws_errors() as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"key id:    {key.id}\ncustomer:  {key.customer}\nplan:      {plan}\nvalue:     {key.value}")
+    click.echo("Send the value to the customer; they pass it as the x-api-key header.")
+
+
+@keys.command("list")
+@_plan_option
+@region_option
+@profile_option
+def keys_list(stack_name: str | None, usage_plan_id: str | None, region: str | None, profile: str | None) -> None:
+    """The plan's keys: id, state, created, customer."""
+    from .operate import keys as api_keys
+
+    apigw, plan = _plan(stack_name, usage_plan_id, profile, region)
+    try:
+        found = api_keys.list_keys(apigw, plan)
+    except _aws_errors() as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"usage plan {plan}: {len(found)} key(s)")
+    for key in found:
+        click.echo(f"{key.id:12} {'enabled ' if key.enabled else 'disabled'} {key.created:25} {key.customer}")
+
+
+@keys.command("usage")
+@_plan_option
+@click.option("--key-id", default=None, help="One key [default: every key of the plan].")
+@click.option("--days", type=click.IntRange(1, 90), default=1, show_default=True, help="Days back from today (UTC).")
+@region_option
+@profile_option
+def keys_usage(
+    stack_name: str | None, usage_plan_id: str | None, key_id: str | None, days: int, region: str | None, profile: str | None
+) -> None:
+    """Requests per key and day against the plan's quota."""
+    from .operate import keys as api_keys
+
+    apigw, plan = _plan(stack_name, usage_plan_id, profile, region)
+    try:
+        limit = api_keys.quota(apigw, plan)
+        rows = api_keys.usage(apigw, plan, days=days, key_id=key_id)
+    except _aws_errors() as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"usage plan {plan}: quota " + (f"{limit.limit} requests per {limit.period.lower()}" if limit else "none"))
+    if not rows:
+        click.echo("no requests recorded in this window")
+    for row in rows:
+        click.echo(f"{row.key_id}: {row.used} requests in {len(row.days)} day(s)")
+        for day, used, remaining in row.days:
+            click.echo(f"  {day}  used {used:>8}  remaining {'-' if remaining is None else remaining}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@_plan_option
+@click.option("--delete", is_flag=True, help="Delete the key instead of disabling it.")
+@region_option
+@profile_option
+def keys_revoke(key_id: str, stack_name: str | None, usage_plan_id: str | None, delete: bool, region: str | None, profile: str | None) -> None:
+    """Disable KEY_ID (403 from then on, history kept), or delete it with --delete."""
+    from .operate import keys as api_keys
+
+    apigw, plan = _plan(stack_name, usage_plan_id, profile, region)
+    try:
+        done = api_keys.revoke(apigw, plan, key_id, delete=delete)
+    except _aws_errors() as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{key_id}: {done}")
 
 
 def _spec_or_exit(name: str) -> ModelSpec:

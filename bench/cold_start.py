@@ -1,0 +1,104 @@
+"""Cold start of the CPU Lambda host, from process start to the first result, in stages.
+
+    python bench/cold_start.py [--model realesr-animevideov3] [--size 64] [--runs 3]
+
+Each run is a fresh interpreter doing what Lambda's init and first invoke do:
+start Python, import the libraries, import ``lambda_sr.handler`` (which loads
+the network during init), answer one API Gateway event, then a second one
+(warm). Stages are wall-clock deltas measured by the child; "interpreter" is
+from the parent's spawn to the child's first line. Runs go one after another
+and the median of each stage is reported, with the page cache warm after the
+first run (as on a Lambda host re-reading the same EFS files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.inputs import PHOTO, SHARED  # noqa: E402
+from bench.machine import describe_machine  # noqa: E402
+
+
+CHILD = """
+import time
+marks = {"started": time.time()}
+import json, sys
+sys.path[:0] = [sys.argv[1] + "/source", sys.argv[1] + "/tests"]
+import torch, spandrel, cv2, mangum, starlette  # the heavy imports, on their own
+import superres.service.local
+marks["imported"] = time.time()
+from lambda_sr.handler import handler  # init: settings from the environment, network loaded
+marks["loaded"] = time.time()
+from lambda_events import LambdaContext, api_gateway_event
+event = api_gateway_event(sys.stdin.read())
+for mark in ("first", "second"):
+    answer = handler(event, LambdaContext())
+    assert answer["statusCode"] == 200, answer["body"][:500]
+    marks[mark] = time.time()
+print(json.dumps(marks))
+"""
+
+STAGES = {
+    "interpreter start": ("spawned", "started"),
+    "imports (torch, spandrel, OpenCV, service)": ("started", "imported"),
+    "handler init (settings, model load)": ("imported", "loaded"),
+    "first request": ("loaded", "first"),
+    "second request (warm)": ("first", "second"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="realesr-animevideov3",
+                        help="the x4 network (the Lambda stack's default, realesr-general-x4v3, is the same "
+                             "architecture with 32 instead of 16 convolutions; its weights are not in ../shared)")
+    parser.add_argument("--model-dir", type=Path, default=SHARED / "models")
+    parser.add_argument("--image", type=Path, default=PHOTO)
+    parser.add_argument("--size", type=int, default=64, help="edge of the square crop sent")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    from superres import codec
+
+    pixels, _ = codec.decode(args.image.read_bytes())
+    crop = pixels[: args.size, : args.size, :3]
+    body = json.dumps({"img": base64.b64encode(codec.encode(crop, "png")).decode(), "scale": 4})
+    env = {
+        **os.environ,
+        "SUPERRES_VARIANT": "lambda",
+        "SUPERRES_MODEL_X4": args.model,
+        "SUPERRES_MODEL_DIR": str(args.model_dir),
+        "OMP_NUM_THREADS": str(args.threads),
+    }
+    runs = []
+    for _ in range(args.runs):
+        spawned = time.time()
+        done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT)], input=body, env=env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(done.stderr[-4000:])
+        runs.append({"spawned": spawned, **json.loads(done.stdout.strip().splitlines()[-1])})
+    info = describe_machine(args.threads, "torch")
+    print(f"CPU Lambda host, {args.model}, {args.size}x{args.size} PNG at scale 4, median of {args.runs} fresh "
+          f"processes, {args.threads} threads, load {info['load_average'][0]:.2f}, {info['cpu']}, {info['date']}")
+    print("| stage | s |")
+    print("|---|---|")
+    for stage, (start, end) in STAGES.items():
+        print(f"| {stage} | {statistics.median(run[end] - run[start] for run in runs):.2f} |")
+    print(f"| process start to first result | {statistics.median(run['first'] - run['spawned'] for run in runs):.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,511 @@
+"""Build the deployment assets the AWS Solutions way, reproducibly.
+
+    python deployment/package.py build BUCKET_PREFIX SOLUTION_NAME VERSION [ECR_ACCOUNT_ID]
+        [--model-dir DIR] [--models NAME,NAME] [--no-fetch] [--out deployment]
+    python deployment/package.py publish BUCKET_PREFIX SOLUTION_NAME VERSION --region R [--region R2 ...]
+    python deployment/package.py links [--write | --check]
+
+(``deployment/build-s3-dist.sh`` is the thin shell entry point around ``build``.)
+Why here and not in the ``superres`` CLI: these three need a checkout (templates/, source/,
+README.md) and serve whoever publishes the kit; the installed ``superres`` command keeps
+what a deployer and an operator need (``superres stack``, ``superres keys``). ``build`` writes
+
+- ``global-s3-assets/``: the three templates of ``templates/`` with the placeholders
+  substituted by ``templates/build.py``'s ``substitute``, named ``*.template``;
+- ``regional-s3-assets/``: ``efs-model-stager.zip``, ``invoke-endpoint.zip`` (code plus
+  third-party packages installed by pip for the Lambda platform, pinned to the versions
+  in ``pyproject.toml``) and ``sagemaker-gpu-model.tar.gz`` / ``sagemaker-inf1-model.tar.gz``
+  (the weight files of the chosen models, from the verifying model store);
+- ``container-contexts/<image>/``: each image's Dockerfile, its requirements pinned from
+  ``pyproject.toml``, and the source packages it copies.
+
+Reproducible: archive entries are sorted, every timestamp is ``SOURCE_DATE_EPOCH``, modes
+are normalised, gzip carries no file name and no mtime; the same inputs give the same
+bytes (``tests/test_deployment.py`` builds twice and compares).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import tomllib
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import click
+
+from superres.errors import SuperResError
+from superres.manifest import MODELS, get_spec
+from superres.store import FileStatus, ModelStore
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SOURCE = ROOT / "source"
+CONTAINERS = HERE / "containers"
+
+#: Global asset name -> generated template in templates/.
+TEMPLATES = {
+    "lambda-efs.template": "lambda-efs.template.json",
+    "sagemaker-gpu.template": "sagemaker-gpu.template.json",
+    "sagemaker-inf1.template": "sagemaker-inf1.template.json",
+}
+#: The Lambda runtime the zips target (templates/build.py: LAMBDA_PYTHON = python3.12, x86_64).
+#: Amazon Linux 2023 (glibc 2.34) also runs manylinux_2_28 wheels, which some packages
+#: publish instead of manylinux2014.
+LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+LAMBDA_PYTHON_VERSION = "3.12"
+
+#: The x4 networks the SageMaker host can serve plus the face models (templates/README.md).
+DEFAULT_ARTIFACT_MODELS = (
+    *(name for name, spec in MODELS.items() if spec.scale == 4 and spec.runtime == "spandrel"),
+    "GFPGANv1.4",
+    "YuNet",
+)
+#: The image every container context is built for, and the source packages it copies.
+IMAGE_PACKAGES = {
+    "lambda": ("superres", "lambda_sr"),
+    "sagemaker-gpu": ("superres", "sagemaker_sr"),
+    "sagemaker-inf1": ("superres", "sagemaker_sr"),
+}
+IGNORED = {"__pycache__", ".mypy_cache", ".pytest_cache"}
+
+
+class BuildError(Exception):
+    """A build input is wrong or missing; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class LambdaZip:
+    """One zip asset: source files at given archive paths plus pip-installed packages."""
+
+    name: str
+    #: archive path -> file in the checkout
+    files: dict[str, Path]
+    #: distribution names whose pins come from pyproject.toml
+    requirements: tuple[str, ...]
+
+
+def _package_files(package: str, prefix: str = "") -> dict[str, Path]:
+    """Every file of ``source/<package>`` (code and package data), by archive path."""
+    base = SOURCE / package
+    return {
+        f"{prefix}{path.relative_to(SOURCE).as_posix()}": path
+        for path in sorted(base.rglob("*"))
+        if path.is_file() and not IGNORED.intersection(path.relative_to(SOURCE).parts)
+    }
+
+
+def lambda_zips() -> list[LambdaZip]:
+    """The two zip assets the templates reference (see templates/README.md)."""
+    store_modules = ("__init__", "errors", "manifest", "store")
+    return [
+        LambdaZip(
+            "efs-model-stager.zip",
+            {
+                "efs_model_stager.py": SOURCE / "custom_resources" / "efs_model_stager.py",
+                **{f"superres/{m}.py": SOURCE / "superres" / f"{m}.py" for m in store_modules},
+            },
+            ("crhelper", "httpx"),
+        ),
+        LambdaZip(
+            "invoke-endpoint.zip",
+            {**_package_files("lambda_sr"), **_package_files("superres")},
+            # What lambda_sr.invoke_endpoint imports (no torch, no OpenCV, no numpy).
+            ("starlette", "mangum", "jsonschema", "pyyaml", "pydantic-settings", "httpx", "pillow", "boto3"),
+        ),
+    ]
+
+
+# ---------------------------------------------------------------- pins
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def pyproject_pins(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
+    """Every exact pin of pyproject.toml (runtime and extras), by normalised name."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    entries = [*project["dependencies"], *(d for extra in project.get("optional-dependencies", {}).values() for d in extra)]
+    pins: dict[str, str] = {}
+    for entry in entries:
+        name, sep, version = entry.partition("==")
+        if not sep:
+            raise BuildError(f"pyproject.toml: {entry!r} is not an exact pin (name==version)")
+        pins[_normalise(name.split("[")[0].strip())] = f"{name.strip()}=={version.strip()}"
+    return pins
+
+
+def pinned(names: Iterable[str], pins: dict[str, str] | None = None) -> list[str]:
+    """``name==version`` for each name, the version taken from pyproject.toml."""
+    pins = pins if pins is not None else pyproject_pins()
+    missing = [name for name in names if _normalise(name) not in pins]
+    if missing:
+        raise BuildError(f"not pinned in pyproject.toml: {', '.join(missing)}")
+    return [pins[_normalise(name)] for name in names]
+
+
+def read_requirement_names(path: Path) -> list[str]:
+    """Distribution names of a ``requirements.in`` (one a line, ``#`` comments)."""
+    names = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return [name for name in names if name]
+
+
+def environment_constraints() -> str:
+    """``name==version`` of every distribution in the environment running the build.
+
+    Packages pyproject.toml does not pin (the dependencies' dependencies) then ship at the
+    versions the tests ran with, and a rebuild later gives the same zip.
+    """
+    from importlib.metadata import distributions
+
+    pins = {
+        f"{dist.metadata['Name']}=={dist.version}"
+        for dist in distributions()
+        if dist.metadata["Name"] and _normalise(dist.metadata["Name"]) != "superres-kit"
+    }
+    return "".join(f"{line}\n" for line in sorted(pins))
+
+
+def pip_install_for_lambda(requirements: Sequence[str], target: Path) -> None:
+    """Install wheels built for the Lambda platform (python3.12, x86_64) into ``target``."""
+    platforms = [arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)]
+    constraints = target.with_name(target.name + "-constraints.txt")
+    constraints.write_text(environment_constraints())
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--no-compile", "--only-binary=:all:", "--implementation", "cp",
+        "--python-version", LAMBDA_PYTHON_VERSION, *platforms, "--constraint", str(constraints),
+        "--target", str(target), *requirements,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise BuildError(f"pip could not install {' '.join(requirements)} for the Lambda platform:\n{result.stderr.strip()}")
+    # Console scripts carry this machine's interpreter path and are never run in Lambda.
+    shutil.rmtree(target / "bin", ignore_errors=True)
+
+
+# ---------------------------------------------------------------- reproducible archives
+
+
+def source_date_epoch() -> int:
+    """``$SOURCE_DATE_EPOCH``, else 1980-01-01 (the earliest time a zip entry can hold)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "315532800")
+    try:
+        return max(int(value), 315532800)
+    except ValueError:
+        raise BuildError(f"SOURCE_DATE_EPOCH must be an integer (seconds since 1970), not {value!r}") from None
+
+
+def _mode(path: Path) -> int:
+    return 0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644
+
+
+def write_zip(destination: Path, entries: dict[str, Path], epoch: int) -> None:
+    """A zip of ``entries`` (archive path -> file), sorted, with fixed times and modes."""
+    date_time = time.gmtime(epoch)[:6]
+    with zipfile.ZipFile(destination, "w") as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=date_time)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, so external_attr carries the mode
+            info.external_attr = (stat.S_IFREG | _mode(entries[name])) << 16
+            archive.writestr(info, entries[name].read_bytes(), compresslevel=9)
+
+
+def write_tar_gz(destination: Path, entries: dict[str, Path], epoch: int) -> None:
+    """A gzipped tar of ``entries``: sorted, owner 0:0, mtimes ``epoch``; the gzip header has no name, mtime 0."""
+    with destination.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped:
+        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            for name in sorted(entries):
+                info = tarfile.TarInfo(name)
+                info.size = entries[name].stat().st_size
+                info.mtime = epoch
+                info.mode = _mode(entries[name])
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                with entries[name].open("rb") as handle:
+                    archive.addfile(info, handle)
+
+
+def tree_entries(base: Path, prefix: str = "") -> dict[str, Path]:
+    """Every file under ``base`` by archive path (symlinks followed)."""
+    return {
+        f"{prefix}{path.relative_to(base).as_posix()}": path
+        for path in base.rglob("*")
+        if path.is_file() and not IGNORED.intersection(path.relative_to(base).parts)
+    }
+
+
+# ---------------------------------------------------------------- assets
+
+
+def _templates_build() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("templates_build", ROOT / "templates" / "build.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_templates(out: Path, values: dict[str, str]) -> list[Path]:
+    """The three templates with every placeholder substituted."""
+    build = _templates_build()
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for asset, generated in TEMPLATES.items():
+        target = out / asset
+        target.write_text(build.substitute((ROOT / "templates" / generated).read_text(), values))
+        written.append(target)
+    return written
+
+
+def build_lambda_zip(spec: LambdaZip, out: Path, epoch: int, pins: dict[str, str]) -> Path:
+    with tempfile.TemporaryDirectory(prefix="superres-zip-") as scratch:
+        site = Path(scratch) / "site"
+        pip_install_for_lambda(pinned(spec.requirements, pins), site)
+        entries = tree_entries(site)
+        clash = sorted(set(entries) & set(spec.files))
+        if clash:
+            raise BuildError(f"{spec.name}: a third-party package ships {clash[0]}, which is ours")
+        target = out / spec.name
+        write_zip(target, {**entries, **spec.files}, epoch)
+    return target
+
+
+def model_files(names: Sequence[str], model_dir: Path | None, fetch: bool) -> dict[str, Path]:
+    """The verified weight file of each model, by its file name in the artifact.
+
+    With ``fetch`` a missing file is downloaded from its official URL (size and sha256
+    checked by the store); without, a missing or unknown file is an error.
+    """
+    store = ModelStore(model_dir)
+    files: dict[str, Path] = {}
+    for name in names:
+        try:
+            spec = get_spec(name)
+        except KeyError as error:
+            raise BuildError(error.args[0]) from None
+        try:
+            path = store.fetch(spec) if fetch else store.path(spec)
+        except SuperResError as error:
+            raise BuildError(error.message) from None
+        checked = store.verify(spec)
+        if checked.status not in (FileStatus.OFFICIAL, FileStatus.KNOWN_COPY):
+            raise BuildError(f"{path}: {checked.detail}; refusing to ship it")
+        files[path.name] = path
+    return files
+
+
+def build_model_artifacts(out: Path, files: dict[str, Path], epoch: int) -> list[Path]:
+    """sagemaker-{gpu,inf1}-model.tar.gz: the weight files at the archive root (/opt/ml/model)."""
+    targets = []
+    for kind in ("gpu", "inf1"):
+        target = out / f"sagemaker-{kind}-model.tar.gz"
+        write_tar_gz(target, files, epoch)
+        targets.append(target)
+    return targets
+
+
+def build_container_contexts(out: Path, pins: dict[str, str]) -> list[Path]:
+    """One folder per image: Dockerfile, pinned requirements.txt, the source packages it copies."""
+    written = []
+    for image, packages in IMAGE_PACKAGES.items():
+        context = out / image
+        shutil.rmtree(context, ignore_errors=True)
+        definition = CONTAINERS / image
+        context.mkdir(parents=True)
+        shutil.copy2(definition / "Dockerfile", context / "Dockerfile")
+        (context / "requirements.txt").write_text(container_requirements(image, pins))
+        for package in packages:
+            shutil.copytree(SOURCE / package, context / "source" / package, ignore=shutil.ignore_patterns(*IGNORED))
+        written.append(context)
+    return written
+
+
+def container_requirements(image: str, pins: dict[str, str] | None = None) -> str:
+    """The pinned requirements.txt of an image, from its requirements.in and pyproject.toml."""
+    names = read_requirement_names(CONTAINERS / image / "requirements.in")
+    return "".join(f"{line}\n" for line in pinned(names, pins))
+
+
+def build_all(
+    values: dict[str, str],
+    out: Path,
+    *,
+    model_dir: Path | None,
+    models: Sequence[str] = DEFAULT_ARTIFACT_MODELS,
+    fetch: bool = True,
+    epoch: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Write global-s3-assets/, regional-s3-assets/ and container-contexts/ under ``out``."""
+    epoch = source_date_epoch() if epoch is None else epoch
+    pins = pyproject_pins()
+    global_dir, regional_dir = out / "global-s3-assets", out / "regional-s3-assets"
+    for folder in (global_dir, regional_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    # Inputs first: a missing model fails the build before minutes of pip.
+    weights = model_files(models, model_dir, fetch)
+    written = build_templates(global_dir, values)
+    for spec in lambda_zips():
+        log(f"building {spec.name} ...")
+        written.append(build_lambda_zip(spec, regional_dir, epoch, pins))
+    log(f"packing {len(weights)} model files ...")
+    written += build_model_artifacts(regional_dir, weights, epoch)
+    written += build_container_contexts(out / "container-contexts", pins)
+    return written
+
+
+# ---------------------------------------------------------------- command line
+
+
+def builder_account() -> str:
+    """The account of the builder's AWS credentials: where the images are pushed by default."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return str(boto3.client("sts").get_caller_identity()["Account"])
+    except (BotoCoreError, ClientError) as error:
+        raise BuildError(
+            f"no ECR_ACCOUNT_ID given and no AWS account to take it from ({error}); "
+            "pass the 12-digit account whose ECR hosts the images"
+        ) from None
+
+
+#: Where the kit's releases are published: the README's link table points here.
+RELEASE_BUCKET_PREFIX = "superres-kit"
+RELEASE_SOLUTION = "superres-kit"
+
+
+def release_version() -> str:
+    """``v`` + the version in pyproject.toml."""
+    return "v" + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Build, publish and link the kit's release assets (the maintainer's commands)."""
+
+
+@main.command()
+@click.argument("bucket_prefix")
+@click.argument("solution_name")
+@click.argument("version")
+@click.argument("ecr_account_id", required=False, default=None)
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model store to take the weights from [default: $SUPERRES_MODEL_DIR, else the user cache].")
+@click.option("--models", default=",".join(DEFAULT_ARTIFACT_MODELS), show_default=True,
+              help="Comma-separated models for the SageMaker artifacts.")
+@click.option("--no-fetch", is_flag=True, help="Never download: a model missing from --model-dir is an error.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=HERE, show_default=True,
+              help="Folder that receives global-s3-assets/, regional-s3-assets/ and container-contexts/.")
+def build(
+    bucket_prefix: str, solution_name: str, version: str, ecr_account_id: str | None,
+    model_dir: Path | None, models: str, no_fetch: bool, out: Path,
+) -> None:
+    """Build the assets for s3://BUCKET_PREFIX-<region>/SOLUTION_NAME/VERSION/."""
+    from superres.operate.names import check_build_names
+
+    try:
+        check_build_names(bucket_prefix, solution_name, version, ecr_account_id)
+        values = {
+            "%%BUCKET_NAME%%": bucket_prefix,
+            "%%SOLUTION_NAME%%": solution_name,
+            "%%VERSION%%": version,
+            "%%ECR_ACCOUNT_ID%%": ecr_account_id or builder_account(),
+        }
+        written = build_all(
+            values, out, model_dir=model_dir, models=[m.strip() for m in models.split(",") if m.strip()],
+            fetch=not no_fetch, log=lambda line: click.echo(line, err=True),
+        )
+    except (BuildError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    for path in written:
+        click.echo(path.relative_to(out) if path.is_relative_to(out) else path)
+
+
+@main.command()
+@click.argument("bucket_prefix")
+@click.argument("solution_name")
+@click.argument("version")
+@click.option("--region", "regions", multiple=True, required=True, help="Region to publish to; repeat for more (one partition per run).")
+@click.option("--global-bucket", default=None, help="Bucket for the templates [default: BUCKET_PREFIX].")
+@click.option("--assets", type=click.Path(file_okay=False, path_type=Path), default=HERE, show_default=True,
+              help="Folder holding global-s3-assets/ and regional-s3-assets/.")
+@click.option("--overwrite", is_flag=True, help="Replace objects of this version that differ (never for a public release).")
+@click.option("--profile", default=None, help="Named AWS profile [default: the credential chain].")
+def publish(
+    bucket_prefix: str, solution_name: str, version: str, regions: tuple[str, ...], global_bucket: str | None,
+    assets: Path, overwrite: bool, profile: str | None,
+) -> None:
+    """Upload the built assets of VERSION to BUCKET_PREFIX-<region> (and the global bucket)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    from superres.operate import publish as publishing
+    from superres.operate.names import check_build_names
+
+    try:
+        check_build_names(bucket_prefix, solution_name, version)
+        uploads = publishing.plan(assets, bucket_prefix, solution_name, version, regions, global_bucket or bucket_prefix)
+        session = boto3.session.Session(profile_name=profile)
+        clients: dict[str, object] = {}
+
+        def s3(region: str) -> object:
+            return clients.setdefault(region, session.client("s3", region_name=region))
+
+        done = publishing.publish(uploads, s3, overwrite=overwrite, log=click.echo)
+    except (publishing.PublishError, ValueError, BotoCoreError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{len(done)} uploaded, {len(uploads) - len(done)} already there")
+
+
+@main.command()
+@click.option("--global-bucket", default=RELEASE_BUCKET_PREFIX, show_default=True)
+@click.option("--china-global-bucket", default=None, help="The templates' bucket in the China partition [default: --global-bucket].")
+@click.option("--solution-name", default=RELEASE_SOLUTION, show_default=True)
+@click.option("--version", default=None, help="[default: v + pyproject.toml's version]")
+@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=ROOT / "README.md", show_default=True)
+@click.option("--write", is_flag=True, help="Replace the table in README between its markers.")
+@click.option("--check", is_flag=True, help="Exit 1 if README's table differs from the generated one.")
+def links(
+    global_bucket: str, china_global_bucket: str | None, solution_name: str, version: str | None,
+    readme: Path, write: bool, check: bool,
+) -> None:
+    """Print (or write into README) the table of one-click quick-create links."""
+    from superres.operate.links import Release, readme_table, table, with_table
+
+    release = Release(global_bucket, solution_name, version or release_version(), china_global_bucket)
+    if not (write or check):
+        click.echo(table(release), nl=False)
+        return
+    try:
+        text = readme.read_text()
+        current = readme_table(text)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"{readme}: {error}") from None
+    if check:
+        if current != table(release):
+            raise click.ClickException(f"{readme}: the link table is stale; run: python deployment/package.py links --write")
+        click.echo(f"{readme}: link table up to date")
+        return
+    readme.write_text(with_table(text, release))
+    click.echo(f"{readme}: link table written")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,834 @@
+"""deployment/: the release build, its archives, the link table, publish, deploy and customer keys.
+
+- ``deployment/build-s3-dist.sh`` runs for real (pip installs the Lambda packages for
+  python3.12/x86_64 from the package index) with the models ``../shared/models`` holds;
+  the archives are unpacked and inspected, the invoke-endpoint zip is imported and
+  answers an API Gateway event under Python 3.12 with nothing but its own contents on
+  the path, and a second build is byte-identical;
+- the quick-create URLs are parsed back into region, template URL and stack name, and
+  README's table must equal the generator's output;
+- publish, ``superres stack`` and ``superres keys`` run against moto in server mode on
+  127.0.0.1. moto implements S3, CloudFormation (stacks, events, outputs) and API
+  Gateway keys and usage plans, but not GetUsage (the request counts API Gateway keeps):
+  the test server answers that one call itself, from moto's plan and key records and
+  counts the test sets. moto also never reports a resource failure as a stack event
+  (a failing resource makes CreateStack itself fail), so the event-based failure report
+  is exercised only through CloudFormation's refusals and the wait timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import httpx
+import pytest
+from click.testing import CliRunner
+from conftest import SHARED
+from lambda_events import api_gateway_event
+from servers import running
+
+from superres import cli
+from superres.operate import keys as api_keys
+from superres.operate import links, publish, stack
+from superres.store import ModelStore, sha256_of
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENT = ROOT / "deployment"
+
+
+def _load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load("templates_build", ROOT / "templates" / "build.py")
+package = _load("deployment_package", DEPLOYMENT / "package.py")
+
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
+
+EPOCH = 1_700_000_000
+#: What ../shared/models holds (known copies; GFPGAN's weights are not available here).
+MODELS = ["realesr-animevideov3", "YuNet"]
+PREFIX, SOLUTION, VERSION, ACCOUNT = (build.EXAMPLE_ASSETS[k] for k in build.PLACEHOLDERS)
+REGION = "us-east-1"
+GLOBAL_ASSETS = {"lambda-efs.template", "sagemaker-gpu.template", "sagemaker-inf1.template"}
+REGIONAL_ASSETS = {"efs-model-stager.zip", "invoke-endpoint.zip", "sagemaker-gpu-model.tar.gz", "sagemaker-inf1-model.tar.gz"}
+
+
+def run_build(out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(DEPLOYMENT / "build-s3-dist.sh"), PREFIX, SOLUTION, VERSION, ACCOUNT,
+         "--model-dir", str(SHARED / "models"), "--models", ",".join(MODELS), "--no-fetch", "--out", str(out), *extra],
+        env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH), "PYTHON": sys.executable, **(env or {})},
+        capture_output=True, text=True, timeout=1200,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist-a")
+    result = run_build(out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def tree(base: Path) -> dict[str, bytes]:
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+def top_levels(archive: zipfile.ZipFile) -> set[str]:
+    return {name.split("/")[0] for name in archive.namelist()}
+
+
+# ---------------------------------------------------------------- build-s3-dist.sh
+
+
+def test_build_writes_the_aws_solutions_layout(built: Path) -> None:
+    assert {p.name for p in (built / "global-s3-assets").iterdir()} == GLOBAL_ASSETS
+    assert {p.name for p in (built / "regional-s3-assets").iterdir()} == REGIONAL_ASSETS
+    assert {p.name for p in (built / "container-contexts").iterdir()} == {"lambda", "sagemaker-gpu", "sagemaker-inf1"}
+
+
+def test_global_assets_are_the_templates_with_placeholders_filled(built: Path) -> None:
+    for asset, generated in package.TEMPLATES.items():
+        text = (built / "global-s3-assets" / asset).read_text()
+        assert text == build.substitute((ROOT / "templates" / generated).read_text(), build.EXAMPLE_ASSETS)
+        assert "%%" not in text
+        assert json.loads(text)["Mappings"]["Assets"]["Source"] == {
+            "BucketPrefix": PREFIX, "KeyPrefix": f"{SOLUTION}/{VERSION}", "SolutionName": SOLUTION,
+            "Version": VERSION, "EcrAccount": ACCOUNT,
+        }
+
+
+def test_the_templates_reference_exactly_the_regional_assets_built(built: Path) -> None:
+    referenced = set()
+    for asset in GLOBAL_ASSETS:
+        referenced |= set(re.findall(r"([\w.-]+\.(?:zip|tar\.gz))", (built / "global-s3-assets" / asset).read_text()))
+    assert referenced == REGIONAL_ASSETS
+
+
+def _assert_reproducible_zip(archive: zipfile.ZipFile) -> None:
+    names = archive.namelist()
+    assert names == sorted(names)
+    for info in archive.infolist():
+        assert info.date_time == time.gmtime(EPOCH)[:6], info.filename
+        assert (info.external_attr >> 16) & 0o777 in (0o644, 0o755), info.filename
+
+
+def test_stager_zip_is_self_contained(built: Path, tmp_path: Path) -> None:
+    with zipfile.ZipFile(built / "regional-s3-assets" / "efs-model-stager.zip") as archive:
+        _assert_reproducible_zip(archive)
+        ours = {n for n in archive.namelist() if n.startswith("superres/")}
+        assert ours == {f"superres/{m}.py" for m in ("__init__", "errors", "manifest", "store")}
+        tops = top_levels(archive)
+        assert {"efs_model_stager.py", "crhelper", "httpx", "httpcore", "h11", "anyio", "idna", "certifi"} <= tops
+        assert not tops & {"torch", "numpy", "cv2", "boto3"}
+        assert "crhelper-2.0.12.dist-info" in tops and "httpx-0.28.1.dist-info" in tops  # pyproject.toml's pins
+        archive.extractall(tmp_path)
+    # The Lambda runtime brings boto3 (crhelper imports it): a folder with just boto3 and
+    # its dependencies stands in for it. Else only the zip and the standard library (-S).
+    runtime = tmp_path.parent / f"{tmp_path.name}-runtime"
+    runtime.mkdir()
+    for name in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"):
+        module = sys.modules.get(name) or __import__(name)
+        origin = Path(module.__file__)
+        (runtime / (origin.parent.name if origin.name == "__init__.py" else origin.name)).symlink_to(
+            origin.parent if origin.name == "__init__.py" else origin
+        )
+    probe = (
+        "import sys; sys.path[:0] = sys.argv[1:3]; import efs_model_stager, superres.store, httpx, crhelper;"
+        "print(efs_model_stager.__file__, superres.store.__file__, httpx.__file__, crhelper.__file__, sep='\\n')"
+    )
+    result = subprocess.run([sys.executable, "-S", "-c", probe, str(tmp_path), str(runtime)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert all(line.startswith(str(tmp_path) + "/") for line in result.stdout.split())
+
+
+def python312() -> str:
+    """Python 3.12 (the Lambda runtime's): on PATH, or one of pyenv's versions."""
+    candidates = [shutil.which("python3.12")]
+    if shutil.which("pyenv"):
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
+        candidates += sorted(str(p) for p in Path(root).glob("versions/3.12*/bin/python3.12"))
+    for found in filter(None, candidates):
+        if subprocess.run([found, "-c", "pass"], capture_output=True).returncode == 0:
+            return found
+    pytest.skip("no python3.12 on this machine to import the Lambda zip with")
+
+
+def test_invoke_endpoint_zip_answers_under_python_312(built: Path, tmp_path: Path) -> None:
+    with zipfile.ZipFile(built / "regional-s3-assets" / "invoke-endpoint.zip") as archive:
+        _assert_reproducible_zip(archive)
+        names = archive.namelist()
+        tops = top_levels(archive)
+        assert {"lambda_sr", "superres", "starlette", "mangum", "pydantic_settings", "PIL", "boto3"} <= tops
+        assert not tops & {"torch", "torchvision", "numpy", "cv2", "spandrel", "bin"}
+        assert "superres/service/openapi.yaml" in names and "lambda_sr/invoke_endpoint.py" in names
+        assert not [n for n in names if "__pycache__" in n]
+        for pin in ("starlette-1.10.0", "mangum-0.22.0", "pydantic_settings-2.14.1", "pillow-13.0.0", "boto3-1.44.5"):
+            assert f"{pin}.dist-info" in tops, pin
+        extensions = [n for n in names if ".cpython-" in n and n.endswith(".so")]
+        assert extensions and all(n.endswith(".cpython-312-x86_64-linux-gnu.so") for n in extensions)
+        archive.extractall(tmp_path)
+    # Python 3.12 as in the Lambda runtime, only the zip on the path: import the handler
+    # and send it a request the service refuses before any endpoint is called.
+    event = api_gateway_event(json.dumps({"img": "aGVsbG8=", "scale": 3}))
+    probe = "\n".join([
+        "import json, sys",
+        "sys.path.insert(0, sys.argv[1])",
+        "import lambda_sr.invoke_endpoint as h",
+        "class Context: aws_request_id = 'r'; function_name = 'f'; invoked_function_arn = 'arn'; memory_limit_in_mb = 1024",
+        "print(json.dumps(h.handler(json.loads(sys.argv[2]), Context())))",
+    ])
+    env = {
+        "PATH": os.environ["PATH"], "SUPERRES_ENDPOINT_NAME": "superres-endpoint", "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    result = subprocess.run([python312(), "-S", "-c", probe, str(tmp_path), json.dumps(event)],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["code"]
+
+
+def test_model_artifacts_hold_the_verified_weights(built: Path) -> None:
+    store = ModelStore(SHARED / "models")
+    expected = {store.path(package.get_spec(name)).name: store.path(package.get_spec(name)) for name in MODELS}
+    gpu = built / "regional-s3-assets" / "sagemaker-gpu-model.tar.gz"
+    inf1 = built / "regional-s3-assets" / "sagemaker-inf1-model.tar.gz"
+    assert gpu.read_bytes() == inf1.read_bytes()
+    header = gpu.read_bytes()[:10]
+    assert header[:2] == b"\x1f\x8b" and header[3] & 0x08 == 0, "gzip must carry no file name"
+    assert header[4:8] == b"\0\0\0\0", "gzip must carry no mtime"
+    with tarfile.open(gpu) as archive:
+        members = archive.getmembers()
+        assert [m.name for m in members] == sorted(expected)  # at the root: /opt/ml/model/<file>
+        for member in members:
+            assert (member.mtime, member.uid, member.gid, member.uname, member.mode) == (EPOCH, 0, 0, "", 0o644)
+            digest = hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+            assert digest == sha256_of(expected[member.name])
+
+
+def test_second_build_is_byte_identical(built: Path, tmp_path: Path) -> None:
+    result = run_build(tmp_path)
+    assert result.returncode == 0, result.stderr
+    first, second = tree(built), tree(tmp_path)
+    assert first.keys() == second.keys()
+    assert [name for name in first if first[name] != second[name]] == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "message"),
+    [
+        (["--models", "GFPGANv1.4"], {}, "model GFPGANv1.4 is not in"),
+        (["--models", "NoSuchNet"], {}, "unknown model 'NoSuchNet'"),
+        ([], {"SOURCE_DATE_EPOCH": "yesterday"}, "SOURCE_DATE_EPOCH must be an integer"),
+    ],
+)
+def test_build_refuses_bad_input_clearly(tmp_path: Path, extra: list[str], env: dict[str, str], message: str) -> None:
+    result = run_build(tmp_path, *extra, env=env)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "regional-s3-assets").exists() or not list((tmp_path / "regional-s3-assets").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["Bad_Bucket", SOLUTION, VERSION, ACCOUNT], "not a valid S3 bucket name"),
+        ([PREFIX, "Super Res", VERSION, ACCOUNT], "solution name"),
+        ([PREFIX, SOLUTION, "v1/0", ACCOUNT], "version"),
+        ([PREFIX, SOLUTION, VERSION, "12345"], "12 digits"),
+    ],
+)
+def test_build_refuses_bad_names(tmp_path: Path, names: list[str], message: str) -> None:
+    result = subprocess.run(
+        ["bash", str(DEPLOYMENT / "build-s3-dist.sh"), *names, "--out", str(tmp_path)],
+        env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_build_without_arguments_prints_usage() -> None:
+    result = subprocess.run(["bash", str(DEPLOYMENT / "build-s3-dist.sh")], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "usage:" in result.stderr
+
+
+# ---------------------------------------------------------------- container definitions
+
+
+def dockerfile(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def resolved_base(instructions: list[tuple[str, str]]) -> str:
+    args = dict(a.split("=", 1) for op, a in instructions if op == "ARG" and "=" in a)
+    (base,) = [a for op, a in instructions if op == "FROM"]
+    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
+
+
+@pytest.mark.parametrize("image", sorted(package.IMAGE_PACKAGES))
+def test_container_definition_matches_templates_and_context(built: Path, image: str) -> None:
+    context = built / "container-contexts" / image
+    instructions = dockerfile(context / "Dockerfile")
+    base = resolved_base(instructions)
+    name, _, tag = base.rpartition(":")
+    assert name and tag and tag != "latest" and "/" not in tag, f"base image {base} must be pinned by tag"
+    for op, arguments in instructions:
+        if op == "COPY":
+            source = arguments.split()[0]
+            assert (context / source).exists(), f"{image}: COPY {source} is not in the build context"
+    # requirements.txt: exactly requirements.in's names at pyproject.toml's versions.
+    pins = package.pyproject_pins()
+    wanted = package.read_requirement_names(DEPLOYMENT / "containers" / image / "requirements.in")
+    assert (context / "requirements.txt").read_text().splitlines() == [pins[package._normalise(n)] for n in wanted]
+    assert {p.name for p in (context / "source").iterdir()} == set(package.IMAGE_PACKAGES[image])
+    text = (DEPLOYMENT / "containers" / image / "Dockerfile").read_text()
+    assert "index-url" not in text.replace('--extra-index-url "$TORCH_INDEX_URL"', "")
+    body = json.loads((built / "global-s3-assets" / ("lambda-efs.template" if image == "lambda" else f"{image}.template")).read_text())
+    if image == "lambda":
+        function = body["Resources"]["Function"]["Properties"]
+        (cmd,) = [json.loads(a) for op, a in instructions if op == "CMD"]
+        assert cmd == function["ImageConfig"]["Command"]
+        assert function["Code"]["ImageUri"]["Fn::Sub"][0].endswith("-lambda:${Version}")
+        assert "torch" in wanted
+    else:
+        (entry,) = [json.loads(a) for op, a in instructions if op == "ENTRYPOINT"]
+        module = entry[entry.index("-m") + 1]
+        assert (context / "source" / Path(*module.split("."))).with_suffix(".py").is_file()
+        assert ("EXPOSE", "8080") in instructions
+        container = body["Resources"]["Model"]["Properties"]["PrimaryContainer"]
+        assert container["Image"]["Fn::Sub"][0].endswith(f"-{image}:${{Version}}")
+        assert ("torch" in wanted) == (image == "sagemaker-gpu")  # Inf1 keeps the Neuron base's torch
+
+
+# ---------------------------------------------------------------- Neuron adapter (CPU stand-in)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # torch-neuron traces; jit is its CPU stand-in
+def test_neuron_adapter_matches_the_eager_engine(shared_models: ModelStore, tmp_path: Path) -> None:
+    import numpy as np
+
+    from sagemaker_sr import neuron
+    from superres.engine import Upscaler
+    from superres.manifest import get_spec
+
+    from conftest import load_photo
+
+    spec = get_spec("realesr-animevideov3")
+    config = neuron.tile_config(tile=32, pad=8, batch=3)
+    pixels = np.ascontiguousarray(load_photo("astronaut.png")[100:180, 140:236])  # 80x96: 3x3 windows, last batch full
+    compiled = neuron.compiled_upscaler(spec, shared_models, config, tmp_path)
+    saved = tmp_path / neuron.compiled_name(spec, config)
+    assert saved.is_file()
+    eager = Upscaler.from_file(shared_models.path(spec), spec, device="cpu", bf16=False, tiles=config)
+    out, reference = compiled.upscale(pixels, 4), eager.upscale(pixels, 4)
+    assert out.shape == (320, 384, 3)
+    error = np.mean((out.astype(np.float64) - reference.astype(np.float64)) ** 2)
+    assert error == 0 or 10 * np.log10(255**2 / error) > 60
+    # A second start loads the compiled file instead of compiling again.
+    stamp = saved.stat().st_mtime_ns
+    again = neuron.compiled_upscaler(spec, shared_models, config, tmp_path)
+    assert saved.stat().st_mtime_ns == stamp and np.array_equal(again.upscale(pixels[:40, :50], 4), compiled.upscale(pixels[:40, :50], 4))
+
+
+# ---------------------------------------------------------------- quick-create links
+
+RELEASE = links.Release("superres-releases", SOLUTION, VERSION, china_global_bucket="superres-releases-cn")
+
+
+@pytest.mark.parametrize("region", sorted(links.REGIONS))
+@pytest.mark.parametrize("variant", sorted(links.VARIANTS))
+def test_quick_create_url_opens_the_right_console_and_template(region: str, variant: str, asset_names: Path) -> None:
+    url = urlsplit(links.quick_create_url(RELEASE, region, variant))
+    china = region.startswith("cn-")
+    assert url.scheme == "https"
+    assert url.netloc == (f"{region}.console.amazonaws.cn" if china else "console.aws.amazon.com")
+    assert url.path == "/cloudformation/home" and parse_qs(url.query) == {"region": [region]}
+    route, _, fragment_query = url.fragment.partition("?")
+    assert route == "/stacks/quickcreate"
+    query = {k: v[0] for k, v in parse_qs(fragment_query).items()}
+    assert set(query) == {"templateURL", "stackName"}
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", query["stackName"])
+    template = urlsplit(query["templateURL"])
+    assert template.scheme == "https"
+    assert template.netloc == (
+        "superres-releases-cn.s3.cn-north-1.amazonaws.com.cn" if china else "superres-releases.s3.amazonaws.com"
+    )
+    assert template.path == f"/{SOLUTION}/{VERSION}/{links.VARIANTS[variant][1]}"
+    # The key is the one publish uploads the template to.
+    uploads = publish.plan(asset_names, PREFIX, SOLUTION, VERSION, [region], "superres-releases")
+    assert template.path.lstrip("/") in {u.key for u in uploads if u.bucket == "superres-releases"}
+
+
+@pytest.fixture(scope="module")
+def asset_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An asset folder with the build's file names (publish.plan reads names only)."""
+    base = tmp_path_factory.mktemp("names")
+    for folder, names in (("global-s3-assets", GLOBAL_ASSETS), ("regional-s3-assets", REGIONAL_ASSETS)):
+        (base / folder).mkdir()
+        for name in names:
+            (base / folder / name).write_text("x")
+    return base
+
+
+def test_china_rows_offer_no_inf1_and_name_both_regions() -> None:
+    text = links.table(RELEASE)
+    rows = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("| ") and "`" in line}
+    assert {"cn-north-1", "cn-northwest-1", "us-east-1"} <= set(rows)
+    for region in ("cn-north-1", "cn-northwest-1"):
+        assert rows[region].count("[launch](") == 2 and "not offered" in rows[region]
+    assert rows["us-east-1"].count("[launch](") == 3
+
+
+def test_readme_table_is_the_generated_one() -> None:
+    result = CliRunner().invoke(package.main, ["links", "--check"])
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.output
+
+
+def test_links_check_fails_on_a_stale_table_and_write_fixes_it(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text().replace("[launch](", "[old](", 1))
+    stale = CliRunner().invoke(package.main, ["links", "--check", "--readme", str(readme)])
+    assert stale.exit_code == 1 and "stale" in stale.output
+    assert CliRunner().invoke(package.main, ["links", "--write", "--readme", str(readme)]).exit_code == 0
+    assert readme.read_text() == (ROOT / "README.md").read_text()
+    readme.write_text("no markers here\n")
+    missing = CliRunner().invoke(package.main, ["links", "--check", "--readme", str(readme)])
+    assert missing.exit_code == 1 and "marker" in missing.output and "Traceback" not in missing.output
+
+
+# ---------------------------------------------------------------- moto server (+ GetUsage)
+
+
+class UsageCounts:
+    """What API Gateway would have counted per key today; the test server reports it."""
+
+    def __init__(self) -> None:
+        self.today: dict[str, int] = {}
+
+
+@pytest.fixture(scope="module")
+def usage_counts() -> UsageCounts:
+    return UsageCounts()
+
+
+@pytest.fixture(scope="module")
+def aws_url(usage_counts: UsageCounts) -> Iterator[str]:
+    """moto in server mode on 127.0.0.1, plus API Gateway's GetUsage, which moto lacks."""
+    from moto.apigateway.models import apigateway_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    usage_path = re.compile(r"/usageplans/([^/]+)/usage")
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        found = usage_path.fullmatch(request.path)
+        if request.method != "GET" or not found:
+            return moto_app(environ, start_response)
+        region = re.search(r"/(\w\w-\w+-\d)/apigateway/", request.headers.get("Authorization", "")).group(1)
+        backend = apigateway_backends[DEFAULT_ACCOUNT_ID][region]
+        plan = backend.get_usage_plan(found.group(1))
+        limit = int(plan.quota["limit"]) if plan.quota else None
+        start = date.fromisoformat(request.args["startDate"])
+        end = date.fromisoformat(request.args["endDate"])
+        key_ids = [request.args["keyId"]] if "keyId" in request.args else [k.id for k in backend.get_usage_plan_keys(plan.id, None)]
+        items = {}
+        for key_id in key_ids:
+            rows = []
+            for offset in range((end - start).days + 1):
+                used = usage_counts.today.get(key_id, 0) if start + timedelta(days=offset) == end else 0
+                rows.append([used, (limit - used) if limit is not None else 0])
+            items[key_id] = rows
+        # API Gateway names the map "values" on the wire (botocore: items).
+        body = {"usagePlanId": plan.id, "startDate": str(start), "endDate": str(end), "values": items}
+        return Response(json.dumps(body), content_type="application/json")(environ, start_response)
+
+    with running(make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)) as url:
+        yield url
+
+
+@pytest.fixture()
+def aws_env(aws_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for the commands: boto3 sends every call to the moto server."""
+    env = {
+        "AWS_ENDPOINT_URL": aws_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return env
+
+
+def client(aws_url: str, service: str, region: str = REGION) -> Any:
+    return boto3.client(service, endpoint_url=aws_url, region_name=region,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def make_bucket(aws_url: str, name: str, region: str) -> None:
+    s3 = client(aws_url, "s3", region)
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=name)
+    else:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+
+
+# ---------------------------------------------------------------- publish
+
+
+@pytest.fixture(scope="module")
+def published(built: Path, aws_url: str) -> Path:
+    """The built release in moto: global bucket and two regions (what deploy tests launch from)."""
+    make_bucket(aws_url, PREFIX, REGION)
+    for region in (REGION, "eu-west-1"):
+        make_bucket(aws_url, f"{PREFIX}-{region}", region)
+    return built
+
+
+def invoke_publish(assets: Path, *args: str) -> Any:
+    return CliRunner().invoke(package.main, ["publish", PREFIX, SOLUTION, VERSION, "--assets", str(assets), *args])
+
+
+def test_publish_uploads_every_asset_once(published: Path, aws_url: str, aws_env: dict[str, str]) -> None:
+    result = invoke_publish(published, "--region", REGION, "--region", "eu-west-1")
+    assert result.exit_code == 0, result.output
+    s3 = client(aws_url, "s3")
+    expected = {PREFIX: GLOBAL_ASSETS, f"{PREFIX}-{REGION}": REGIONAL_ASSETS, f"{PREFIX}-eu-west-1": REGIONAL_ASSETS}
+    for bucket, names in expected.items():
+        listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+        assert listed == {f"{SOLUTION}/{VERSION}/{n}" for n in names}
+        folder = published / ("global-s3-assets" if bucket == PREFIX else "regional-s3-assets")
+        for name in names:
+            stored = s3.get_object(Bucket=bucket, Key=f"{SOLUTION}/{VERSION}/{name}")
+            assert stored["Body"].read() == (folder / name).read_bytes()
+            assert stored["Metadata"]["sha256"] == sha256_of(folder / name)
+    assert f"{3 + 4 + 4} uploaded" in result.output
+    again = invoke_publish(published, "--region", REGION, "--region", "eu-west-1")
+    assert again.exit_code == 0 and "0 uploaded, 11 already there" in again.output
+
+
+def test_publish_never_changes_a_released_object(published: Path, aws_url: str, aws_env: dict[str, str], tmp_path: Path) -> None:
+    assert invoke_publish(published, "--region", REGION).exit_code == 0
+    changed = tmp_path / "assets"
+    shutil.copytree(published / "global-s3-assets", changed / "global-s3-assets")
+    shutil.copytree(published / "regional-s3-assets", changed / "regional-s3-assets")
+    (changed / "regional-s3-assets" / "efs-model-stager.zip").write_bytes(b"other bytes")
+    refused = invoke_publish(changed, "--region", REGION)
+    assert refused.exit_code == 1 and "already published with other bytes" in refused.output
+    forced = invoke_publish(changed, "--region", REGION, "--overwrite")
+    assert forced.exit_code == 0, forced.output
+    key = f"{SOLUTION}/{VERSION}/efs-model-stager.zip"
+    assert client(aws_url, "s3").get_object(Bucket=f"{PREFIX}-{REGION}", Key=key)["Body"].read() == b"other bytes"
+    restored = invoke_publish(published, "--region", REGION, "--overwrite")
+    assert restored.exit_code == 0 and "1 uploaded" in restored.output
+
+
+def test_publish_to_the_china_partition(built: Path, aws_url: str, aws_env: dict[str, str]) -> None:
+    make_bucket(aws_url, "superres-cn", "cn-north-1")
+    for region in ("cn-north-1", "cn-northwest-1"):
+        make_bucket(aws_url, f"superres-cn-{region}", region)
+    result = CliRunner().invoke(package.main, [
+        "publish", "superres-cn", SOLUTION, VERSION, "--assets", str(built), "--region", "cn-north-1", "--region", "cn-northwest-1",
+    ])
+    assert result.exit_code == 0, result.output
+    listed = client(aws_url, "s3", "cn-northwest-1").list_objects_v2(Bucket="superres-cn-cn-northwest-1")["Contents"]
+    assert {o["Key"].rsplit("/", 1)[1] for o in listed} == REGIONAL_ASSETS
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--region", "us-east-1", "--region", "cn-north-1"], "publish once per partition"),
+        (["--region", "ap-northeast-1"], "does not exist in ap-northeast-1"),
+        (["--region", "mars"], "is not an AWS region name"),
+    ],
+)
+def test_publish_refuses_clearly(published: Path, aws_env: dict[str, str], args: list[str], message: str) -> None:
+    result = invoke_publish(published, *args)
+    assert result.exit_code == 1 and message in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_publish_without_a_build(tmp_path: Path, aws_env: dict[str, str]) -> None:
+    result = invoke_publish(tmp_path, "--region", REGION)
+    assert result.exit_code == 1 and "run deployment/build-s3-dist.sh first" in result.output
+
+
+# ---------------------------------------------------------------- superres stack
+
+
+def superres(*args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(cli.main, list(args), input=input)
+
+
+def template_url(asset: str) -> str:
+    return f"https://{PREFIX}.s3.amazonaws.com/{SOLUTION}/{VERSION}/{asset}"
+
+
+@pytest.fixture(scope="module")
+def released(published: Path, aws_url: str) -> Path:
+    """The release in moto's S3, as the quick-create links and deploy use it."""
+    s3 = client(aws_url, "s3")
+    for folder, bucket in (("global-s3-assets", PREFIX), ("regional-s3-assets", f"{PREFIX}-{REGION}")):
+        for path in (published / folder).iterdir():
+            s3.put_object(Bucket=bucket, Key=f"{SOLUTION}/{VERSION}/{path.name}", Body=path.read_bytes())
+    return published
+
+
+def test_deploy_creates_updates_and_deletes_a_stack(released: Path, aws_url: str, aws_env: dict[str, str]) -> None:
+    created = superres("stack", "deploy", "gpu", "--template", template_url("sagemaker-gpu.template"), "--poll", "0.1")
+    assert created.exit_code == 0, created.output
+    lines = created.output.splitlines()
+    assert lines[0] == "creating stack superres-gpu ..."
+    # (moto records the stack's own events, not one per resource as CloudFormation does.)
+    assert any(re.search(r"CREATE_COMPLETE\s+AWS::CloudFormation::Stack\s+superres-gpu$", line) for line in lines)
+    assert "superres-gpu: CREATE_COMPLETE" in lines
+    outputs = lines[lines.index("superres-gpu: CREATE_COMPLETE") + 1:]
+    assert outputs[0].startswith("  aikitsInvokeURLresolution: https://") and outputs[0].endswith("/resolution")
+    cfn = client(aws_url, "cloudformation")
+    # Every output the stack has, one a line (moto leaves out those of resources it skips, e.g. ApiKeyId).
+    described = cfn.describe_stacks(StackName="superres-gpu")["Stacks"][0]["Outputs"]
+    assert sorted(outputs) == sorted(f"  {o['OutputKey']}: {o['OutputValue']}" for o in described)
+    resources = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.describe_stack_resources(StackName="superres-gpu")["StackResources"]
+        if "LogicalResourceId" in r and "PhysicalResourceId" in r  # (moto lists skipped resources without them)
+    }
+    function = client(aws_url, "lambda").get_function(FunctionName=resources["Function"])
+    # The function's code is the invoke-endpoint.zip this release built and published.
+    assert function["Configuration"]["CodeSize"] == (released / "regional-s3-assets" / "invoke-endpoint.zip").stat().st_size
+
+    updated = superres("stack", "deploy", "gpu", "--template", template_url("sagemaker-gpu.template"), "--poll", "0.1",
+                       "-p", "MinInstances=2")
+    assert updated.exit_code == 0, updated.output
+    assert "updating stack superres-gpu (CREATE_COMPLETE) ..." in updated.output and "superres-gpu: UPDATE_COMPLETE" in updated.output
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in cfn.describe_stacks(StackName="superres-gpu")["Stacks"][0]["Parameters"]}
+    assert parameters["MinInstances"] == "2" and parameters["deployInstanceType"] == "ml.g4dn.xlarge"
+
+    # A parameter not given keeps its value, also one set by an earlier deploy.
+    again = superres("stack", "deploy", "gpu", "--template", template_url("sagemaker-gpu.template"), "--poll", "0.1",
+                     "-p", "MaxInstances=3")
+    assert again.exit_code == 0, again.output
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in cfn.describe_stacks(StackName="superres-gpu")["Stacks"][0]["Parameters"]}
+    assert (parameters["MinInstances"], parameters["MaxInstances"]) == ("2", "3")
+
+    shown = superres("stack", "outputs", "superres-gpu")
+    assert shown.exit_code == 0 and shown.output.startswith("aikitsInvokeURLresolution: https://")
+
+    refused = superres("stack", "delete", "superres-gpu", input="n\n")
+    assert refused.exit_code == 1 and cfn.describe_stacks(StackName="superres-gpu")["Stacks"]
+    deleted = superres("stack", "delete", "superres-gpu", "--yes", "--poll", "0.1")
+    assert deleted.exit_code == 0, deleted.output
+    assert "superres-gpu: DELETE_COMPLETE" in deleted.output
+    gone = superres("stack", "outputs", "superres-gpu")
+    assert gone.exit_code == 1 and "no stack named superres-gpu" in gone.output
+
+
+def test_deploy_says_when_there_is_nothing_to_change(aws_env: dict[str, str], tmp_path: Path) -> None:
+    # (A small template: moto recognises "no updates" only when every parameter is given.)
+    template = tmp_path / "small.template"
+    template.write_text(json.dumps({
+        "Parameters": {"Name": {"Type": "String"}},
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {"Name": {"Value": {"Ref": "Name"}}},
+    }))
+    args = ("stack", "deploy", "lambda", "--template", str(template), "--stack-name", "superres-small", "--poll", "0.1", "-p", "Name=a")
+    assert superres(*args).exit_code == 0
+    unchanged = superres(*args)
+    assert unchanged.exit_code == 0, unchanged.output
+    assert "no changes" in unchanged.output and "  Name: a" in unchanged.output
+
+
+def test_deploy_uploads_a_large_template_file(released: Path, aws_url: str, aws_env: dict[str, str]) -> None:
+    template = str(released / "global-s3-assets" / "sagemaker-inf1.template")
+    inline = superres("stack", "deploy", "inf1", "--template", template)
+    assert inline.exit_code == 1 and "pass --template-bucket" in inline.output
+    deployed = superres("stack", "deploy", "inf1", "--template", template, "--template-bucket", PREFIX, "--poll", "0.1",
+                        "--stack-name", "superres-inf1-file", "-p", "deployInstanceType=ml.inf1.2xlarge")
+    assert deployed.exit_code == 0, deployed.output
+    assert "superres-inf1-file: CREATE_COMPLETE" in deployed.output
+    key = "superres-templates/superres-inf1-file/sagemaker-inf1.template"
+    assert client(aws_url, "s3").get_object(Bucket=PREFIX, Key=key)["Body"].read() == Path(template).read_bytes()
+
+
+def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(released: Path, aws_url: str, aws_env: dict[str, str]) -> None:
+    # moto creates everything but the custom resource, which waits for the stager's answer.
+    late = superres("stack", "deploy", "lambda", "--template", template_url("lambda-efs.template"),
+                    "--stack-name", "superres-lambda-late", "--poll", "0.1", "--timeout", "1")
+    assert late.exit_code == 1
+    assert "still CREATE_IN_PROGRESS after 1 s" in late.output
+    assert re.search(r"CREATE_IN_PROGRESS\s+AWS::CloudFormation::Stack\s+superres-lambda-late", late.output)
+    busy = superres("stack", "deploy", "lambda", "--template", template_url("lambda-efs.template"), "--stack-name", "superres-lambda-late")
+    assert busy.exit_code == 1 and "is busy (CREATE_IN_PROGRESS)" in busy.output
+
+    # A deploy that is waiting completes when the stager answers SUCCESS.
+    cfn = client(aws_url, "cloudformation")
+    log: list[str] = []
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = stack.deploy(cfn, "superres-lambda", {"TemplateURL": template_url("lambda-efs.template")}, {},
+                                             log=log.append, poll=0.1, timeout=60)
+        except stack.StackError as error:
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not stack.describe(cfn, "superres-lambda") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stack_id = cfn.describe_stacks(StackName="superres-lambda")["Stacks"][0]["StackId"]
+    time.sleep(0.5)
+    assert worker.is_alive() and log[0] == "creating stack superres-lambda ..."  # still waiting
+    answer = {"Status": "SUCCESS", "StackId": stack_id, "RequestId": "r", "LogicalResourceId": "ModelFiles",
+              "PhysicalResourceId": "efs-models-1", "Data": {"Files": "realesr-general-x4v3.pth"}}
+    response = httpx.put(f"{aws_url}/cloudformation_{REGION}/cfnresponse", params={"stack": stack_id},
+                         content=json.dumps(answer), headers={"Host": f"cloudformation.{REGION}.amazonaws.com"})
+    assert response.status_code == 200
+    worker.join(60)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"].status == "CREATE_COMPLETE"
+    assert outcome["result"].outputs["ModelFilesStaged"] == "realesr-general-x4v3.pth"
+    assert any("CREATE_COMPLETE" in line and "superres-lambda" in line for line in log)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["gpu", "--template", template_url("sagemaker-gpu.template"), "-p", "MinInstances"], "is not Key=Value"),
+        (["gpu", "--template", "/no/such/file.template"], "neither an https:// URL nor a file"),
+        (["gpu", "--template", template_url("sagemaker-gpu.template"), "-p", "deployInstanceType=ml.t2.micro"], "CloudFormation refused"),
+        # (moto answers this one with an HTML 500 page; CloudFormation with a ValidationError.)
+        (["gpu", "--template", template_url("no-such.template")], "CloudFormation"),
+    ],
+)
+def test_deploy_refuses_bad_input_clearly(released: Path, aws_env: dict[str, str], args: list[str], message: str) -> None:
+    result = superres("stack", "deploy", *args, "--stack-name", "superres-refused", "--poll", "0.1")
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_stack_commands_need_a_region(aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    result = superres("stack", "outputs", "anything")
+    assert result.exit_code == 1 and "no AWS region" in result.output
+
+
+# ---------------------------------------------------------------- superres keys
+
+
+@pytest.fixture(scope="module")
+def plan_stack(aws_url: str) -> str:
+    """A usage plan with a daily quota, and a stack whose UsagePlanId output names it.
+
+    (moto's CloudFormation skips AWS::ApiGateway::UsagePlan, so the kit's own stacks in
+    moto have no real plan behind that output.)"""
+    apigw = client(aws_url, "apigateway")
+    plan = apigw.create_usage_plan(name="customers", quota={"limit": 100, "period": "DAY"},
+                                   throttle={"rateLimit": 5.0, "burstLimit": 10})
+    body = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {"UsagePlanId": {"Value": plan["id"]}},
+    }
+    client(aws_url, "cloudformation").create_stack(StackName="superres-customers", TemplateBody=json.dumps(body))
+    return plan["id"]
+
+
+def test_keys_issue_list_usage_revoke(plan_stack: str, aws_url: str, aws_env: dict[str, str], usage_counts: UsageCounts) -> None:
+    apigw = client(aws_url, "apigateway")
+    issued = superres("keys", "issue", "Acme Corp", "--stack", "superres-customers")
+    assert issued.exit_code == 0, issued.output
+    fields = dict(re.findall(r"^(key id|customer|plan|value):\s+(.+)$", issued.output, re.M))
+    acme = fields["key id"]
+    assert fields["customer"] == "Acme Corp" and fields["plan"] == plan_stack
+    key = apigw.get_api_key(apiKey=acme, includeValue=True)
+    assert key["value"] == fields["value"] and key["enabled"] is True
+    assert key["tags"] == {api_keys.CUSTOMER_TAG: "Acme Corp"}
+    assert acme in {k["id"] for k in apigw.get_usage_plan_keys(usagePlanId=plan_stack)["items"]}
+
+    beta = superres("keys", "issue", "beta-42", "--usage-plan-id", plan_stack)
+    assert beta.exit_code == 0, beta.output
+    beta_id = re.search(r"^key id:\s+(\S+)$", beta.output, re.M).group(1)
+
+    listed = superres("keys", "list", "--stack", "superres-customers")
+    assert listed.exit_code == 0 and f"usage plan {plan_stack}: 2 key(s)" in listed.output
+    rows = {line.split()[0]: line for line in listed.output.splitlines()[1:]}
+    assert set(rows) == {acme, beta_id}
+    assert "enabled" in rows[acme] and rows[acme].endswith("Acme Corp")
+
+    usage_counts.today[acme] = 42
+    usage = superres("keys", "usage", "--usage-plan-id", plan_stack, "--days", "2")
+    assert usage.exit_code == 0, usage.output
+    assert "quota 100 requests per day" in usage.output
+    assert f"{acme}: 42 requests in 2 day(s)" in usage.output
+    assert re.search(rf"  {date.today()}  used\s+42  remaining 58", usage.output)
+    one = superres("keys", "usage", "--usage-plan-id", plan_stack, "--key-id", beta_id)
+    assert one.exit_code == 0 and f"{beta_id}: 0 requests in 1 day(s)" in one.output and acme not in one.output
+
+    disabled = superres("keys", "revoke", acme, "--stack", "superres-customers")
+    assert disabled.exit_code == 0 and f"{acme}: disabled" in disabled.output
+    assert apigw.get_api_key(apiKey=acme)["enabled"] is False
+    assert "disabled" in superres("keys", "list", "--usage-plan-id", plan_stack).output
+
+    deleted = superres("keys", "revoke", beta_id, "--usage-plan-id", plan_stack, "--delete")
+    assert deleted.exit_code == 0 and f"{beta_id}: deleted" in deleted.output
+    with pytest.raises(apigw.exceptions.NotFoundException):
+        apigw.get_api_key(apiKey=beta_id)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["revoke", "nosuchkey", "--usage-plan-id", "PLAN"], 1, "is not on usage plan"),
+        (["issue", "   ", "--usage-plan-id", "PLAN"], 1, "give 1-128 printable characters"),
+        (["issue", "x", "--usage-plan-id", "nosuchplan"], 1, "API Gateway refused"),
+        (["list", "--stack", "superres-nothing"], 1, "no stack named superres-nothing"),
+        (["list", "--stack", "superres-customers", "--usage-plan-id", "PLAN"], 2, "exactly one of --stack and --usage-plan-id"),
+        (["list"], 2, "exactly one of --stack and --usage-plan-id"),
+        (["usage", "--usage-plan-id", "PLAN", "--days", "0"], 2, "0 is not in the range"),
+    ],
+)
+def test_keys_refuse_bad_input_clearly(plan_stack: str, aws_env: dict[str, str], args: list[str], code: int, message: str) -> None:
+    result = superres("keys", *[plan_stack if a == "PLAN" else a for a in args])
+    assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_keys_need_a_kit_stack(aws_url: str, aws_env: dict[str, str]) -> None:
+    body = {"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}
+    client(aws_url, "cloudformation").create_stack(StackName="not-superres", TemplateBody=json.dumps(body))
+    result = superres("keys", "list", "--stack", "not-superres")
+    assert result.exit_code == 1 and "has no UsagePlanId output" in result.output
