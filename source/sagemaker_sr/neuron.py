@@ -11,10 +11,8 @@ image runs too. Where torch-neuron is not installed (anywhere but the Neuron ima
 ``torch.jit.trace`` compiles the same fixed-shape graph for the CPU: that path is what the
 tests exercise.
 
-The adapter below hands the compiled module to ``superres.engine.Upscaler`` through the
-descriptor interface the engine uses today (``to``, ``eval``, ``model``, ``scale``,
-``supports_half``, ``architecture.id``, calling it on a batch). A public hook in the engine
-for a prebuilt forward function would let this module drop the duck type.
+``superres.engine.Upscaler`` runs the compiled module in place of the network
+(``compiled=``), with the same tiling, checks and output assembly as every other host.
 """
 
 from __future__ import annotations
@@ -22,9 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from spandrel import ImageModelDescriptor
@@ -76,30 +72,6 @@ def compiled_name(spec: ModelSpec, config: TileConfig) -> str:
     return f"{spec.name}.{target}-{config.window}px-b{config.batch}.pt"
 
 
-@dataclass
-class _Architecture:
-    id: str
-
-
-class CompiledDescriptor:
-    """What ``Upscaler`` uses of a spandrel descriptor, backed by a compiled fixed-shape module."""
-
-    def __init__(self, module: torch.jit.ScriptModule, source: ImageModelDescriptor) -> None:
-        self.model = module
-        self.scale = source.scale
-        self.supports_half = False  # the compiled graph takes fp32 (Neuron casts inside)
-        self.architecture = _Architecture(source.architecture.id)
-
-    def to(self, *args: Any, **kwargs: Any) -> CompiledDescriptor:
-        return self  # compiled for its device and dtype
-
-    def eval(self) -> CompiledDescriptor:
-        return self
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch.float()).clamp_(0, 1)
-
-
 def compiled_upscaler(spec: ModelSpec, store: ModelStore, config: TileConfig, cache_dir: Path = CACHE_DIR) -> Upscaler:
     """An Upscaler over the compiled network: loaded if compiled before, else compiled now."""
     name = compiled_name(spec, config)
@@ -113,7 +85,7 @@ def compiled_upscaler(spec: ModelSpec, store: ModelStore, config: TileConfig, ca
         module = compile_network(source, config)
         cache_dir.mkdir(parents=True, exist_ok=True)
         module.save(str(cache_dir / name))
-    return Upscaler(CompiledDescriptor(module, source), name=spec.name, device="cpu", bf16=False, tiles=config)  # type: ignore[arg-type]
+    return Upscaler(source, name=spec.name, device="cpu", bf16=False, tiles=config, compiled=module)
 
 
 class NeuronBackend(LocalBackend):

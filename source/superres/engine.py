@@ -74,21 +74,28 @@ class Upscaler:
         half: bool | None = None,
         bf16: bool | None = None,
         tiles: TileConfig | None = None,
+        compiled: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         """``bf16``: None = the bf16 trunk wherever it is native and measured (see
-        ``_with_bf16_trunk``), True = insist on it (ValueError where impossible), False = fp32."""
+        ``_with_bf16_trunk``), True = insist on it (ValueError where impossible), False = fp32.
+        ``compiled``: the descriptor's network compiled ahead of time (torch-neuron's trace
+        for fixed-shape tiles), called instead of it on fp32 batches; the descriptor still
+        says what the network is."""
         self.name = name
         self.device = pick_device(device)
-        self.dtype = pick_dtype(self.device, half, descriptor.supports_half)
+        self.dtype = torch.float32 if compiled else pick_dtype(self.device, half, descriptor.supports_half)
         self.descriptor = descriptor.to(self.device, self.dtype).eval()
         if bf16 is None:
-            bf16 = self.dtype == torch.float32 and _bf16_trunk_available(self.descriptor, self.device)
+            bf16 = not compiled and self.dtype == torch.float32 and _bf16_trunk_available(self.descriptor, self.device)
+        if bf16 and compiled:
+            raise ValueError("a compiled network runs as it was compiled: no bf16 trunk")
         if bf16:
             self.descriptor = _with_bf16_trunk(self.descriptor, self.device)
         logger.info("%s on %s, %s%s", name, self.device, self.dtype, " with a bf16 trunk" if bf16 else "")
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and not compiled:
             # oneDNN's preferred layout on CPU: same numbers, fewer reorders.
             self.descriptor.model.to(memory_format=torch.channels_last)
+        self._compiled = compiled
         self.tiles = tiles or TileConfig()
 
     @classmethod
@@ -197,7 +204,8 @@ class Upscaler:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             try:
-                out = self.descriptor(batch)
+                # spandrel's descriptor clamps to [0, 1]; a compiled network's output is raw.
+                out = self._compiled(batch).clamp_(0, 1) if self._compiled else self.descriptor(batch)
             except torch.OutOfMemoryError:
                 raise
             except RuntimeError as error:
