@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "slow: takes minutes (installs a container image's requirements into a fresh venv); "
         "CI runs it, `-m 'not slow'` skips it"
     )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fresh_moto_state() -> None:
+    """moto keeps what its servers create in process-wide memory, shared by every moto server
+    a test module starts: each module begins with an empty AWS (no stack, bucket or key left
+    by another module)."""
+    if "moto" in sys.modules:
+        from moto.moto_api._internal import moto_api_backend
+
+        moto_api_backend.reset()
