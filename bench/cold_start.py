@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 from bench.inputs import PHOTO, SHARED  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
 
-
 CHILD = """
 import time
 marks = {"started": time.time()}
@@ -60,9 +59,12 @@ STAGES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="realesr-animevideov3",
-                        help="the x4 network (the Lambda stack's default, realesr-general-x4v3, is the same "
-                             "architecture with 32 instead of 16 convolutions; its weights are not in ../shared)")
+    parser.add_argument(
+        "--model",
+        default="realesr-animevideov3",
+        help="the x4 network (the Lambda stack's default, realesr-general-x4v3, is the same "
+        "architecture with 32 instead of 16 convolutions; its weights are not in ../shared)",
+    )
     parser.add_argument("--model-dir", type=Path, default=SHARED / "models")
     parser.add_argument("--image", type=Path, default=PHOTO)
     parser.add_argument("--size", type=int, default=64, help="edge of the square crop sent")
@@ -85,14 +87,17 @@ def main() -> None:
     runs = []
     for _ in range(args.runs):
         spawned = time.time()
-        done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT)], input=body, env=env,
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, str(ROOT)], input=body, env=env, capture_output=True, text=True, check=False
+        )
         if done.returncode != 0:
             raise SystemExit(done.stderr[-4000:])
         runs.append({"spawned": spawned, **json.loads(done.stdout.strip().splitlines()[-1])})
     info = describe_machine(args.threads, "torch")
-    print(f"CPU Lambda host, {args.model}, {args.size}x{args.size} PNG at scale 4, median of {args.runs} fresh "
-          f"processes, {args.threads} threads, load {info['load_average'][0]:.2f}, {info['cpu']}, {info['date']}")
+    print(
+        f"CPU Lambda host, {args.model}, {args.size}x{args.size} PNG at scale 4, median of {args.runs} fresh "
+        f"processes, {args.threads} threads, load {info['load_average'][0]:.2f}, {info['cpu']}, {info['date']}"
+    )
     print("| stage | s |")
     print("|---|---|")
     for stage, (start, end) in STAGES.items():

@@ -45,11 +45,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.references import NCNN_MODELS  # noqa: E402
 from bench.inputs import PHOTO, center_crop, load_rgb  # noqa: E402  (light: no torch in the parent)
-from superres.tiling import TileConfig  # noqa: E402
 from bench.machine import describe_machine, peak_rss_mb  # noqa: E402
 from bench.metrics import psnr  # noqa: E402
+from bench.references import NCNN_MODELS  # noqa: E402
+from superres.tiling import TileConfig  # noqa: E402
 
 SCALE = 4
 
@@ -135,7 +135,9 @@ def spawn(job: Job) -> dict:
     """Run ``job`` in a fresh interpreter; its last stdout line is the result."""
     done = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(asdict(job))],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{job.engine} {job.model} tile={job.tile} failed:\n{done.stderr[-4000:]}")
@@ -155,18 +157,33 @@ def compare(args: argparse.Namespace, workdir: Path) -> list[dict]:
     kpx = crop.shape[0] * crop.shape[1] / 1000
     rows = []
     for model in args.models:
-        common = dict(model=model, model_dir=str(args.model_dir), input=str(source),
-                      threads=args.threads, repeat=args.repeat, warmup=True)
-        jobs = [Job("ncnn", output=str(workdir / f"{model}-ncnn.npy"), **common),
-                Job("torch-whole", output=str(workdir / f"{model}-torch.npy"), **common)]
+        common = dict(
+            model=model,
+            model_dir=str(args.model_dir),
+            input=str(source),
+            threads=args.threads,
+            repeat=args.repeat,
+            warmup=True,
+        )
+        jobs = [
+            Job("ncnn", output=str(workdir / f"{model}-ncnn.npy"), **common),
+            Job("torch-whole", output=str(workdir / f"{model}-torch.npy"), **common),
+        ]
         for tile in args.tiles:
             ours = dict(tile=tile, pad=args.pad, device=args.device, **common)
             jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}.npy"), **ours))
             if args.bf16:
                 jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-bf16.npy"), bf16=True, **ours))
             if args.fixed_batch and tile:
-                jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-fixed.npy"), fixed_shape=True,
-                                batch=args.fixed_batch, **ours))
+                jobs.append(
+                    Job(
+                        "superres",
+                        output=str(workdir / f"{model}-{tile}-fixed.npy"),
+                        fixed_shape=True,
+                        batch=args.fixed_batch,
+                        **ours,
+                    )
+                )
         results = []
         for job in jobs:
             print(f"running {model} {job.engine} tile={job.tile} ...", file=sys.stderr, flush=True)
@@ -175,17 +192,19 @@ def compare(args: argparse.Namespace, workdir: Path) -> list[dict]:
         torch_output = np.load(jobs[1].output)
         for job, result in zip(jobs, results):
             speed = kpx / result["seconds"]
-            rows.append({
-                "model": model,
-                "engine": job.engine,
-                "tile": result["tile"],
-                "kpx_per_s": speed,
-                "vs_ncnn": speed / ncnn_speed,
-                "vs_torch_whole": speed / torch_speed,
-                "psnr_vs_torch_whole_db": None if job is jobs[1] else psnr(np.load(job.output), torch_output),
-                "load_rss_mb": result["load_rss_mb"],
-                "peak_rss_mb": result["peak_rss_mb"],
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "engine": job.engine,
+                    "tile": result["tile"],
+                    "kpx_per_s": speed,
+                    "vs_ncnn": speed / ncnn_speed,
+                    "vs_torch_whole": speed / torch_speed,
+                    "psnr_vs_torch_whole_db": None if job is jobs[1] else psnr(np.load(job.output), torch_output),
+                    "load_rss_mb": result["load_rss_mb"],
+                    "peak_rss_mb": result["peak_rss_mb"],
+                }
+            )
     return rows
 
 
@@ -197,27 +216,50 @@ def rss(args: argparse.Namespace, workdir: Path) -> list[dict]:
     for model in args.models:
         for tile in args.tiles or [None]:
             print(f"running {model} superres {width}x{height} tile={tile} ...", file=sys.stderr, flush=True)
-            result = spawn(Job("superres", model=model, model_dir=str(args.model_dir), input=str(source),
-                               output=None, threads=args.threads, repeat=1, warmup=False, tile=tile, pad=args.pad,
-                               bf16=args.bf16, device=args.device))
-            rows.append({
-                "model": model,
-                "engine": "superres",
-                "tile": result["tile"],
-                "input": f"{width}x{height}",
-                "seconds": result["seconds"],
-                "kpx_per_s": width * height / 1000 / result["seconds"],
-                "load_rss_mb": result["load_rss_mb"],
-                "peak_rss_mb": result["peak_rss_mb"],
-            })
+            result = spawn(
+                Job(
+                    "superres",
+                    model=model,
+                    model_dir=str(args.model_dir),
+                    input=str(source),
+                    output=None,
+                    threads=args.threads,
+                    repeat=1,
+                    warmup=False,
+                    tile=tile,
+                    pad=args.pad,
+                    bf16=args.bf16,
+                    device=args.device,
+                )
+            )
+            rows.append(
+                {
+                    "model": model,
+                    "engine": "superres",
+                    "tile": result["tile"],
+                    "input": f"{width}x{height}",
+                    "seconds": result["seconds"],
+                    "kpx_per_s": width * height / 1000 / result["seconds"],
+                    "load_rss_mb": result["load_rss_mb"],
+                    "peak_rss_mb": result["peak_rss_mb"],
+                }
+            )
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
     columns = {
-        "model": "model", "engine": "engine", "tile": "tile", "input": "input", "seconds": "s",
-        "kpx_per_s": "kpx/s", "vs_ncnn": "x vs ncnn", "vs_torch_whole": "x vs torch-whole",
-        "psnr_vs_torch_whole_db": "PSNR dB", "load_rss_mb": "RSS after load MB", "peak_rss_mb": "peak RSS MB",
+        "model": "model",
+        "engine": "engine",
+        "tile": "tile",
+        "input": "input",
+        "seconds": "s",
+        "kpx_per_s": "kpx/s",
+        "vs_ncnn": "x vs ncnn",
+        "vs_torch_whole": "x vs torch-whole",
+        "psnr_vs_torch_whole_db": "PSNR dB",
+        "load_rss_mb": "RSS after load MB",
+        "peak_rss_mb": "peak RSS MB",
     }
     keys = [key for key in columns if key in rows[0]]
 
@@ -242,13 +284,24 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path)
     parser.add_argument("--models", nargs="+", choices=list(NCNN_MODELS), default=list(NCNN_MODELS))
-    parser.add_argument("--tiles", type=lambda text: [int(t) for t in text.split(",")],
-                        help="tile sizes, 0 = whole image (default 0,64,128,256; with --rss-size the engine's default)")
+    parser.add_argument(
+        "--tiles",
+        type=lambda text: [int(t) for t in text.split(",")],
+        help="tile sizes, 0 = whole image (default 0,64,128,256; with --rss-size the engine's default)",
+    )
     parser.add_argument("--pad", type=int, help="context per tile side (default: the engine's)")
-    parser.add_argument("--fixed-batch", type=int, default=0, metavar="N",
-                        help="also run each tile size with fixed_shape and batches of N")
-    parser.add_argument("--bf16", action="store_true",
-                        help="also run each configuration with the bf16 trunk (CPUs with AMX or AVX512-BF16)")
+    parser.add_argument(
+        "--fixed-batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run each tile size with fixed_shape and batches of N",
+    )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also run each configuration with the bf16 trunk (CPUs with AMX or AVX512-BF16)",
+    )
     parser.add_argument("--device", default="cpu", help="where our engine runs: cpu, cuda, cuda:1 ...")
     parser.add_argument("--size", type=int, default=128, help="edge of the square crop")
     parser.add_argument("--image", type=Path, default=PHOTO)
@@ -275,12 +328,16 @@ def main() -> None:
     info = describe_machine(args.threads, "torch", "ncnn")
     with tempfile.TemporaryDirectory(prefix="engine_bench.") as workdir:
         rows = (rss if args.rss_size else compare)(args, Path(workdir))
-    print(f"{info['cpu']}, {info['logical_cpus']} logical CPUs, {info['threads']} threads, "
-          f"load {'/'.join(f'{v:.2f}' for v in info['load_average'])}, "
-          f"torch {info['torch']}, ncnn {info['ncnn']}, {info['date']}")
+    print(
+        f"{info['cpu']}, {info['logical_cpus']} logical CPUs, {info['threads']} threads, "
+        f"load {'/'.join(f'{v:.2f}' for v in info['load_average'])}, "
+        f"torch {info['torch']}, ncnn {info['ncnn']}, {info['date']}"
+    )
     if not args.rss_size:
-        print(f"input: {args.size}x{args.size} crop of {args.image.name}, best of {args.repeat} after a warm-up; "
-              "PSNR against the PyTorch whole-image output")
+        print(
+            f"input: {args.size}x{args.size} crop of {args.image.name}, best of {args.repeat} after a warm-up; "
+            "PSNR against the PyTorch whole-image output"
+        )
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))

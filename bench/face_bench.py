@@ -53,8 +53,16 @@ from superres.manifest import get_spec  # noqa: E402
 SPEC = get_spec("GFPGANv1.4")
 # GFPGANer's "clean" configuration for v1.3 and v1.4 (spandrel builds the same).
 GFPGAN_CONFIG = dict(
-    out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
-    num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True,
+    out_size=512,
+    num_style_feat=512,
+    channel_multiplier=2,
+    decoder_load_path=None,
+    fix_decoder=False,
+    num_mlp=8,
+    input_is_latent=True,
+    different_w=True,
+    narrow=1,
+    sft_half=True,
 )
 
 
@@ -117,6 +125,7 @@ def main() -> None:
     stages: dict[str, list[float]] = {"alignment": [], "GFPGAN forward": [], "paste-back": []}
     flops = 0
     for face in faces:
+
         def align():
             matrix = alignment_matrix(face.landmarks)
             return matrix, align_face(pixels, matrix)
@@ -134,32 +143,51 @@ def main() -> None:
         times, _ = timed(lambda: paste_face(canvas, restored, matrix, args.scale), args.repeat)
         stages["paste-back"] += times
 
-    rows = [{"stage": "detection (per image)", "best_s": min(detect_times),
-             "median_s": statistics.median(detect_times)}]
-    rows += [{"stage": f"{stage} (per face)", "best_s": min(times), "median_s": statistics.median(times)}
-             for stage, times in stages.items()]
+    rows = [
+        {"stage": "detection (per image)", "best_s": min(detect_times), "median_s": statistics.median(detect_times)}
+    ]
+    rows += [
+        {"stage": f"{stage} (per face)", "best_s": min(times), "median_s": statistics.median(times)}
+        for stage, times in stages.items()
+    ]
     per_face = sum(row["best_s"] for row in rows[1:])
     total = rows[0]["best_s"] + per_face * len(faces)
     for row in rows:
         row["share"] = row["best_s"] * (1 if row is rows[0] else len(faces)) / total
 
     height, width = pixels.shape[:2]
-    print(f"{info['cpu']}, {info['logical_cpus']} logical CPUs, {info['threads']} threads, "
-          f"device {info['device']}, load {'/'.join(f'{v:.2f}' for v in info['load_average'])}, "
-          f"torch {info['torch']}, opencv {info['opencv-python-headless']}, {info['date']}")
-    print(f"input: {args.image.name} {width}x{height}, {len(faces)} face(s), background x{args.scale} "
-          f"({width * args.scale}x{height * args.scale}), best and median of {args.repeat} after a warm-up")
-    print(f"GFPGAN: {'weights ' + str(args.weights) if args.weights else 'RANDOM weights (speed is architecture-bound: the weights do not change it)'}; "
-          f"{flops / 1e9:.1f} GFLOP per face (manifest: {SPEC.mflop_per_pixel * FACE_SIZE**2 / 1e3:.1f}), "
-          f"{flops / 1e9 / min(stages['GFPGAN forward']):.1f} GFLOP/s, {model.dtype}")
+    print(
+        f"{info['cpu']}, {info['logical_cpus']} logical CPUs, {info['threads']} threads, "
+        f"device {info['device']}, load {'/'.join(f'{v:.2f}' for v in info['load_average'])}, "
+        f"torch {info['torch']}, opencv {info['opencv-python-headless']}, {info['date']}"
+    )
+    print(
+        f"input: {args.image.name} {width}x{height}, {len(faces)} face(s), background x{args.scale} "
+        f"({width * args.scale}x{height * args.scale}), best and median of {args.repeat} after a warm-up"
+    )
+    print(
+        f"GFPGAN: {'weights ' + str(args.weights) if args.weights else 'RANDOM weights (speed is architecture-bound: the weights do not change it)'}; "
+        f"{flops / 1e9:.1f} GFLOP per face (manifest: {SPEC.mflop_per_pixel * FACE_SIZE**2 / 1e3:.1f}), "
+        f"{flops / 1e9 / min(stages['GFPGAN forward']):.1f} GFLOP/s, {model.dtype}"
+    )
     print("| stage | best s | median s | share of the image's time |")
     print("|---|---|---|---|")
     for row in rows:
         print(f"| {row['stage']} | {row['best_s']:.4f} | {row['median_s']:.4f} | {row['share']:.1%} |")
     print(f"| total for the image | {total:.3f} | | |")
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "faces": len(faces), "gflop_per_face": flops / 1e9,
-                                         "random_weights": args.weights is None, "rows": rows}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "faces": len(faces),
+                    "gflop_per_face": flops / 1e9,
+                    "random_weights": args.weights is None,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -53,14 +53,18 @@ def main() -> None:
     ncnn = kpx / best["ncnn fp32"]
     eager = kpx / best["torch eager whole image (RealESRGANer tile=0)"]
     load = os.getloadavg()
-    print(f"{args.model}, {args.size}x{args.size} crop of {args.image.name}, {args.threads} threads, "
-          f"best of {args.rounds} interleaved rounds, load {load[0]:.2f}, torch {torch.__version__}")
+    print(
+        f"{args.model}, {args.size}x{args.size} crop of {args.image.name}, {args.threads} threads, "
+        f"best of {args.rounds} interleaved rounds, load {load[0]:.2f}, torch {torch.__version__}"
+    )
     print("| engine | kpx/s | x ncnn | x torch eager | PSNR vs superres fp32 |")
     print("|---|---|---|---|---|")
     for name in engines:
         speed = kpx / best[name]
-        print(f"| {name} | {speed:.2f} | {speed / ncnn:.2f} | {speed / eager:.2f} | "
-              f"{psnr(outputs[name], outputs['superres fp32']):.1f} |")
+        print(
+            f"| {name} | {speed:.2f} | {speed / ncnn:.2f} | {speed / eager:.2f} | "
+            f"{psnr(outputs[name], outputs['superres fp32']):.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ def main() -> None:
     crop = center_crop(load_rgb(args.image), args.size)
     body = {"img": base64.b64encode(codec.encode(crop, "png")).decode(), "scale": 4}
 
-    settings = ServiceSettings.for_variant("local", model_x4=args.model, model_dir=args.model_dir, time_budget_seconds=0)
+    settings = ServiceSettings.for_variant(
+        "local", model_x4=args.model, model_dir=args.model_dir, time_budget_seconds=0
+    )
     backend = LocalBackend(settings)
     upscaler = backend.upscalers[args.model]
     best = {"direct Upscaler.upscale": float("inf"), "POST /resolution over HTTP": float("inf")}
@@ -60,8 +62,10 @@ def main() -> None:
                 run()
                 best[name] = min(best[name], time.perf_counter() - started)
     info = describe_machine(args.threads, "torch")
-    print(f"{args.model}, {args.size}x{args.size} crop of {args.image.name} at scale 4, {args.threads} threads, "
-          f"best of {args.rounds} interleaved rounds, load {info['load_average'][0]:.2f}, {info['cpu']}, {info['date']}")
+    print(
+        f"{args.model}, {args.size}x{args.size} crop of {args.image.name} at scale 4, {args.threads} threads, "
+        f"best of {args.rounds} interleaved rounds, load {info['load_average'][0]:.2f}, {info['cpu']}, {info['date']}"
+    )
     direct_seconds = best["direct Upscaler.upscale"]
     print("| path | s | x direct |")
     print("|---|---|---|")

@@ -137,7 +137,10 @@ def _normalise(name: str) -> str:
 def pyproject_pins(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
     """Every exact pin of pyproject.toml (runtime and extras), by normalised name."""
     project = tomllib.loads(pyproject.read_text())["project"]
-    entries = [*project["dependencies"], *(d for extra in project.get("optional-dependencies", {}).values() for d in extra)]
+    entries = [
+        *project["dependencies"],
+        *(d for extra in project.get("optional-dependencies", {}).values() for d in extra),
+    ]
     pins: dict[str, str] = {}
     for entry in entries:
         name, sep, version = entry.partition("==")
@@ -184,14 +187,30 @@ def pip_install_for_lambda(requirements: Sequence[str], target: Path) -> None:
     constraints = target.with_name(target.name + "-constraints.txt")
     constraints.write_text(environment_constraints())
     command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-compile", "--only-binary=:all:", "--implementation", "cp",
-        "--python-version", LAMBDA_PYTHON_VERSION, *platforms, "--constraint", str(constraints),
-        "--target", str(target), *requirements,
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        LAMBDA_PYTHON_VERSION,
+        *platforms,
+        "--constraint",
+        str(constraints),
+        "--target",
+        str(target),
+        *requirements,
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
-        raise BuildError(f"pip could not install {' '.join(requirements)} for the Lambda platform:\n{result.stderr.strip()}")
+        raise BuildError(
+            f"pip could not install {' '.join(requirements)} for the Lambda platform:\n{result.stderr.strip()}"
+        )
     # Console scripts carry this machine's interpreter path and are never run in Lambda.
     shutil.rmtree(target / "bin", ignore_errors=True)
 
@@ -226,7 +245,10 @@ def write_zip(destination: Path, entries: dict[str, Path], epoch: int) -> None:
 
 def write_tar_gz(destination: Path, entries: dict[str, Path], epoch: int) -> None:
     """A gzipped tar of ``entries``: sorted, owner 0:0, mtimes ``epoch``; the gzip header has no name, mtime 0."""
-    with destination.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped:
+    with (
+        destination.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped,
+    ):
         with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
             for name in sorted(entries):
                 info = tarfile.TarInfo(name)
@@ -406,16 +428,35 @@ def main() -> None:
 @click.argument("solution_name")
 @click.argument("version")
 @click.argument("ecr_account_id", required=False, default=None)
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Model store to take the weights from [default: $SUPERRES_MODEL_DIR, else the user cache].")
-@click.option("--models", default=",".join(DEFAULT_ARTIFACT_MODELS), show_default=True,
-              help="Comma-separated models for the SageMaker artifacts.")
+@click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Model store to take the weights from [default: $SUPERRES_MODEL_DIR, else the user cache].",
+)
+@click.option(
+    "--models",
+    default=",".join(DEFAULT_ARTIFACT_MODELS),
+    show_default=True,
+    help="Comma-separated models for the SageMaker artifacts.",
+)
 @click.option("--no-fetch", is_flag=True, help="Never download: a model missing from --model-dir is an error.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=HERE, show_default=True,
-              help="Folder that receives global-s3-assets/, regional-s3-assets/ and container-contexts/.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=HERE,
+    show_default=True,
+    help="Folder that receives global-s3-assets/, regional-s3-assets/ and container-contexts/.",
+)
 def build(
-    bucket_prefix: str, solution_name: str, version: str, ecr_account_id: str | None,
-    model_dir: Path | None, models: str, no_fetch: bool, out: Path,
+    bucket_prefix: str,
+    solution_name: str,
+    version: str,
+    ecr_account_id: str | None,
+    model_dir: Path | None,
+    models: str,
+    no_fetch: bool,
+    out: Path,
 ) -> None:
     """Build the assets for s3://BUCKET_PREFIX-<region>/SOLUTION_NAME/VERSION/."""
     from superres.operate.names import check_build_names
@@ -429,8 +470,12 @@ def build(
             "%%ECR_ACCOUNT_ID%%": ecr_account_id or builder_account(),
         }
         written = build_all(
-            values, out, model_dir=model_dir, models=[m.strip() for m in models.split(",") if m.strip()],
-            fetch=not no_fetch, log=lambda line: click.echo(line, err=True),
+            values,
+            out,
+            model_dir=model_dir,
+            models=[m.strip() for m in models.split(",") if m.strip()],
+            fetch=not no_fetch,
+            log=lambda line: click.echo(line, err=True),
         )
     except (BuildError, ValueError) as error:
         raise click.ClickException(str(error)) from None
@@ -442,15 +487,34 @@ def build(
 @click.argument("bucket_prefix")
 @click.argument("solution_name")
 @click.argument("version")
-@click.option("--region", "regions", multiple=True, required=True, help="Region to publish to; repeat for more (one partition per run).")
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    required=True,
+    help="Region to publish to; repeat for more (one partition per run).",
+)
 @click.option("--global-bucket", default=None, help="Bucket for the templates [default: BUCKET_PREFIX].")
-@click.option("--assets", type=click.Path(file_okay=False, path_type=Path), default=HERE, show_default=True,
-              help="Folder holding global-s3-assets/ and regional-s3-assets/.")
-@click.option("--overwrite", is_flag=True, help="Replace objects of this version that differ (never for a public release).")
+@click.option(
+    "--assets",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=HERE,
+    show_default=True,
+    help="Folder holding global-s3-assets/ and regional-s3-assets/.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace objects of this version that differ (never for a public release)."
+)
 @click.option("--profile", default=None, help="Named AWS profile [default: the credential chain].")
 def publish(
-    bucket_prefix: str, solution_name: str, version: str, regions: tuple[str, ...], global_bucket: str | None,
-    assets: Path, overwrite: bool, profile: str | None,
+    bucket_prefix: str,
+    solution_name: str,
+    version: str,
+    regions: tuple[str, ...],
+    global_bucket: str | None,
+    assets: Path,
+    overwrite: bool,
+    profile: str | None,
 ) -> None:
     """Upload the built assets of VERSION to BUCKET_PREFIX-<region> (and the global bucket)."""
     import boto3
@@ -461,7 +525,9 @@ def publish(
 
     try:
         check_build_names(bucket_prefix, solution_name, version)
-        uploads = publishing.plan(assets, bucket_prefix, solution_name, version, regions, global_bucket or bucket_prefix)
+        uploads = publishing.plan(
+            assets, bucket_prefix, solution_name, version, regions, global_bucket or bucket_prefix
+        )
         session = boto3.session.Session(profile_name=profile)
         clients: dict[str, object] = {}
 
@@ -476,15 +542,26 @@ def publish(
 
 @main.command()
 @click.option("--global-bucket", default=RELEASE_BUCKET_PREFIX, show_default=True)
-@click.option("--china-global-bucket", default=None, help="The templates' bucket in the China partition [default: --global-bucket].")
+@click.option(
+    "--china-global-bucket",
+    default=None,
+    help="The templates' bucket in the China partition [default: --global-bucket].",
+)
 @click.option("--solution-name", default=RELEASE_SOLUTION, show_default=True)
 @click.option("--version", default=None, help="[default: v + pyproject.toml's version]")
-@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=ROOT / "README.md", show_default=True)
+@click.option(
+    "--readme", type=click.Path(dir_okay=False, path_type=Path), default=ROOT / "README.md", show_default=True
+)
 @click.option("--write", is_flag=True, help="Replace the table in README between its markers.")
 @click.option("--check", is_flag=True, help="Exit 1 if README's table differs from the generated one.")
 def links(
-    global_bucket: str, china_global_bucket: str | None, solution_name: str, version: str | None,
-    readme: Path, write: bool, check: bool,
+    global_bucket: str,
+    china_global_bucket: str | None,
+    solution_name: str,
+    version: str | None,
+    readme: Path,
+    write: bool,
+    check: bool,
 ) -> None:
     """Print (or write into README) the table of one-click quick-create links."""
     from superres.operate.links import Release, readme_table, table, with_table
@@ -500,7 +577,9 @@ def links(
         raise click.ClickException(f"{readme}: {error}") from None
     if check:
         if current != table(release):
-            raise click.ClickException(f"{readme}: the link table is stale; run: python deployment/package.py links --write")
+            raise click.ClickException(
+                f"{readme}: the link table is stale; run: python deployment/package.py links --write"
+            )
         click.echo(f"{readme}: link table up to date")
         return
     readme.write_text(with_table(text, release))

@@ -101,17 +101,36 @@ def image_uri(repository: str) -> dict[str, Any]:
         ]
     }
 
+
 LAMBDA_PYTHON = "python3.12"
 #: The x4 networks the hosts can load with spandrel (the SageMaker artifact ships them all).
-X4_MODELS = [
-    name for name, spec in MODELS.items() if spec.scale == 4 and spec.runtime == "spandrel"
-]
+X4_MODELS = [name for name, spec in MODELS.items() if spec.scale == 4 and spec.runtime == "spandrel"]
 FACE_MODELS = ["GFPGANv1.4", "YuNet"]
 EFS_MOUNT = "/mnt/models"
 MAX_ALLOWED_BUCKETS = 10
 LOG_RETENTION_DAYS = [
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-    2922, 3288, 3653,
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
 ]
 LATENCY_ALARM_MS = 20000
 
@@ -219,12 +238,9 @@ class Template:
             "Metadata": {
                 "AWS::CloudFormation::Interface": {
                     "ParameterGroups": [
-                        {"Label": {"default": group}, "Parameters": members}
-                        for group, members in self.groups
+                        {"Label": {"default": group}, "Parameters": members} for group, members in self.groups
                     ],
-                    "ParameterLabels": {
-                        name: {"default": label} for name, label in self.labels.items()
-                    },
+                    "ParameterLabels": {name: {"default": label} for name, label in self.labels.items()},
                 }
             },
             "Parameters": self.parameters,
@@ -245,13 +261,21 @@ class Template:
 def common_parameters(t: Template, *, default_model: str, default_face: bool) -> None:
     api = "API"
     t.parameter(
-        api, "customStageName", "Stage name (first path segment of the URL)",
-        Type="String", Default="prod", AllowedPattern="^[A-Za-z0-9_-]{1,128}$",
+        api,
+        "customStageName",
+        "Stage name (first path segment of the URL)",
+        Type="String",
+        Default="prod",
+        AllowedPattern="^[A-Za-z0-9_-]{1,128}$",
         Description="API Gateway stage, the first path segment of the invoke URL.",
     )
     t.parameter(
-        api, "customAuthType", "Authentication",
-        Type="String", Default="AWS_IAM", AllowedValues=["AWS_IAM", "NONE"],
+        api,
+        "customAuthType",
+        "Authentication",
+        Type="String",
+        Default="AWS_IAM",
+        AllowedValues=["AWS_IAM", "NONE"],
         Description=(
             "AWS_IAM: callers sign requests (SigV4) and need execute-api:Invoke. "
             "NONE: only the API key protects the method (in the China regions, unauthenticated "
@@ -259,34 +283,58 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool) ->
         ),
     )
     t.parameter(
-        api, "UsagePlanRateLimit", "Per-key rate (requests/second)",
-        Type="Number", Default=5, MinValue=1,
+        api,
+        "UsagePlanRateLimit",
+        "Per-key rate (requests/second)",
+        Type="Number",
+        Default=5,
+        MinValue=1,
         Description="Steady-state requests per second allowed per API key (usage plan throttle).",
     )
     t.parameter(
-        api, "UsagePlanBurstLimit", "Per-key burst",
-        Type="Number", Default=10, MinValue=1,
+        api,
+        "UsagePlanBurstLimit",
+        "Per-key burst",
+        Type="Number",
+        Default=10,
+        MinValue=1,
         Description="Requests allowed in a burst per API key (usage plan throttle).",
     )
     t.parameter(
-        api, "UsagePlanDailyQuota", "Per-key daily quota (0 = none)",
-        Type="Number", Default=10000, MinValue=0,
+        api,
+        "UsagePlanDailyQuota",
+        "Per-key daily quota (0 = none)",
+        Type="Number",
+        Default=10000,
+        MinValue=0,
         Description="Requests per key per day; 0 disables the quota.",
     )
     t.parameter(
-        api, "StageRateLimit", "Stage-wide rate (requests/second)",
-        Type="Number", Default=50, MinValue=1,
+        api,
+        "StageRateLimit",
+        "Stage-wide rate (requests/second)",
+        Type="Number",
+        Default=50,
+        MinValue=1,
         Description="Requests per second for POST /resolution across all keys.",
     )
     t.parameter(
-        api, "StageBurstLimit", "Stage-wide burst",
-        Type="Number", Default=100, MinValue=1,
+        api,
+        "StageBurstLimit",
+        "Stage-wide burst",
+        Type="Number",
+        Default=100,
+        MinValue=1,
         Description="Burst for POST /resolution across all keys.",
     )
     service = "Service"
     t.parameter(
-        service, "ModelName", "Super-resolution model",
-        Type="String", Default=default_model, AllowedValues=X4_MODELS,
+        service,
+        "ModelName",
+        "Super-resolution model",
+        Type="String",
+        Default=default_model,
+        AllowedValues=X4_MODELS,
         Description=(
             "The x4 network (scale 2 is x4 then Lanczos). RealESRGAN_x4plus: photos, 35.9 "
             "MFLOP/pixel; realesr-general-x4v3: photos, 2.4; RealESRGAN_x4plus_anime_6B: "
@@ -294,13 +342,20 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool) ->
         ),
     )
     t.parameter(
-        service, "FaceEnhancement", "Face enhancement (GFPGAN)",
-        Type="String", Default="true" if default_face else "false", AllowedValues=["true", "false"],
+        service,
+        "FaceEnhancement",
+        "Face enhancement (GFPGAN)",
+        Type="String",
+        Default="true" if default_face else "false",
+        AllowedValues=["true", "false"],
         Description='Serve "face": true requests (GFPGAN + YuNet); when false they are a 400.',
     )
     t.parameter(
-        service, "AllowedS3Buckets", "Buckets allowed for s3:// inputs",
-        Type="CommaDelimitedList", Default="",
+        service,
+        "AllowedS3Buckets",
+        "Buckets allowed for s3:// inputs",
+        Type="CommaDelimitedList",
+        Default="",
         Description=(
             f"Up to {MAX_ALLOWED_BUCKETS} bucket names (comma separated) that s3:// urls may read; "
             "the function may read objects of exactly these buckets. Empty: no s3:// inputs."
@@ -308,13 +363,21 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool) ->
     )
     ops = "Operations"
     t.parameter(
-        ops, "LogRetentionDays", "Log retention (days)",
-        Type="Number", Default=365, AllowedValues=LOG_RETENTION_DAYS,
+        ops,
+        "LogRetentionDays",
+        "Log retention (days)",
+        Type="Number",
+        Default=365,
+        AllowedValues=LOG_RETENTION_DAYS,
         Description="Retention of the access log and function log groups.",
     )
     t.parameter(
-        ops, "AlarmTopicArn", "SNS topic for alarms (optional)",
-        Type="String", Default="", AllowedPattern="^$|^arn:[a-z-]+:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$",
+        ops,
+        "AlarmTopicArn",
+        "SNS topic for alarms (optional)",
+        Type="String",
+        Default="",
+        AllowedPattern="^$|^arn:[a-z-]+:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$",
         Description="Existing SNS topic the alarms notify; empty: alarms without actions.",
     )
     t.conditions.update(
@@ -332,9 +395,7 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool) ->
         ]
     }
     for index in range(MAX_ALLOWED_BUCKETS):
-        t.conditions[f"HasBucket{index}"] = {
-            "Fn::Not": [{"Fn::Equals": [{"Fn::Select": [index, padded]}, ""]}]
-        }
+        t.conditions[f"HasBucket{index}"] = {"Fn::Not": [{"Fn::Equals": [{"Fn::Select": [index, padded]}, ""]}]}
 
 
 def allowed_buckets_env() -> dict[str, Any]:
@@ -354,6 +415,7 @@ def allowed_buckets_policy(t: Template, *roles: str) -> str:
             {"Fn::Join": [",", [{"Fn::Join": [",", ref("AllowedS3Buckets")]}, "," * (MAX_ALLOWED_BUCKETS - 1)]]},
         ]
     }
+
     def arn(index: int) -> dict[str, Any]:
         return sub("arn:${AWS::Partition}:s3:::${Bucket}/*", {"Bucket": {"Fn::Select": [index, padded]}})
 
@@ -542,7 +604,9 @@ def path_resources(t: Template, paths: list[str]) -> dict[str, str]:
 def api(t: Template, function: str) -> None:
     """REST API, the contract's operations validated by it, auth, usage plan, key, stage."""
     operations = [
-        (path, method.upper(), spec) for path, methods in contract()["paths"].items() for method, spec in methods.items()
+        (path, method.upper(), spec)
+        for path, methods in contract()["paths"].items()
+        for method, spec in methods.items()
     ]
     t.resource(
         "Api",
@@ -572,8 +636,7 @@ def api(t: Template, function: str) -> None:
         {"RestApiId": ref("Api"), "Name": "body", "ValidateRequestBody": True, "ValidateRequestParameters": False},
     )
     uri = sub(
-        "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
-        "${Function.Arn}/invocations",
+        "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Function.Arn}/invocations",
         {"Function.Arn": getatt(function, "Arn")},
     )
     methods = []
@@ -593,7 +656,9 @@ def api(t: Template, function: str) -> None:
             assert model == "ResolutionRequest", model
             properties["RequestValidatorId"] = ref("BodyValidator")
             properties["RequestModels"] = {"application/json": ref("ResolutionRequestModel")}
-        parameters = {f"method.request.{p['in']}.{p['name']}": bool(p.get("required")) for p in spec.get("parameters", [])}
+        parameters = {
+            f"method.request.{p['in']}.{p['name']}": bool(p.get("required")) for p in spec.get("parameters", [])
+        }
         if parameters:
             properties["RequestParameters"] = parameters
         methods.append(t.resource(name + "Method", "AWS::ApiGateway::Method", properties))
@@ -607,7 +672,8 @@ def api(t: Template, function: str) -> None:
                 "Principal": "apigateway.amazonaws.com",
                 "SourceArn": sub(
                     "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*/"
-                    + method + path.replace("{id}", "*")
+                    + method
+                    + path.replace("{id}", "*")
                 ),
             },
         )
@@ -652,8 +718,7 @@ def api(t: Template, function: str) -> None:
         Metadata=skip(
             (
                 "CKV_AWS_120",
-                "Every request carries its own image: a cache would never hit and would bill "
-                "by the hour at rest.",
+                "Every request carries its own image: a cache would never hit and would bill by the hour at rest.",
             ),
         ),
     )
@@ -737,7 +802,8 @@ ALARM_COMMON = {"AlarmActions": ALARM_ACTIONS, "OKActions": ALARM_ACTIONS, "Trea
 def dead_letter_alarm(t: Template, name: str, queue: str, what: str, condition: str | None = None) -> None:
     """Anything in a dead-letter queue is a job that will never finish by itself."""
     t.resource(
-        name, "AWS::CloudWatch::Alarm",
+        name,
+        "AWS::CloudWatch::Alarm",
         {
             "AlarmDescription": f"{what} in {queue}: look at the function's log, then redrive or delete them",
             "Namespace": "AWS/SQS",
@@ -947,14 +1013,22 @@ def vpc(t: Template) -> None:
     """A new VPC (2 public + 2 private subnets, one NAT gateway, S3 gateway endpoint) or an existing one."""
     group = "Network"
     t.parameter(
-        group, "ExistingVpcId", "Existing VPC (empty: create one)",
-        Type="String", Default="", AllowedPattern="^$|^vpc-[0-9a-f]+$",
+        group,
+        "ExistingVpcId",
+        "Existing VPC (empty: create one)",
+        Type="String",
+        Default="",
+        AllowedPattern="^$|^vpc-[0-9a-f]+$",
         Description="Leave empty to create a VPC with a NAT gateway; else the VPC of the two subnets below.",
     )
     for index, which in enumerate(("first", "second")):
         t.parameter(
-            group, f"ExistingPrivateSubnet{index}", f"Existing private subnet ({which} AZ)",
-            Type="String", Default="", AllowedPattern="^$|^subnet-[0-9a-f]{8,17}$",
+            group,
+            f"ExistingPrivateSubnet{index}",
+            f"Existing private subnet ({which} AZ)",
+            Type="String",
+            Default="",
+            AllowedPattern="^$|^subnet-[0-9a-f]{8,17}$",
             Description=(
                 "With an existing VPC: a private subnet with a route to the internet (NAT) for url "
                 "inputs and the model download; the two subnets must be in different Availability Zones."
@@ -987,7 +1061,8 @@ def vpc(t: Template) -> None:
     }
     cond = {"Condition": "CreateVpc"}
     t.resource(
-        "Vpc", "AWS::EC2::VPC",
+        "Vpc",
+        "AWS::EC2::VPC",
         {
             "CidrBlock": "10.0.0.0/16",
             "EnableDnsHostnames": True,
@@ -998,14 +1073,17 @@ def vpc(t: Template) -> None:
     )
     t.resource("InternetGateway", "AWS::EC2::InternetGateway", {}, **cond)
     t.resource(
-        "GatewayAttachment", "AWS::EC2::VPCGatewayAttachment",
-        {"VpcId": ref("Vpc"), "InternetGatewayId": ref("InternetGateway")}, **cond,
+        "GatewayAttachment",
+        "AWS::EC2::VPCGatewayAttachment",
+        {"VpcId": ref("Vpc"), "InternetGatewayId": ref("InternetGateway")},
+        **cond,
     )
     # /20 subnets of the fixed 10.0.0.0/16 (4096 addresses each: room for Lambda ENIs).
     cidrs = [f"10.0.{16 * index}.0/20" for index in range(4)]
     for index, kind in enumerate(["Public0", "Public1", "Private0", "Private1"]):
         t.resource(
-            f"{kind}Subnet", "AWS::EC2::Subnet",
+            f"{kind}Subnet",
+            "AWS::EC2::Subnet",
             {
                 "VpcId": ref("Vpc"),
                 "CidrBlock": cidrs[index],
@@ -1017,33 +1095,51 @@ def vpc(t: Template) -> None:
         )
     t.resource("PublicRouteTable", "AWS::EC2::RouteTable", {"VpcId": ref("Vpc")}, **cond)
     t.resource(
-        "PublicDefaultRoute", "AWS::EC2::Route",
-        {"RouteTableId": ref("PublicRouteTable"), "DestinationCidrBlock": "0.0.0.0/0", "GatewayId": ref("InternetGateway")},
-        DependsOn="GatewayAttachment", **cond,
-    )
-    for index in range(2):
-        t.resource(
-            f"Public{index}RouteAssociation", "AWS::EC2::SubnetRouteTableAssociation",
-            {"RouteTableId": ref("PublicRouteTable"), "SubnetId": ref(f"Public{index}Subnet")}, **cond,
-        )
-    t.resource("NatAddress", "AWS::EC2::EIP", {"Domain": "vpc"}, DependsOn="GatewayAttachment", **cond)
-    t.resource(
-        "NatGateway", "AWS::EC2::NatGateway",
-        {"AllocationId": getatt("NatAddress", "AllocationId"), "SubnetId": ref("Public0Subnet")}, **cond,
-    )
-    t.resource("PrivateRouteTable", "AWS::EC2::RouteTable", {"VpcId": ref("Vpc")}, **cond)
-    t.resource(
-        "PrivateDefaultRoute", "AWS::EC2::Route",
-        {"RouteTableId": ref("PrivateRouteTable"), "DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": ref("NatGateway")},
+        "PublicDefaultRoute",
+        "AWS::EC2::Route",
+        {
+            "RouteTableId": ref("PublicRouteTable"),
+            "DestinationCidrBlock": "0.0.0.0/0",
+            "GatewayId": ref("InternetGateway"),
+        },
+        DependsOn="GatewayAttachment",
         **cond,
     )
     for index in range(2):
         t.resource(
-            f"Private{index}RouteAssociation", "AWS::EC2::SubnetRouteTableAssociation",
-            {"RouteTableId": ref("PrivateRouteTable"), "SubnetId": ref(f"Private{index}Subnet")}, **cond,
+            f"Public{index}RouteAssociation",
+            "AWS::EC2::SubnetRouteTableAssociation",
+            {"RouteTableId": ref("PublicRouteTable"), "SubnetId": ref(f"Public{index}Subnet")},
+            **cond,
+        )
+    t.resource("NatAddress", "AWS::EC2::EIP", {"Domain": "vpc"}, DependsOn="GatewayAttachment", **cond)
+    t.resource(
+        "NatGateway",
+        "AWS::EC2::NatGateway",
+        {"AllocationId": getatt("NatAddress", "AllocationId"), "SubnetId": ref("Public0Subnet")},
+        **cond,
+    )
+    t.resource("PrivateRouteTable", "AWS::EC2::RouteTable", {"VpcId": ref("Vpc")}, **cond)
+    t.resource(
+        "PrivateDefaultRoute",
+        "AWS::EC2::Route",
+        {
+            "RouteTableId": ref("PrivateRouteTable"),
+            "DestinationCidrBlock": "0.0.0.0/0",
+            "NatGatewayId": ref("NatGateway"),
+        },
+        **cond,
+    )
+    for index in range(2):
+        t.resource(
+            f"Private{index}RouteAssociation",
+            "AWS::EC2::SubnetRouteTableAssociation",
+            {"RouteTableId": ref("PrivateRouteTable"), "SubnetId": ref(f"Private{index}Subnet")},
+            **cond,
         )
     t.resource(
-        "S3GatewayEndpoint", "AWS::EC2::VPCEndpoint",
+        "S3GatewayEndpoint",
+        "AWS::EC2::VPCEndpoint",
         {
             "VpcId": ref("Vpc"),
             "ServiceName": sub("com.amazonaws.${AWS::Region}.s3"),
@@ -1073,45 +1169,70 @@ def network_ready() -> dict[str, Any]:
 def efs(t: Template) -> None:
     """Encrypted file system, TLS-only policy, mount targets, the models access point."""
     t.resource(
-        "FunctionSecurityGroup", "AWS::EC2::SecurityGroup",
+        "FunctionSecurityGroup",
+        "AWS::EC2::SecurityGroup",
         {
             "GroupDescription": "Super-resolution functions: HTTPS/HTTP out for url inputs and model downloads",
             "VpcId": vpc_id(),
             "SecurityGroupEgress": [
-                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0",
-                 "Description": "HTTPS: url inputs, model download, AWS APIs"},
-                {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "CidrIp": "0.0.0.0/0",
-                 "Description": "HTTP: url inputs (the contract allows http://)"},
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 443,
+                    "ToPort": 443,
+                    "CidrIp": "0.0.0.0/0",
+                    "Description": "HTTPS: url inputs, model download, AWS APIs",
+                },
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 80,
+                    "ToPort": 80,
+                    "CidrIp": "0.0.0.0/0",
+                    "Description": "HTTP: url inputs (the contract allows http://)",
+                },
             ],
         },
     )
     t.resource(
-        "FileSystemSecurityGroup", "AWS::EC2::SecurityGroup",
+        "FileSystemSecurityGroup",
+        "AWS::EC2::SecurityGroup",
         {
             "GroupDescription": "Model file system: NFS from the functions only",
             "VpcId": vpc_id(),
             "SecurityGroupIngress": [
-                {"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
-                 "SourceSecurityGroupId": ref("FunctionSecurityGroup"), "Description": "NFS from the functions"},
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 2049,
+                    "ToPort": 2049,
+                    "SourceSecurityGroupId": ref("FunctionSecurityGroup"),
+                    "Description": "NFS from the functions",
+                },
             ],
             "SecurityGroupEgress": [
-                {"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
-                 "DestinationSecurityGroupId": ref("FunctionSecurityGroup"),
-                 "Description": "NFS traffic with the functions only (replaces allow-all egress)"},
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 2049,
+                    "ToPort": 2049,
+                    "DestinationSecurityGroupId": ref("FunctionSecurityGroup"),
+                    "Description": "NFS traffic with the functions only (replaces allow-all egress)",
+                },
             ],
         },
     )
     t.resource(
-        "FunctionToFileSystemEgress", "AWS::EC2::SecurityGroupEgress",
+        "FunctionToFileSystemEgress",
+        "AWS::EC2::SecurityGroupEgress",
         {
             "GroupId": ref("FunctionSecurityGroup"),
-            "IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
+            "IpProtocol": "tcp",
+            "FromPort": 2049,
+            "ToPort": 2049,
             "DestinationSecurityGroupId": ref("FileSystemSecurityGroup"),
             "Description": "NFS to the model file system",
         },
     )
     t.resource(
-        "FileSystem", "AWS::EFS::FileSystem",
+        "FileSystem",
+        "AWS::EFS::FileSystem",
         {
             "Encrypted": True,
             "PerformanceMode": "generalPurpose",
@@ -1140,7 +1261,8 @@ def efs(t: Template) -> None:
     )
     for index in range(2):
         t.resource(
-            f"MountTarget{index}", "AWS::EFS::MountTarget",
+            f"MountTarget{index}",
+            "AWS::EFS::MountTarget",
             {
                 "FileSystemId": ref("FileSystem"),
                 "SubnetId": private_subnet(index),
@@ -1148,7 +1270,8 @@ def efs(t: Template) -> None:
             },
         )
     t.resource(
-        "ModelsAccessPoint", "AWS::EFS::AccessPoint",
+        "ModelsAccessPoint",
+        "AWS::EFS::AccessPoint",
         {
             "FileSystemId": ref("FileSystem"),
             "PosixUser": {"Uid": "1000", "Gid": "1000"},
@@ -1163,7 +1286,9 @@ def efs(t: Template) -> None:
 
 
 # ARNs spelled out rather than GetAtt: same value, and moto's EFS models have no GetAtt.
-FILE_SYSTEM_ARN = sub("arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/${FileSystem}")
+FILE_SYSTEM_ARN = sub(
+    "arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/${FileSystem}"
+)
 ACCESS_POINT_ARN = sub(
     "arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:access-point/${ModelsAccessPoint}"
 )
@@ -1189,23 +1314,37 @@ def file_system_config() -> list[dict[str, Any]]:
 
 
 def model_entry(spec: ModelSpec) -> dict[str, Any]:
-    return {"Name": spec.name, "Filename": spec.filename, "Url": spec.url, "Size": str(spec.size), "Sha256": spec.sha256}
+    return {
+        "Name": spec.name,
+        "Filename": spec.filename,
+        "Url": spec.url,
+        "Size": str(spec.size),
+        "Sha256": spec.sha256,
+    }
 
 
 def model_stager(t: Template) -> None:
     """A custom resource that puts the chosen model files onto EFS, verified by sha256."""
     group = "Service"
     t.parameter(
-        group, "ModelMirrorBucket", "Copy models from this bucket (optional)",
-        Type="String", Default="", AllowedPattern="^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        group,
+        "ModelMirrorBucket",
+        "Copy models from this bucket (optional)",
+        Type="String",
+        Default="",
+        AllowedPattern="^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
         Description=(
             "Empty: download the official files (GitHub releases). Else copy <prefix><filename> "
             "from this bucket (e.g. in the China regions); sizes and sha256 are checked either way."
         ),
     )
     t.parameter(
-        group, "ModelMirrorPrefix", "Key prefix in the mirror bucket",
-        Type="String", Default="models/", AllowedPattern="^[A-Za-z0-9!_.*'()/-]*$",
+        group,
+        "ModelMirrorPrefix",
+        "Key prefix in the mirror bucket",
+        Type="String",
+        Default="models/",
+        AllowedPattern="^[A-Za-z0-9!_.*'()/-]*$",
         Description="Prefix of the model files in the mirror bucket, e.g. models/.",
     )
     t.conditions["HasModelMirror"] = {"Fn::Not": [{"Fn::Equals": [ref("ModelMirrorBucket"), ""]}]}
@@ -1219,7 +1358,9 @@ def model_stager(t: Template) -> None:
 
     log_group(t, "StagerLogGroup")
     function_role(
-        t, "StagerRole", "StagerLogGroup",
+        t,
+        "StagerRole",
+        "StagerLogGroup",
         policy("write-models", efs_statement("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")),
         vpc=True,
     )
@@ -1229,17 +1370,25 @@ def model_stager(t: Template) -> None:
         {
             **policy(
                 "read-model-mirror",
-                statement(["s3:GetObject"], sub("arn:${AWS::Partition}:s3:::${ModelMirrorBucket}/${ModelMirrorPrefix}*")),
+                statement(
+                    ["s3:GetObject"], sub("arn:${AWS::Partition}:s3:::${ModelMirrorBucket}/${ModelMirrorPrefix}*")
+                ),
             ),
             "Roles": [ref("StagerRole")],
         },
         Condition="HasModelMirror",
     )
     t.resource(
-        "StagerFunction", "AWS::Lambda::Function",
+        "StagerFunction",
+        "AWS::Lambda::Function",
         zip_function(
             "Stages the model files onto EFS for the stack (custom resource)",
-            "efs_model_stager.handler", "efs-model-stager.zip", "StagerRole", "StagerLogGroup", 1024, 900,
+            "efs_model_stager.handler",
+            "efs-model-stager.zip",
+            "StagerRole",
+            "StagerLogGroup",
+            1024,
+            900,
             VpcConfig=vpc_config(),
             FileSystemConfigs=file_system_config(),
             Environment={"Variables": {"STAGER_TARGET_DIR": EFS_MOUNT}},
@@ -1248,7 +1397,8 @@ def model_stager(t: Template) -> None:
         Metadata=skip(*LAMBDA_SKIPS),
     )
     t.resource(
-        "ModelFiles", "Custom::EfsModelFiles",
+        "ModelFiles",
+        "Custom::EfsModelFiles",
         {
             "ServiceToken": getatt("StagerFunction", "Arn"),
             # CloudFormation gives up after this many seconds even if no answer ever comes.
@@ -1274,7 +1424,9 @@ def container_model(kind: str, environment: dict[str, Any]) -> dict[str, Any]:
         "EnableNetworkIsolation": True,
         "PrimaryContainer": {
             "Image": image_uri(f"sagemaker-{kind}"),
-            "ModelDataUrl": sub("s3://${AssetBucket}/${KeyPrefix}/sagemaker-" + kind + "-model.tar.gz", ASSET_VARIABLES),
+            "ModelDataUrl": sub(
+                "s3://${AssetBucket}/${KeyPrefix}/sagemaker-" + kind + "-model.tar.gz", ASSET_VARIABLES
+            ),
             "Environment": {
                 "SUPERRES_VARIANT": "gpu",
                 "SUPERRES_MODEL_X4": ref("ModelName"),
@@ -1289,26 +1441,45 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
     """Model, endpoint config, endpoint, target-tracking autoscaling."""
     group = "SageMaker endpoint"
     t.parameter(
-        group, "deployInstanceType", "Instance type",
-        Type="String", Default=INSTANCE_TYPES[kind][0], AllowedValues=INSTANCE_TYPES[kind],
+        group,
+        "deployInstanceType",
+        "Instance type",
+        Type="String",
+        Default=INSTANCE_TYPES[kind][0],
+        AllowedValues=INSTANCE_TYPES[kind],
         Description="SageMaker instance type of the endpoint.",
     )
     t.parameter(
-        group, "MinInstances", "Minimum instances", Type="Number", Default=1, MinValue=1,
+        group,
+        "MinInstances",
+        "Minimum instances",
+        Type="Number",
+        Default=1,
+        MinValue=1,
         Description="Instances always running (billed by the hour, also at rest).",
     )
     t.parameter(
-        group, "MaxInstances", "Maximum instances", Type="Number", Default=2, MinValue=1,
+        group,
+        "MaxInstances",
+        "Maximum instances",
+        Type="Number",
+        Default=2,
+        MinValue=1,
         Description="Upper bound for autoscaling.",
     )
     t.parameter(
-        group, "TargetInvocationsPerInstance", "Scaling target (invocations/instance/minute)",
-        Type="Number", Default=30, MinValue=1,
+        group,
+        "TargetInvocationsPerInstance",
+        "Scaling target (invocations/instance/minute)",
+        Type="Number",
+        Default=30,
+        MinValue=1,
         Description="Target tracking on SageMakerVariantInvocationsPerInstance.",
     )
     repository = f"sagemaker-{kind}"
     t.resource(
-        "EndpointRole", "AWS::IAM::Role",
+        "EndpointRole",
+        "AWS::IAM::Role",
         {
             "AssumeRolePolicyDocument": assume_role("sagemaker.amazonaws.com"),
             "Policies": [
@@ -1330,10 +1501,13 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
                     statement(["ecr:GetAuthorizationToken"], "*"),
                     statement(
                         ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                        sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/sagemaker/Endpoints/*"),
+                        sub(
+                            "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/sagemaker/Endpoints/*"
+                        ),
                     ),
                     statement(
-                        ["cloudwatch:PutMetricData"], "*",
+                        ["cloudwatch:PutMetricData"],
+                        "*",
                         Condition={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker"]}},
                     ),
                 )
@@ -1342,7 +1516,8 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
     )
     t.resource("Model", "AWS::SageMaker::Model", container_model(kind, {}))
     t.resource(
-        "EndpointConfig", "AWS::SageMaker::EndpointConfig",
+        "EndpointConfig",
+        "AWS::SageMaker::EndpointConfig",
         {
             "ProductionVariants": [
                 {
@@ -1355,9 +1530,12 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
             ]
         },
     )
-    t.resource("Endpoint", "AWS::SageMaker::Endpoint", {"EndpointConfigName": getatt("EndpointConfig", "EndpointConfigName")})
     t.resource(
-        "ScalableTarget", "AWS::ApplicationAutoScaling::ScalableTarget",
+        "Endpoint", "AWS::SageMaker::Endpoint", {"EndpointConfigName": getatt("EndpointConfig", "EndpointConfigName")}
+    )
+    t.resource(
+        "ScalableTarget",
+        "AWS::ApplicationAutoScaling::ScalableTarget",
         {
             "ServiceNamespace": "sagemaker",
             "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
@@ -1367,7 +1545,8 @@ def sagemaker_endpoint(t: Template, kind: str) -> str:
         },
     )
     t.resource(
-        "ScalingPolicy", "AWS::ApplicationAutoScaling::ScalingPolicy",
+        "ScalingPolicy",
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
         {
             "PolicyName": sub("${AWS::StackName}-invocations"),
             "PolicyType": "TargetTrackingScaling",
@@ -1402,20 +1581,31 @@ def output_bucket(t: Template) -> None:
     every object expired after ResultExpiryDays."""
     group = "Results and jobs"
     t.parameter(
-        group, "ResultExpiryDays", "Days results are kept",
-        Type="Number", Default=7, MinValue=1, MaxValue=3650,
+        group,
+        "ResultExpiryDays",
+        "Days results are kept",
+        Type="Number",
+        Default=7,
+        MinValue=1,
+        MaxValue=3650,
         Description="The output bucket deletes every result (and job input) this many days after it was written.",
     )
     t.parameter(
-        group, "ResultUrlSeconds", "Presigned URL lifetime (seconds)",
-        Type="Number", Default=3600, MinValue=60, MaxValue=43200,
+        group,
+        "ResultUrlSeconds",
+        "Presigned URL lifetime (seconds)",
+        Type="Number",
+        Default=3600,
+        MinValue=60,
+        MaxValue=43200,
         Description=(
             "How long the presigned GET URL of a result works. It is signed with the function's "
             "temporary credentials, so it never outlives them (a few hours at most)."
         ),
     )
     t.resource(
-        "OutputBucket", "AWS::S3::Bucket",
+        "OutputBucket",
+        "AWS::S3::Bucket",
         {
             "BucketEncryption": {
                 "ServerSideEncryptionConfiguration": [
@@ -1423,7 +1613,10 @@ def output_bucket(t: Template) -> None:
                 ]
             },
             "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
             },
             "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
             "LifecycleConfiguration": {
@@ -1456,7 +1649,8 @@ def output_bucket(t: Template) -> None:
         ),
     )
     t.resource(
-        "OutputBucketPolicy", "AWS::S3::BucketPolicy",
+        "OutputBucketPolicy",
+        "AWS::S3::BucketPolicy",
         {
             "Bucket": ref("OutputBucket"),
             "PolicyDocument": {
@@ -1494,7 +1688,8 @@ def job_table_and_topic(t: Template, condition: str | None = None) -> None:
     """The jobs' records and the topic told of every finished job (both job engines)."""
     when = {"Condition": condition} if condition else {}
     t.resource(
-        "JobTable", "AWS::DynamoDB::Table",
+        "JobTable",
+        "AWS::DynamoDB::Table",
         {
             "BillingMode": "PAY_PER_REQUEST",
             "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
@@ -1519,7 +1714,8 @@ def job_table_and_topic(t: Template, condition: str | None = None) -> None:
         **when,
     )
     t.resource(
-        "JobTopic", "AWS::SNS::Topic",
+        "JobTopic",
+        "AWS::SNS::Topic",
         {"DisplayName": "superres jobs", "KmsMasterKeyId": AWS_SNS_KEY},
         **when,
     )
@@ -1553,12 +1749,14 @@ def job_resources(t: Template) -> None:
     """Jobs of the Lambda variant: table, topic, work queue with a dead-letter queue."""
     job_table_and_topic(t)
     t.resource(
-        "JobDeadLetterQueue", "AWS::SQS::Queue",
+        "JobDeadLetterQueue",
+        "AWS::SQS::Queue",
         {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
         Metadata=SQS_ENCRYPTION,
     )
     t.resource(
-        "JobQueue", "AWS::SQS::Queue",
+        "JobQueue",
+        "AWS::SQS::Queue",
         {
             # Longer than the worker may run, so a job being computed is never handed out twice.
             "VisibilityTimeout": WORKER_TIMEOUT + 60,
@@ -1590,8 +1788,12 @@ def async_jobs(t: Template, kind: str) -> None:
     a second endpoint of the same model that scales to zero when idle, its notification
     topic, the function that finishes jobs from it, the job table and the kit's topic."""
     t.parameter(
-        "Results and jobs", "AsyncJobs", "Asynchronous jobs (SageMaker Asynchronous Inference)",
-        Type="String", Default="false", AllowedValues=["true", "false"],
+        "Results and jobs",
+        "AsyncJobs",
+        "Asynchronous jobs (SageMaker Asynchronous Inference)",
+        Type="String",
+        Default="false",
+        AllowedValues=["true", "false"],
         Description=(
             "true: POST /jobs runs on a second, asynchronous endpoint that scales to zero when idle "
             "(billed only while it has work, plus a cold start of minutes); false: POST /jobs answers 501."
@@ -1601,21 +1803,30 @@ def async_jobs(t: Template, kind: str) -> None:
     when = {"Condition": ASYNC_CONDITION}
     job_table_and_topic(t, ASYNC_CONDITION)
     t.resource(
-        "InferenceEventsTopic", "AWS::SNS::Topic",
+        "InferenceEventsTopic",
+        "AWS::SNS::Topic",
         {"DisplayName": "superres async inference results", "KmsMasterKeyId": AWS_SNS_KEY},
         **when,
     )
     # No time budget inside (SageMaker's invocation timeout, an hour, bounds it) and answers
     # up to the 1 GB an asynchronous output may hold.
     t.resource(
-        "AsyncModel", "AWS::SageMaker::Model",
-        container_model(kind, {"SUPERRES_TIME_BUDGET_SECONDS": "0", "SUPERRES_MAX_RESPONSE_BYTES": "1000000000",
-                               "SUPERRES_MAX_REQUEST_BYTES": "16000000"}),
+        "AsyncModel",
+        "AWS::SageMaker::Model",
+        container_model(
+            kind,
+            {
+                "SUPERRES_TIME_BUDGET_SECONDS": "0",
+                "SUPERRES_MAX_RESPONSE_BYTES": "1000000000",
+                "SUPERRES_MAX_REQUEST_BYTES": "16000000",
+            },
+        ),
         **when,
     )
     bucket_path = "s3://${OutputBucket}/"
     t.resource(
-        "AsyncEndpointConfig", "AWS::SageMaker::EndpointConfig",
+        "AsyncEndpointConfig",
+        "AWS::SageMaker::EndpointConfig",
         {
             "ProductionVariants": [
                 {
@@ -1631,20 +1842,31 @@ def async_jobs(t: Template, kind: str) -> None:
                 "OutputConfig": {
                     "S3OutputPath": sub(bucket_path + ASYNC_PREFIXES["out"]),
                     "S3FailurePath": sub(bucket_path + ASYNC_PREFIXES["failed"]),
-                    "NotificationConfig": {"SuccessTopic": ref("InferenceEventsTopic"), "ErrorTopic": ref("InferenceEventsTopic")},
+                    "NotificationConfig": {
+                        "SuccessTopic": ref("InferenceEventsTopic"),
+                        "ErrorTopic": ref("InferenceEventsTopic"),
+                    },
                 },
             },
         },
         **when,
     )
-    t.resource("AsyncEndpoint", "AWS::SageMaker::Endpoint", {"EndpointConfigName": getatt("AsyncEndpointConfig", "EndpointConfigName")}, **when)
     t.resource(
-        "AsyncEndpointPolicy", "AWS::IAM::Policy",
+        "AsyncEndpoint",
+        "AWS::SageMaker::Endpoint",
+        {"EndpointConfigName": getatt("AsyncEndpointConfig", "EndpointConfigName")},
+        **when,
+    )
+    t.resource(
+        "AsyncEndpointPolicy",
+        "AWS::IAM::Policy",
         {
             **policy(
                 "async-inference",
                 statement(["s3:GetObject"], output_objects(ASYNC_PREFIXES["in"])),
-                statement(["s3:PutObject"], [output_objects(ASYNC_PREFIXES["out"]), output_objects(ASYNC_PREFIXES["failed"])]),
+                statement(
+                    ["s3:PutObject"], [output_objects(ASYNC_PREFIXES["out"]), output_objects(ASYNC_PREFIXES["failed"])]
+                ),
                 statement(["sns:Publish"], ref("InferenceEventsTopic")),
             ),
             "Roles": [ref("EndpointRole")],
@@ -1654,7 +1876,8 @@ def async_jobs(t: Template, kind: str) -> None:
     # Scale to zero when idle; the backlog wakes it (target tracking cannot leave zero by itself).
     resource_id = sub(f"endpoint/${{AsyncEndpoint.EndpointName}}/variant/{VARIANT_NAME}")
     t.resource(
-        "AsyncScalableTarget", "AWS::ApplicationAutoScaling::ScalableTarget",
+        "AsyncScalableTarget",
+        "AWS::ApplicationAutoScaling::ScalableTarget",
         {
             "ServiceNamespace": "sagemaker",
             "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
@@ -1666,7 +1889,8 @@ def async_jobs(t: Template, kind: str) -> None:
     )
     endpoint_dimension = [{"Name": "EndpointName", "Value": getatt("AsyncEndpoint", "EndpointName")}]
     t.resource(
-        "AsyncBacklogScalingPolicy", "AWS::ApplicationAutoScaling::ScalingPolicy",
+        "AsyncBacklogScalingPolicy",
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
         {
             "PolicyName": sub("${AWS::StackName}-async-backlog"),
             "PolicyType": "TargetTrackingScaling",
@@ -1686,7 +1910,8 @@ def async_jobs(t: Template, kind: str) -> None:
         **when,
     )
     t.resource(
-        "AsyncWakeUpPolicy", "AWS::ApplicationAutoScaling::ScalingPolicy",
+        "AsyncWakeUpPolicy",
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
         {
             "PolicyName": sub("${AWS::StackName}-async-wake-up"),
             "PolicyType": "StepScaling",
@@ -1701,7 +1926,8 @@ def async_jobs(t: Template, kind: str) -> None:
         **when,
     )
     t.resource(
-        "AsyncWakeUpAlarm", "AWS::CloudWatch::Alarm",
+        "AsyncWakeUpAlarm",
+        "AWS::CloudWatch::Alarm",
         {
             "AlarmDescription": "Jobs wait and the asynchronous endpoint has no instance: start one",
             "Namespace": "AWS/SageMaker",
@@ -1721,21 +1947,29 @@ def async_jobs(t: Template, kind: str) -> None:
     log_group(t, "JobEventsLogGroup")
     t.resources["JobEventsLogGroup"]["Condition"] = ASYNC_CONDITION
     t.resource(
-        "JobEventsDeadLetterQueue", "AWS::SQS::Queue",
+        "JobEventsDeadLetterQueue",
+        "AWS::SQS::Queue",
         {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
         Metadata=SQS_ENCRYPTION,
         **when,
     )
     dead_letter_alarm(
-        t, "JobEventsDeadLetterAlarm", "JobEventsDeadLetterQueue", "SageMaker notifications JobEvents could not handle",
+        t,
+        "JobEventsDeadLetterAlarm",
+        "JobEventsDeadLetterQueue",
+        "SageMaker notifications JobEvents could not handle",
         ASYNC_CONDITION,
     )
     function_role(
-        t, "JobEventsRole", "JobEventsLogGroup",
+        t,
+        "JobEventsRole",
+        "JobEventsLogGroup",
         policy(
             "finish-jobs",
             output_statement(),
-            statement(["s3:GetObject"], [output_objects(ASYNC_PREFIXES["out"]), output_objects(ASYNC_PREFIXES["failed"])]),
+            statement(
+                ["s3:GetObject"], [output_objects(ASYNC_PREFIXES["out"]), output_objects(ASYNC_PREFIXES["failed"])]
+            ),
             statement(["dynamodb:GetItem", "dynamodb:PutItem"], TABLE_ARN),
             statement(["sns:Publish"], ref("JobTopic")),
             statement(["sqs:SendMessage"], getatt("JobEventsDeadLetterQueue", "Arn")),
@@ -1744,28 +1978,39 @@ def async_jobs(t: Template, kind: str) -> None:
     )
     t.resources["JobEventsRole"]["Condition"] = ASYNC_CONDITION
     t.resource(
-        "JobEvents", "AWS::Lambda::Function",
+        "JobEvents",
+        "AWS::Lambda::Function",
         zip_function(
             "Asynchronous jobs: SageMaker's results -> result URL, job record, notification",
-            "lambda_sr.job_events.handler", "invoke-endpoint.zip", "JobEventsRole", "JobEventsLogGroup",
+            "lambda_sr.job_events.handler",
+            "invoke-endpoint.zip",
+            "JobEventsRole",
+            "JobEventsLogGroup",
             # The answer of a 7680x4320 result is tens of MB of base64 JSON, decoded in memory.
-            3008, 120,
+            3008,
+            120,
             DeadLetterConfig={"TargetArn": getatt("JobEventsDeadLetterQueue", "Arn")},
             Environment={
-                "Variables": {"SUPERRES_VARIANT": "gpu", **output_env(), "SUPERRES_JOB_TABLE": ref("JobTable"),
-                              "SUPERRES_JOB_TOPIC_ARN": ref("JobTopic")}
+                "Variables": {
+                    "SUPERRES_VARIANT": "gpu",
+                    **output_env(),
+                    "SUPERRES_JOB_TABLE": ref("JobTable"),
+                    "SUPERRES_JOB_TOPIC_ARN": ref("JobTopic"),
+                }
             },
         ),
         Metadata=skip(*LAMBDA_SKIPS[1:], NO_VPC_SKIP),
         **when,
     )
     t.resource(
-        "JobEventsSubscription", "AWS::SNS::Subscription",
+        "JobEventsSubscription",
+        "AWS::SNS::Subscription",
         {"TopicArn": ref("InferenceEventsTopic"), "Protocol": "lambda", "Endpoint": getatt("JobEvents", "Arn")},
         **when,
     )
     t.resource(
-        "JobEventsPermission", "AWS::Lambda::Permission",
+        "JobEventsPermission",
+        "AWS::Lambda::Permission",
         {
             "Action": "lambda:InvokeFunction",
             "FunctionName": getatt("JobEvents", "Arn"),
@@ -1776,7 +2021,8 @@ def async_jobs(t: Template, kind: str) -> None:
     )
     # The invoke-endpoint function may start jobs: record them, store their input, invoke.
     t.resource(
-        "AsyncJobsPolicy", "AWS::IAM::Policy",
+        "AsyncJobsPolicy",
+        "AWS::IAM::Policy",
         {
             **policy(
                 "start-async-jobs",
@@ -1788,7 +2034,12 @@ def async_jobs(t: Template, kind: str) -> None:
         },
         **when,
     )
-    t.output("AsyncEndpointName", "SageMaker asynchronous endpoint of the jobs", getatt("AsyncEndpoint", "EndpointName"), ASYNC_CONDITION)
+    t.output(
+        "AsyncEndpointName",
+        "SageMaker asynchronous endpoint of the jobs",
+        getatt("AsyncEndpoint", "EndpointName"),
+        ASYNC_CONDITION,
+    )
 
 
 def async_jobs_env() -> dict[str, Any]:
@@ -1817,7 +2068,9 @@ def lambda_efs_template() -> dict[str, Any]:
     read_models = policy("read-models", efs_statement("elasticfilesystem:ClientMount"))
     log_group(t, "FunctionLogGroup")
     function_role(
-        t, "FunctionRole", "FunctionLogGroup",
+        t,
+        "FunctionRole",
+        "FunctionLogGroup",
         read_models,
         policy(
             "results-and-jobs",
@@ -1830,7 +2083,9 @@ def lambda_efs_template() -> dict[str, Any]:
     )
     log_group(t, "WorkerLogGroup")
     function_role(
-        t, "WorkerRole", "WorkerLogGroup",
+        t,
+        "WorkerRole",
+        "WorkerLogGroup",
         read_models,
         policy(
             "run-jobs",
@@ -1875,20 +2130,28 @@ def lambda_efs_template() -> dict[str, Any]:
         }
 
     t.resource(
-        "Function", "AWS::Lambda::Function",
+        "Function",
+        "AWS::Lambda::Function",
         cpu_function(
             "POST /resolution on CPU (Real-ESRGAN, models on EFS); POST /jobs, GET /jobs/{id}",
-            "lambda_sr.handler.handler", "FunctionRole", "FunctionLogGroup", 60,
+            "lambda_sr.handler.handler",
+            "FunctionRole",
+            "FunctionLogGroup",
+            60,
         ),
         # The model is on EFS before the function (and so the API) exists.
         DependsOn=["ModelFiles"],
         Metadata=skip(*LAMBDA_SKIPS),
     )
     t.resource(
-        "Worker", "AWS::Lambda::Function",
+        "Worker",
+        "AWS::Lambda::Function",
         cpu_function(
             "Asynchronous jobs: SQS -> compute -> result in S3, record in DynamoDB, SNS notification",
-            "lambda_sr.worker.handler", "WorkerRole", "WorkerLogGroup", WORKER_TIMEOUT,
+            "lambda_sr.worker.handler",
+            "WorkerRole",
+            "WorkerLogGroup",
+            WORKER_TIMEOUT,
         ),
         DependsOn=["ModelFiles"],
         Metadata=skip(
@@ -1901,7 +2164,8 @@ def lambda_efs_template() -> dict[str, Any]:
         ),
     )
     t.resource(
-        "WorkerEventSource", "AWS::Lambda::EventSourceMapping",
+        "WorkerEventSource",
+        "AWS::Lambda::EventSourceMapping",
         {
             "EventSourceArn": QUEUE_ARN,
             "FunctionName": ref("Worker"),
@@ -1929,17 +2193,25 @@ def sagemaker_template(kind: str) -> dict[str, Any]:
     async_jobs(t, kind)
     log_group(t, "FunctionLogGroup")
     function_role(
-        t, "FunctionRole", "FunctionLogGroup",
+        t,
+        "FunctionRole",
+        "FunctionLogGroup",
         policy("invoke-endpoint", statement(["sagemaker:InvokeEndpoint"], ref(endpoint))),
         policy("results", output_statement()),
         vpc=False,
     )
     allowed_buckets_policy(t, "FunctionRole")
     t.resource(
-        "Function", "AWS::Lambda::Function",
+        "Function",
+        "AWS::Lambda::Function",
         zip_function(
             "POST /resolution: validates, fetches, invokes the SageMaker endpoint",
-            "lambda_sr.invoke_endpoint.handler", "invoke-endpoint.zip", "FunctionRole", "FunctionLogGroup", 1024, 30,
+            "lambda_sr.invoke_endpoint.handler",
+            "invoke-endpoint.zip",
+            "FunctionRole",
+            "FunctionLogGroup",
+            1024,
+            30,
             Environment={
                 "Variables": {
                     "SUPERRES_VARIANT": "gpu",

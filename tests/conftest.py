@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from superres.codec import decode
 from superres.engine import Upscaler
 from superres.manifest import get_spec
 from superres.store import ModelStore
 from superres.tiling import TileConfig
-from superres.codec import decode
 
 SHARED = Path(os.environ.get("SUPERRES_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 PHOTOS = sorted((SHARED / "images").iterdir())
@@ -79,8 +79,16 @@ def write_random_gfpgan(path: Path) -> Path:
 
     torch.manual_seed(0)
     network = GFPGAN(
-        out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
-        num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True,
+        out_size=512,
+        num_style_feat=512,
+        channel_multiplier=2,
+        decoder_load_path=None,
+        fix_decoder=False,
+        num_mlp=8,
+        input_is_latent=True,
+        different_w=True,
+        narrow=1,
+        sft_half=True,
     )
     torch.save({"params_ema": network.state_dict()}, path)
     return path
@@ -88,8 +96,9 @@ def write_random_gfpgan(path: Path) -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: takes minutes (installs a container image's requirements into a fresh venv); "
-        "CI runs it, `-m 'not slow'` skips it"
+        "markers",
+        "slow: takes minutes (installs a container image's requirements into a fresh venv); "
+        "CI runs it, `-m 'not slow'` skips it",
     )
 
 

@@ -19,7 +19,7 @@ def file_server(files: dict[str, tuple[int, bytes]]) -> Iterator[str]:
     """Serve ``{path: (status, body)}`` on a free loopback port; yields its base URL."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             status, body = files.get(self.path, (404, b"not found"))
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
@@ -64,7 +64,7 @@ def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:
         alternative = x509.DNSName(host)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

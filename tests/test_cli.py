@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
-from conftest import SHARED
 
+from conftest import SHARED
 from superres import codec
 from superres.cli import main
 from superres.engine import Upscaler, native_bf16_cpu

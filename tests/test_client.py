@@ -22,14 +22,14 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from click.testing import CliRunner
-from conftest import SHARED
 
+from conftest import SHARED
+from servers import file_server, serving
 from superres import codec
 from superres.cli import main
 from superres.client import MissingCredentialsError, ResolutionAPIError, ResolutionClient
 from superres.service.local import local_app
 from superres.service.settings import ServiceSettings
-from servers import file_server, serving
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 REGION = "us-east-1"
@@ -82,7 +82,9 @@ class Recorder:
 
         if scope["path"].startswith("/keyed/") and recorded.header("x-api-key") != API_KEY:
             answer = json.dumps({"message": "Forbidden"}).encode()
-            await send({"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": answer})
             return
 
@@ -209,9 +211,8 @@ def test_the_api_key_arrives(base_url: str, recorder: Recorder, photo_png: bytes
 
 
 def test_a_gateway_error_has_no_code(base_url: str, recorder: Recorder, photo_png: bytes) -> None:
-    with ResolutionClient(base_url + KEYED, api_key="wrong") as client:
-        with pytest.raises(ResolutionAPIError) as caught:
-            client.upscale(photo_png)
+    with ResolutionClient(base_url + KEYED, api_key="wrong") as client, pytest.raises(ResolutionAPIError) as caught:
+        client.upscale(photo_png)
     assert (caught.value.status, caught.value.code, caught.value.message) == (403, None, "Forbidden")
     assert str(caught.value) == "HTTP 403: Forbidden"
     assert last_request(recorder).header("x-api-key") == "wrong"
@@ -283,7 +284,9 @@ def test_cli_sends_a_url_and_writes_to_output(
 ) -> None:
     output = tmp_path / "big.png"
     with file_server({"/images/photo.png": (200, photo_png)}) as images:
-        run = CliRunner().invoke(main, ["client", base_url + "/resolution", images + "/images/photo.png", "-o", str(output)])
+        run = CliRunner().invoke(
+            main, ["client", base_url + "/resolution", images + "/images/photo.png", "-o", str(output)]
+        )
     assert run.exit_code == 0, run.output
     assert run.stdout.strip() == f"{output} (160x128)"
     assert codec.probe(output.read_bytes()).width == 160

@@ -9,9 +9,9 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED, load_photo
 from PIL import Image, ImageOps
 
+from conftest import SHARED, load_photo
 from superres import codec
 from superres.errors import BadRequestError, ImageTooLargeError, UnsupportedImageError
 

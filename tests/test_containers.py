@@ -27,9 +27,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import SHARED, load_photo
 from lambda_events import api_gateway_event
-
 from superres import codec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,9 @@ def install(context: Path, venv: Path) -> Path:
     python = venv / "bin" / "python"
     result = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "-r", str(context / "requirements.txt")],
-        capture_output=True, text=True, timeout=1800,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return python
@@ -70,11 +72,19 @@ def install(context: Path, venv: Path) -> Path:
 
 def run_probe(python: Path, context: Path, probe: str, *args: str, **env: str) -> dict:
     result = subprocess.run(
-        [str(python), "-c", probe, *args], capture_output=True, text=True, timeout=900,
+        [str(python), "-c", probe, *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
         env={
-            "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "PYTHONPATH": str(context / "source"),
-            "SUPERRES_MODEL_DIR": str(SHARED / "models"), "SUPERRES_MODEL_X4": MODEL, "SUPERRES_FACE_ENABLED": "false",
-            "AWS_DEFAULT_REGION": "us-east-1", **env,
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", "/root"),
+            "PYTHONPATH": str(context / "source"),
+            "SUPERRES_MODEL_DIR": str(SHARED / "models"),
+            "SUPERRES_MODEL_X4": MODEL,
+            "SUPERRES_FACE_ENABLED": "false",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            **env,
         },
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -103,18 +113,28 @@ runpy.run_module(sys.argv[0], run_name="__main__")
 """
 
 
-@pytest.mark.parametrize(("image", "module", "env"), [
-    ("sagemaker-gpu", "sagemaker_sr.serve", {"SUPERRES_DEVICE": "cpu"}),
-    ("sagemaker-inf1", "sagemaker_sr.neuron", {"SUPERRES_NEURON_TILE": "32", "SUPERRES_NEURON_PAD": "8", "SUPERRES_NEURON_BATCH": "2"}),
-])
-def test_sagemaker_image_requirements_serve(contexts: Path, tmp_path: Path, image_b64: str, image: str, module: str, env: dict) -> None:
+@pytest.mark.parametrize(
+    ("image", "module", "env"),
+    [
+        ("sagemaker-gpu", "sagemaker_sr.serve", {"SUPERRES_DEVICE": "cpu"}),
+        (
+            "sagemaker-inf1",
+            "sagemaker_sr.neuron",
+            {"SUPERRES_NEURON_TILE": "32", "SUPERRES_NEURON_PAD": "8", "SUPERRES_NEURON_BATCH": "2"},
+        ),
+    ],
+)
+def test_sagemaker_image_requirements_serve(
+    contexts: Path, tmp_path: Path, image_b64: str, image: str, module: str, env: dict
+) -> None:
     context = contexts / image
     entry = [line for line in (context / "Dockerfile").read_text().splitlines() if line.startswith("ENTRYPOINT")]
     assert module in entry[0]
     try:
         python = install(context, tmp_path / "venv")
-        answer = run_probe(python, context, SAGEMAKER_PROBE, module, image_b64,
-                           SUPERRES_NEURON_CACHE=str(tmp_path / "compiled"), **env)
+        answer = run_probe(
+            python, context, SAGEMAKER_PROBE, module, image_b64, SUPERRES_NEURON_CACHE=str(tmp_path / "compiled"), **env
+        )
     finally:
         shutil.rmtree(tmp_path / "venv", ignore_errors=True)
     assert answer["ping"] == 200 and answer["status"] == 200, answer

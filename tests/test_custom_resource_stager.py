@@ -25,9 +25,8 @@ import pytest
 
 os.environ.setdefault("AWS_REGION", "us-east-1")  # crhelper builds its (unused) clients at import
 
-from custom_resources import efs_model_stager as stager  # noqa: E402
-
-from servers import file_server, self_signed_certificate  # noqa: E402
+from custom_resources import efs_model_stager as stager
+from servers import file_server, self_signed_certificate
 
 MODEL_A = random.Random(1).randbytes(300_000)
 MODEL_B = random.Random(2).randbytes(200_000)
@@ -84,7 +83,7 @@ def cloudformation(tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
     received: queue.Queue = queue.Queue()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.put((time.monotonic(), {"path": self.path, **json.loads(body)}))
             self.send_response(200)
@@ -180,7 +179,9 @@ def test_update_keeps_a_verified_file_without_downloading(cloudformation: Respon
     (efs / "model-a.pth").write_bytes(MODEL_A)
     # The url answers 404: success proves the verified file was kept, not fetched again.
     models = [entry("model-a", MODEL_A, "http://127.0.0.1:9/a.pth")]
-    stager.handler(event("Update", cloudformation.url, models, old=models, PhysicalResourceId="efs-models-1"), Context(60))
+    stager.handler(
+        event("Update", cloudformation.url, models, old=models, PhysicalResourceId="efs-models-1"), Context(60)
+    )
     _, answer = cloudformation.next()
     assert answer["Status"] == "SUCCESS", answer["Reason"]
     assert answer["PhysicalResourceId"].startswith("efs-models-")
@@ -244,7 +245,7 @@ class Drip:
         drip = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

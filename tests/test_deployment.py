@@ -40,10 +40,10 @@ import boto3
 import httpx
 import pytest
 from click.testing import CliRunner
+
 from conftest import SHARED
 from lambda_events import api_gateway_event
 from servers import running
-
 from superres import cli
 from superres.operate import keys as api_keys
 from superres.operate import links, publish, stack
@@ -72,15 +72,36 @@ MODELS = ["realesr-animevideov3", "YuNet"]
 PREFIX, SOLUTION, VERSION, ACCOUNT = (build.EXAMPLE_ASSETS[k] for k in build.PLACEHOLDERS)
 REGION = "us-east-1"
 GLOBAL_ASSETS = {"lambda-efs.template", "sagemaker-gpu.template", "sagemaker-inf1.template"}
-REGIONAL_ASSETS = {"efs-model-stager.zip", "invoke-endpoint.zip", "sagemaker-gpu-model.tar.gz", "sagemaker-inf1-model.tar.gz"}
+REGIONAL_ASSETS = {
+    "efs-model-stager.zip",
+    "invoke-endpoint.zip",
+    "sagemaker-gpu-model.tar.gz",
+    "sagemaker-inf1-model.tar.gz",
+}
 
 
 def run_build(out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(DEPLOYMENT / "build-s3-dist.sh"), PREFIX, SOLUTION, VERSION, ACCOUNT,
-         "--model-dir", str(SHARED / "models"), "--models", ",".join(MODELS), "--no-fetch", "--out", str(out), *extra],
+        [
+            "bash",
+            str(DEPLOYMENT / "build-s3-dist.sh"),
+            PREFIX,
+            SOLUTION,
+            VERSION,
+            ACCOUNT,
+            "--model-dir",
+            str(SHARED / "models"),
+            "--models",
+            ",".join(MODELS),
+            "--no-fetch",
+            "--out",
+            str(out),
+            *extra,
+        ],
         env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH), "PYTHON": sys.executable, **(env or {})},
-        capture_output=True, text=True, timeout=1200,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
 
 
@@ -115,8 +136,11 @@ def test_global_assets_are_the_templates_with_placeholders_filled(built: Path) -
         assert text == build.substitute((ROOT / "templates" / generated).read_text(), build.EXAMPLE_ASSETS)
         assert "%%" not in text
         assert json.loads(text)["Mappings"]["Assets"]["Source"] == {
-            "BucketPrefix": PREFIX, "KeyPrefix": f"{SOLUTION}/{VERSION}", "SolutionName": SOLUTION,
-            "Version": VERSION, "EcrAccount": ACCOUNT,
+            "BucketPrefix": PREFIX,
+            "KeyPrefix": f"{SOLUTION}/{VERSION}",
+            "SolutionName": SOLUTION,
+            "Version": VERSION,
+            "EcrAccount": ACCOUNT,
         }
 
 
@@ -159,7 +183,9 @@ def test_stager_zip_is_self_contained(built: Path, tmp_path: Path) -> None:
         "import sys; sys.path[:0] = sys.argv[1:3]; import efs_model_stager, superres.store, httpx, crhelper;"
         "print(efs_model_stager.__file__, superres.store.__file__, httpx.__file__, crhelper.__file__, sep='\\n')"
     )
-    result = subprocess.run([sys.executable, "-S", "-c", probe, str(tmp_path), str(runtime)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe, str(tmp_path), str(runtime)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert all(line.startswith(str(tmp_path) + "/") for line in result.stdout.split())
 
@@ -193,19 +219,29 @@ def test_invoke_endpoint_zip_answers_under_python_312(built: Path, tmp_path: Pat
     # Python 3.12 as in the Lambda runtime, only the zip on the path: import the handler
     # and send it a request the service refuses before any endpoint is called.
     event = api_gateway_event(json.dumps({"img": "aGVsbG8=", "scale": 3}))
-    probe = "\n".join([
-        "import json, sys",
-        "sys.path.insert(0, sys.argv[1])",
-        "import lambda_sr.invoke_endpoint as h",
-        "class Context: aws_request_id = 'r'; function_name = 'f'; invoked_function_arn = 'arn'; memory_limit_in_mb = 1024",
-        "print(json.dumps(h.handler(json.loads(sys.argv[2]), Context())))",
-    ])
+    probe = "\n".join(
+        [
+            "import json, sys",
+            "sys.path.insert(0, sys.argv[1])",
+            "import lambda_sr.invoke_endpoint as h",
+            "class Context: aws_request_id = 'r'; function_name = 'f'; invoked_function_arn = 'arn'; memory_limit_in_mb = 1024",
+            "print(json.dumps(h.handler(json.loads(sys.argv[2]), Context())))",
+        ]
+    )
     env = {
-        "PATH": os.environ["PATH"], "SUPERRES_ENDPOINT_NAME": "superres-endpoint", "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "PATH": os.environ["PATH"],
+        "SUPERRES_ENDPOINT_NAME": "superres-endpoint",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
     }
-    result = subprocess.run([python312(), "-S", "-c", probe, str(tmp_path), json.dumps(event)],
-                            capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run(
+        [python312(), "-S", "-c", probe, str(tmp_path), json.dumps(event)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["statusCode"] == 400
@@ -265,7 +301,10 @@ def test_build_refuses_bad_input_clearly(tmp_path: Path, extra: list[str], env: 
 def test_build_refuses_bad_names(tmp_path: Path, names: list[str], message: str) -> None:
     result = subprocess.run(
         ["bash", str(DEPLOYMENT / "build-s3-dist.sh"), *names, "--out", str(tmp_path)],
-        env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
 
@@ -309,7 +348,9 @@ def test_container_definition_matches_templates_and_context(built: Path, image: 
     assert {p.name for p in (context / "source").iterdir()} == set(package.IMAGE_PACKAGES[image])
     text = (DEPLOYMENT / "containers" / image / "Dockerfile").read_text()
     assert "index-url" not in text.replace('--extra-index-url "$TORCH_INDEX_URL"', "")
-    body = json.loads((built / "global-s3-assets" / ("lambda-efs.template" if image == "lambda" else f"{image}.template")).read_text())
+    body = json.loads(
+        (built / "global-s3-assets" / ("lambda-efs.template" if image == "lambda" else f"{image}.template")).read_text()
+    )
     if image == "lambda":
         function = body["Resources"]["Function"]["Properties"]
         (cmd,) = [json.loads(a) for op, a in instructions if op == "CMD"]
@@ -333,11 +374,10 @@ def test_container_definition_matches_templates_and_context(built: Path, image: 
 def test_neuron_adapter_matches_the_eager_engine(shared_models: ModelStore, tmp_path: Path) -> None:
     import numpy as np
 
+    from conftest import load_photo
     from sagemaker_sr import neuron
     from superres.engine import Upscaler
     from superres.manifest import get_spec
-
-    from conftest import load_photo
 
     spec = get_spec("realesr-animevideov3")
     config = neuron.tile_config(tile=32, pad=8, batch=3)
@@ -353,7 +393,9 @@ def test_neuron_adapter_matches_the_eager_engine(shared_models: ModelStore, tmp_
     # A second start loads the compiled file instead of compiling again.
     stamp = saved.stat().st_mtime_ns
     again = neuron.compiled_upscaler(spec, shared_models, config, tmp_path)
-    assert saved.stat().st_mtime_ns == stamp and np.array_equal(again.upscale(pixels[:40, :50], 4), compiled.upscale(pixels[:40, :50], 4))
+    assert saved.stat().st_mtime_ns == stamp and np.array_equal(
+        again.upscale(pixels[:40, :50], 4), compiled.upscale(pixels[:40, :50], 4)
+    )
 
 
 # ---------------------------------------------------------------- quick-create links
@@ -461,7 +503,11 @@ def aws_url(usage_counts: UsageCounts) -> Iterator[str]:
         limit = int(plan.quota["limit"]) if plan.quota else None
         start = date.fromisoformat(request.args["startDate"])
         end = date.fromisoformat(request.args["endDate"])
-        key_ids = [request.args["keyId"]] if "keyId" in request.args else [k.id for k in backend.get_usage_plan_keys(plan.id, None)]
+        key_ids = (
+            [request.args["keyId"]]
+            if "keyId" in request.args
+            else [k.id for k in backend.get_usage_plan_keys(plan.id, None)]
+        )
         items = {}
         for key_id in key_ids:
             rows = []
@@ -481,8 +527,11 @@ def aws_url(usage_counts: UsageCounts) -> Iterator[str]:
 def aws_env(aws_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for the commands: boto3 sends every call to the moto server."""
     env = {
-        "AWS_ENDPOINT_URL": aws_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": aws_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -491,8 +540,9 @@ def aws_env(aws_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def client(aws_url: str, service: str, region: str = REGION) -> Any:
-    return boto3.client(service, endpoint_url=aws_url, region_name=region,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        service, endpoint_url=aws_url, region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
 
 
 def make_bucket(aws_url: str, name: str, region: str) -> None:
@@ -537,7 +587,9 @@ def test_publish_uploads_every_asset_once(published: Path, aws_url: str, aws_env
     assert again.exit_code == 0 and "0 uploaded, 11 already there" in again.output
 
 
-def test_publish_never_changes_a_released_object(published: Path, aws_url: str, aws_env: dict[str, str], tmp_path: Path) -> None:
+def test_publish_never_changes_a_released_object(
+    published: Path, aws_url: str, aws_env: dict[str, str], tmp_path: Path
+) -> None:
     assert invoke_publish(published, "--region", REGION).exit_code == 0
     changed = tmp_path / "assets"
     shutil.copytree(published / "global-s3-assets", changed / "global-s3-assets")
@@ -557,9 +609,21 @@ def test_publish_to_the_china_partition(built: Path, aws_url: str, aws_env: dict
     make_bucket(aws_url, "superres-cn", "cn-north-1")
     for region in ("cn-north-1", "cn-northwest-1"):
         make_bucket(aws_url, f"superres-cn-{region}", region)
-    result = CliRunner().invoke(package.main, [
-        "publish", "superres-cn", SOLUTION, VERSION, "--assets", str(built), "--region", "cn-north-1", "--region", "cn-northwest-1",
-    ])
+    result = CliRunner().invoke(
+        package.main,
+        [
+            "publish",
+            "superres-cn",
+            SOLUTION,
+            VERSION,
+            "--assets",
+            str(built),
+            "--region",
+            "cn-north-1",
+            "--region",
+            "cn-northwest-1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     listed = client(aws_url, "s3", "cn-northwest-1").list_objects_v2(Bucket="superres-cn-cn-northwest-1")["Contents"]
     assert {o["Key"].rsplit("/", 1)[1] for o in listed} == REGIONAL_ASSETS
@@ -613,7 +677,7 @@ def test_deploy_creates_updates_and_deletes_a_stack(released: Path, aws_url: str
     # (moto records the stack's own events, not one per resource as CloudFormation does.)
     assert any(re.search(r"CREATE_COMPLETE\s+AWS::CloudFormation::Stack\s+superres-gpu$", line) for line in lines)
     assert "superres-gpu: CREATE_COMPLETE" in lines
-    outputs = lines[lines.index("superres-gpu: CREATE_COMPLETE") + 1:]
+    outputs = lines[lines.index("superres-gpu: CREATE_COMPLETE") + 1 :]
     assert outputs[0].startswith("  aikitsInvokeURLresolution: https://") and outputs[0].endswith("/resolution")
     cfn = client(aws_url, "cloudformation")
     # Every output the stack has, one a line (moto leaves out those of resources it skips, e.g. ApiKeyId).
@@ -626,20 +690,50 @@ def test_deploy_creates_updates_and_deletes_a_stack(released: Path, aws_url: str
     }
     function = client(aws_url, "lambda").get_function(FunctionName=resources["Function"])
     # The function's code is the invoke-endpoint.zip this release built and published.
-    assert function["Configuration"]["CodeSize"] == (released / "regional-s3-assets" / "invoke-endpoint.zip").stat().st_size
+    assert (
+        function["Configuration"]["CodeSize"]
+        == (released / "regional-s3-assets" / "invoke-endpoint.zip").stat().st_size
+    )
 
-    updated = superres("stack", "deploy", "gpu", "--template", template_url("sagemaker-gpu.template"), "--poll", "0.1",
-                       "-p", "MinInstances=2")
+    updated = superres(
+        "stack",
+        "deploy",
+        "gpu",
+        "--template",
+        template_url("sagemaker-gpu.template"),
+        "--poll",
+        "0.1",
+        "-p",
+        "MinInstances=2",
+    )
     assert updated.exit_code == 0, updated.output
-    assert "updating stack superres-gpu (CREATE_COMPLETE) ..." in updated.output and "superres-gpu: UPDATE_COMPLETE" in updated.output
-    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in cfn.describe_stacks(StackName="superres-gpu")["Stacks"][0]["Parameters"]}
+    assert (
+        "updating stack superres-gpu (CREATE_COMPLETE) ..." in updated.output
+        and "superres-gpu: UPDATE_COMPLETE" in updated.output
+    )
+    parameters = {
+        p["ParameterKey"]: p["ParameterValue"]
+        for p in cfn.describe_stacks(StackName="superres-gpu")["Stacks"][0]["Parameters"]
+    }
     assert parameters["MinInstances"] == "2" and parameters["deployInstanceType"] == "ml.g4dn.xlarge"
 
     # A parameter not given keeps its value, also one set by an earlier deploy.
-    again = superres("stack", "deploy", "gpu", "--template", template_url("sagemaker-gpu.template"), "--poll", "0.1",
-                     "-p", "MaxInstances=3")
+    again = superres(
+        "stack",
+        "deploy",
+        "gpu",
+        "--template",
+        template_url("sagemaker-gpu.template"),
+        "--poll",
+        "0.1",
+        "-p",
+        "MaxInstances=3",
+    )
     assert again.exit_code == 0, again.output
-    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in cfn.describe_stacks(StackName="superres-gpu")["Stacks"][0]["Parameters"]}
+    parameters = {
+        p["ParameterKey"]: p["ParameterValue"]
+        for p in cfn.describe_stacks(StackName="superres-gpu")["Stacks"][0]["Parameters"]
+    }
     assert (parameters["MinInstances"], parameters["MaxInstances"]) == ("2", "3")
 
     shown = superres("stack", "outputs", "superres-gpu")
@@ -657,12 +751,28 @@ def test_deploy_creates_updates_and_deletes_a_stack(released: Path, aws_url: str
 def test_deploy_says_when_there_is_nothing_to_change(aws_env: dict[str, str], tmp_path: Path) -> None:
     # (A small template: moto recognises "no updates" only when every parameter is given.)
     template = tmp_path / "small.template"
-    template.write_text(json.dumps({
-        "Parameters": {"Name": {"Type": "String"}},
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-        "Outputs": {"Name": {"Value": {"Ref": "Name"}}},
-    }))
-    args = ("stack", "deploy", "lambda", "--template", str(template), "--stack-name", "superres-small", "--poll", "0.1", "-p", "Name=a")
+    template.write_text(
+        json.dumps(
+            {
+                "Parameters": {"Name": {"Type": "String"}},
+                "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+                "Outputs": {"Name": {"Value": {"Ref": "Name"}}},
+            }
+        )
+    )
+    args = (
+        "stack",
+        "deploy",
+        "lambda",
+        "--template",
+        str(template),
+        "--stack-name",
+        "superres-small",
+        "--poll",
+        "0.1",
+        "-p",
+        "Name=a",
+    )
     assert superres(*args).exit_code == 0
     unchanged = superres(*args)
     assert unchanged.exit_code == 0, unchanged.output
@@ -673,22 +783,56 @@ def test_deploy_uploads_a_large_template_file(released: Path, aws_url: str, aws_
     template = str(released / "global-s3-assets" / "sagemaker-inf1.template")
     inline = superres("stack", "deploy", "inf1", "--template", template)
     assert inline.exit_code == 1 and "pass --template-bucket" in inline.output
-    deployed = superres("stack", "deploy", "inf1", "--template", template, "--template-bucket", PREFIX, "--poll", "0.1",
-                        "--stack-name", "superres-inf1-file", "-p", "deployInstanceType=ml.inf1.2xlarge")
+    deployed = superres(
+        "stack",
+        "deploy",
+        "inf1",
+        "--template",
+        template,
+        "--template-bucket",
+        PREFIX,
+        "--poll",
+        "0.1",
+        "--stack-name",
+        "superres-inf1-file",
+        "-p",
+        "deployInstanceType=ml.inf1.2xlarge",
+    )
     assert deployed.exit_code == 0, deployed.output
     assert "superres-inf1-file: CREATE_COMPLETE" in deployed.output
     key = "superres-templates/superres-inf1-file/sagemaker-inf1.template"
     assert client(aws_url, "s3").get_object(Bucket=PREFIX, Key=key)["Body"].read() == Path(template).read_bytes()
 
 
-def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(released: Path, aws_url: str, aws_env: dict[str, str]) -> None:
+def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(
+    released: Path, aws_url: str, aws_env: dict[str, str]
+) -> None:
     # moto creates everything but the custom resource, which waits for the stager's answer.
-    late = superres("stack", "deploy", "lambda", "--template", template_url("lambda-efs.template"),
-                    "--stack-name", "superres-lambda-late", "--poll", "0.1", "--timeout", "1")
+    late = superres(
+        "stack",
+        "deploy",
+        "lambda",
+        "--template",
+        template_url("lambda-efs.template"),
+        "--stack-name",
+        "superres-lambda-late",
+        "--poll",
+        "0.1",
+        "--timeout",
+        "1",
+    )
     assert late.exit_code == 1
     assert "still CREATE_IN_PROGRESS after 1 s" in late.output
     assert re.search(r"CREATE_IN_PROGRESS\s+AWS::CloudFormation::Stack\s+superres-lambda-late", late.output)
-    busy = superres("stack", "deploy", "lambda", "--template", template_url("lambda-efs.template"), "--stack-name", "superres-lambda-late")
+    busy = superres(
+        "stack",
+        "deploy",
+        "lambda",
+        "--template",
+        template_url("lambda-efs.template"),
+        "--stack-name",
+        "superres-lambda-late",
+    )
     assert busy.exit_code == 1 and "is busy (CREATE_IN_PROGRESS)" in busy.output
 
     # A deploy that is waiting completes when the stager answers SUCCESS.
@@ -698,8 +842,15 @@ def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(released: Path
 
     def run() -> None:
         try:
-            outcome["result"] = stack.deploy(cfn, "superres-lambda", {"TemplateURL": template_url("lambda-efs.template")}, {},
-                                             log=log.append, poll=0.1, timeout=60)
+            outcome["result"] = stack.deploy(
+                cfn,
+                "superres-lambda",
+                {"TemplateURL": template_url("lambda-efs.template")},
+                {},
+                log=log.append,
+                poll=0.1,
+                timeout=60,
+            )
         except stack.StackError as error:
             outcome["error"] = error
 
@@ -711,10 +862,20 @@ def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(released: Path
     stack_id = cfn.describe_stacks(StackName="superres-lambda")["Stacks"][0]["StackId"]
     time.sleep(0.5)
     assert worker.is_alive() and log[0] == "creating stack superres-lambda ..."  # still waiting
-    answer = {"Status": "SUCCESS", "StackId": stack_id, "RequestId": "r", "LogicalResourceId": "ModelFiles",
-              "PhysicalResourceId": "efs-models-1", "Data": {"Files": "realesr-general-x4v3.pth"}}
-    response = httpx.put(f"{aws_url}/cloudformation_{REGION}/cfnresponse", params={"stack": stack_id},
-                         content=json.dumps(answer), headers={"Host": f"cloudformation.{REGION}.amazonaws.com"})
+    answer = {
+        "Status": "SUCCESS",
+        "StackId": stack_id,
+        "RequestId": "r",
+        "LogicalResourceId": "ModelFiles",
+        "PhysicalResourceId": "efs-models-1",
+        "Data": {"Files": "realesr-general-x4v3.pth"},
+    }
+    response = httpx.put(
+        f"{aws_url}/cloudformation_{REGION}/cfnresponse",
+        params={"stack": stack_id},
+        content=json.dumps(answer),
+        headers={"Host": f"cloudformation.{REGION}.amazonaws.com"},
+    )
     assert response.status_code == 200
     worker.join(60)
     assert "error" not in outcome, outcome.get("error")
@@ -728,12 +889,17 @@ def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(released: Path
     [
         (["gpu", "--template", template_url("sagemaker-gpu.template"), "-p", "MinInstances"], "is not Key=Value"),
         (["gpu", "--template", "/no/such/file.template"], "neither an https:// URL nor a file"),
-        (["gpu", "--template", template_url("sagemaker-gpu.template"), "-p", "deployInstanceType=ml.t2.micro"], "CloudFormation refused"),
+        (
+            ["gpu", "--template", template_url("sagemaker-gpu.template"), "-p", "deployInstanceType=ml.t2.micro"],
+            "CloudFormation refused",
+        ),
         # (moto answers this one with an HTML 500 page; CloudFormation with a ValidationError.)
         (["gpu", "--template", template_url("no-such.template")], "CloudFormation"),
     ],
 )
-def test_deploy_refuses_bad_input_clearly(released: Path, aws_env: dict[str, str], args: list[str], message: str) -> None:
+def test_deploy_refuses_bad_input_clearly(
+    released: Path, aws_env: dict[str, str], args: list[str], message: str
+) -> None:
     result = superres("stack", "deploy", *args, "--stack-name", "superres-refused", "--poll", "0.1")
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
@@ -757,8 +923,9 @@ def plan_stack(aws_url: str) -> str:
     (moto's CloudFormation skips AWS::ApiGateway::UsagePlan, so the kit's own stacks in
     moto have no real plan behind that output.)"""
     apigw = client(aws_url, "apigateway")
-    plan = apigw.create_usage_plan(name="customers", quota={"limit": 100, "period": "DAY"},
-                                   throttle={"rateLimit": 5.0, "burstLimit": 10})
+    plan = apigw.create_usage_plan(
+        name="customers", quota={"limit": 100, "period": "DAY"}, throttle={"rateLimit": 5.0, "burstLimit": 10}
+    )
     body = {
         "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
         "Outputs": {"UsagePlanId": {"Value": plan["id"]}},
@@ -767,7 +934,9 @@ def plan_stack(aws_url: str) -> str:
     return plan["id"]
 
 
-def test_keys_issue_list_usage_revoke(plan_stack: str, aws_url: str, aws_env: dict[str, str], usage_counts: UsageCounts) -> None:
+def test_keys_issue_list_usage_revoke(
+    plan_stack: str, aws_url: str, aws_env: dict[str, str], usage_counts: UsageCounts
+) -> None:
     apigw = client(aws_url, "apigateway")
     issued = superres("keys", "issue", "Acme Corp", "--stack", "superres-customers")
     assert issued.exit_code == 0, issued.output
@@ -816,12 +985,18 @@ def test_keys_issue_list_usage_revoke(plan_stack: str, aws_url: str, aws_env: di
         (["issue", "   ", "--usage-plan-id", "PLAN"], 1, "give 1-128 printable characters"),
         (["issue", "x", "--usage-plan-id", "nosuchplan"], 1, "API Gateway refused"),
         (["list", "--stack", "superres-nothing"], 1, "no stack named superres-nothing"),
-        (["list", "--stack", "superres-customers", "--usage-plan-id", "PLAN"], 2, "exactly one of --stack and --usage-plan-id"),
+        (
+            ["list", "--stack", "superres-customers", "--usage-plan-id", "PLAN"],
+            2,
+            "exactly one of --stack and --usage-plan-id",
+        ),
         (["list"], 2, "exactly one of --stack and --usage-plan-id"),
         (["usage", "--usage-plan-id", "PLAN", "--days", "0"], 2, "0 is not in the range"),
     ],
 )
-def test_keys_refuse_bad_input_clearly(plan_stack: str, aws_env: dict[str, str], args: list[str], code: int, message: str) -> None:
+def test_keys_refuse_bad_input_clearly(
+    plan_stack: str, aws_env: dict[str, str], args: list[str], code: int, message: str
+) -> None:
     result = superres("keys", *[plan_stack if a == "PLAN" else a for a in args])
     assert result.exit_code == code, result.output
     assert message in result.output and "Traceback" not in result.output

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import spandrel
 import torch
-from spandrel.architectures.SPAN import SPAN
-from conftest import SHARED, WHOLE, load_photo, with_round_alpha
 from bench.metrics import psnr
+from spandrel.architectures.SPAN import SPAN
 
+from conftest import SHARED, WHOLE, load_photo, with_round_alpha
 from superres.engine import Upscaler, load_descriptor, native_bf16_cpu
+from superres.errors import BadRequestError, InferenceError, ModelMismatchError
 from superres.manifest import get_spec
 from superres.tiling import TileConfig
-from superres.errors import BadRequestError, InferenceError, ModelMismatchError
 
 
 def _official_layout_state_dict(template: Path, scale: int) -> dict[str, torch.Tensor]:

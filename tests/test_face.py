@@ -15,11 +15,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from conftest import SHARED, load_photo, write_random_gfpgan
-
 from bench.metrics import psnr
 from spandrel.architectures.GFPGAN import GFPGAN
+
+from conftest import SHARED, load_photo, write_random_gfpgan
 from superres.errors import BadRequestError, ModelMismatchError
 from superres.face import (
     FACE_SIZE,
@@ -38,6 +37,8 @@ from superres.manifest import get_spec
 from superres.store import FileStatus, ModelStore
 
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+
+
 # GFPGANer's "clean" configuration for v1.3 and v1.4 (spandrel builds the same).
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
@@ -61,6 +62,7 @@ def face_crop(astronaut: np.ndarray) -> np.ndarray:
 
 
 # --- detection ----------------------------------------------------------------------------
+
 
 def test_the_manifest_knows_the_shared_detector_copy() -> None:
     store = ModelStore(SHARED / "models")
@@ -119,6 +121,7 @@ def test_detector_is_thread_safe(detector, astronaut, face_crop) -> None:
 
 
 # --- geometry -----------------------------------------------------------------------------
+
 
 def least_squares_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Umeyama's closed form: the similarity transform with the least squared error."""
@@ -185,8 +188,10 @@ def test_pasting_the_aligned_crop_back_lands_on_the_face(detector, astronaut, sc
         # The middle of the fully pasted area: nothing but pasted pixels.
         top, bottom = (3 * rows.min() + rows.max()) // 4 + y0, (rows.min() + 3 * rows.max()) // 4 + y0
         left, right = (3 * cols.min() + cols.max()) // 4 + x0, (cols.min() + 3 * cols.max()) // 4 + x0
-        gray = [cv2.cvtColor(image[top:bottom, left:right], cv2.COLOR_RGB2GRAY).astype(np.float64)
-                for image in (background, output)]
+        gray = [
+            cv2.cvtColor(image[top:bottom, left:right], cv2.COLOR_RGB2GRAY).astype(np.float64)
+            for image in (background, output)
+        ]
         window = cv2.createHanningWindow(gray[0].shape[::-1], cv2.CV_64F)
         (dx, dy), _ = cv2.phaseCorrelate(gray[0], gray[1], window)
         return np.array([dx, dy]), quality
@@ -218,7 +223,7 @@ def test_the_mask_is_soft_and_zero_at_the_crop_edge() -> None:
     mask = face_mask()
     assert mask[0].max() == mask[-1].max() == mask[:, 0].max() == mask[:, -1].max() == 0
     assert mask[FACE_SIZE // 2, FACE_SIZE // 2] == pytest.approx(1.0, abs=1e-6)
-    ramp = mask[FACE_SIZE // 2, :FACE_SIZE // 2]
+    ramp = mask[FACE_SIZE // 2, : FACE_SIZE // 2]
     assert (np.diff(ramp) >= -1e-7).all() and ((ramp > 0.01) & (ramp < 0.99)).sum() > 20
 
 
@@ -249,6 +254,7 @@ def test_paste_keeps_alpha_and_writes_gray_as_gray(detector, astronaut) -> None:
 
 
 # --- GFPGAN -------------------------------------------------------------------------------
+
 
 def test_random_gfpgan_weights_in_the_official_layout_load_as_gfpgan(model) -> None:
     # ``model`` came through FaceModel.from_file -> load_face_descriptor -> spandrel's detection.

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from servers import self_signed_certificate
 from superres.errors import (
     BadRequestError,
     ImageTooLargeError,
@@ -27,7 +28,6 @@ from superres.errors import (
     UrlNotAllowedError,
 )
 from superres.fetch import FetchPolicy, _refusal, fetch_url
-from servers import self_signed_certificate
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8  # any bytes: probing is the caller's job
 MAX = 64 * 1024
@@ -61,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         path = parts.path
         self.server.hits[path] += 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bench.metrics import psnr
 from bench.references import NcnnUpscaler
 

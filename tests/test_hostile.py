@@ -47,14 +47,14 @@ import httpx
 import jsonschema
 import numpy as np
 import pytest
-from conftest import SHARED, load_photo
 from PIL import Image
 
+from conftest import SHARED, load_photo
+from servers import file_server, serving
 from superres import codec
 from superres.service.contract import schema
 from superres.service.local import local_app
 from superres.service.settings import ServiceSettings
-from servers import file_server, serving
 
 FAST = {"model_x4": "realesr-animevideov3", "model_dir": SHARED / "models"}
 #: Request and fetch cap of both servers.
@@ -121,7 +121,7 @@ def _upstream_handler(images: dict[str, bytes]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             path = urlsplit(self.path).path
             query = parse_qs(urlsplit(self.path).query)
             try:
@@ -251,9 +251,7 @@ BMP_HUGE = (
 )
 JPEG_HUGE = (
     b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-    + b"\xff\xc0\x00\x11\x08"
-    + struct.pack(">HH", 65500, 65500)
-    + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01\xff\xd9"
+    b"\xff\xc0\x00\x11\x08" + struct.pack(">HH", 65500, 65500) + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01\xff\xd9"
 )
 _VP8X = b"VP8X" + struct.pack("<I", 10) + bytes(4) + (16383).to_bytes(3, "little") * 2
 WEBP_HUGE = b"RIFF" + struct.pack("<I", 4 + len(_VP8X)) + b"WEBP" + _VP8X
@@ -399,7 +397,7 @@ def _chunked(size: int) -> Make:
 def _multipart() -> Make:
     boundary = "----hostile"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"img\"; filename=\"a.png\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="img"; filename="a.png"\r\n'
         "Content-Type: image/png\r\n\r\n"
     ).encode()
     return lambda env: Sent(
@@ -439,7 +437,10 @@ STRUCTURE = [
     bad("float-overflow-scale", raw(b'{"img": "aGVsbG8=", "scale": 1e400}')),
     bad("5000-digit-scale", raw(b'{"img": "aGVsbG8=", "scale": 1' + b"0" * 5000 + b"}")),
     bad("5000-digit-unknown-field", raw(b'{"img": "aGVsbG8=", "n": 2' + b"0" * 5000 + b"}")),
-    bad("20000-unknown-fields", raw(lambda: json.dumps({"img": "aGVsbG8=", **{f"f{i}": i for i in range(20_000)}}).encode())),
+    bad(
+        "20000-unknown-fields",
+        raw(lambda: json.dumps({"img": "aGVsbG8=", **{f"f{i}": i for i in range(20_000)}}).encode()),
+    ),
     bad("unknown-field-case", img(b"x", Scale=4)),
     bad("unknown-field-proto", img(b"x", __proto__={"admin": True})),
     bad("unknown-field-callback", img(b"x", callback="https://attacker.example/hook")),
@@ -448,7 +449,10 @@ STRUCTURE = [
     bad("form-urlencoded", raw(b"img=aGVsbG8%3D&scale=2", "application/x-www-form-urlencoded")),
     bad("raw-png-body", lambda env: Sent(encoded("png"), {"content-type": "image/png"})),
     bad("xml-body", raw(b'<?xml version="1.0"?><request><img>aGVsbG8=</img></request>', "application/xml")),
-    bad("gzip-encoded-body", raw(gzip.compress(json.dumps({"img": "aGVsbG8="}).encode()), **{"content-encoding": "gzip"})),
+    bad(
+        "gzip-encoded-body",
+        raw(gzip.compress(json.dumps({"img": "aGVsbG8="}).encode()), **{"content-encoding": "gzip"}),
+    ),
     bad("gzip-bomb-body", raw(lambda: gzip.compress(bytes(50_000_000)), **{"content-encoding": "gzip"})),
     too_large("request-over-cap-declared", lazy_img(lambda: "A" * (STRICT_CAP + 100_000))),
     too_large("request-over-cap-chunked", _chunked(STRICT_CAP + 100_000)),
@@ -457,8 +461,18 @@ STRUCTURE = [
 WRONG_TYPES = [
     bad(f"{name}-{label}", img(b"x", **{name: value}))
     for name, values in {
-        "scale": {"string": "4", "float": 2.5, "float-integral": 4.0, "true": True, "null": None, "array": [2],
-                  "object": {"value": 2}, "negative": -2, "zero": 0, "huge": 2**64},
+        "scale": {
+            "string": "4",
+            "float": 2.5,
+            "float-integral": 4.0,
+            "true": True,
+            "null": None,
+            "array": [2],
+            "object": {"value": 2},
+            "negative": -2,
+            "zero": 0,
+            "huge": 2**64,
+        },
         "face": {"string": "true", "int": 1, "zero": 0, "null": None, "array": [True]},
         "format": {"gif": "gif", "bmp-output": "bmp", "uppercase": "PNG", "null": None, "number": 1},
         "quality": {"zero": 0, "over-100": 101, "string": "95", "float": 95.5, "null": None},
@@ -480,8 +494,11 @@ WRONG_TYPES = [
 ]
 
 IMAGES = [
-    *(not_image(f"truncated-{fmt}-{int(frac * 100)}pct", lazy_img(_truncated(fmt, frac)))
-      for fmt in ("png", "jpeg", "webp", "bmp") for frac in (0.5, 0.95)),
+    *(
+        not_image(f"truncated-{fmt}-{int(frac * 100)}pct", lazy_img(_truncated(fmt, frac)))
+        for fmt in ("png", "jpeg", "webp", "bmp")
+        for frac in (0.5, 0.95)
+    ),
     not_image("truncated-png-header-only", lazy_img(lambda: encoded("png")[:20])),
     not_image("png-without-iend", lazy_img(lambda: encoded("png")[:-12])),
     not_image("jpeg-without-eoi", lazy_img(lambda: encoded("jpeg")[:-2])),
@@ -491,14 +508,22 @@ IMAGES = [
     not_image("png-header-then-html", img(png_chunks(16, 16)[:33] + HTML)),
     not_image("png-magic-then-zip", lambda env: img(PNG_MAGIC + zip_bytes())(env)),
     not_image("png-magic-then-pdf", img(PNG_MAGIC + PDF)),
-    not_image("jpeg-header-then-php", img(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + PHP)),
+    not_image(
+        "jpeg-header-then-php", img(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + PHP)
+    ),
     not_image("jpeg-soi-only", img(b"\xff\xd8")),
     not_image("bmp-magic-only", img(b"BM")),
     not_image("riff-webp-no-chunks", img(b"RIFF\x00\x00\x00\x00WEBP")),
     not_image("png-0x0", img(png_chunks(0, 0, idat=zlib.compress(b"")))),
     not_image("png-empty-idat", img(png_chunks(1, 1, idat=b""))),
-    not_image("png-ztxt-bomb", lazy_img(lambda: png_chunks(16, 16, _chunk(b"zTXt", b"c\0\0" + zlib.compress(bytes(50_000_000), 9))))),
-    not_image("png-iccp-bomb", lazy_img(lambda: png_chunks(16, 16, _chunk(b"iCCP", b"p\0\0" + zlib.compress(bytes(50_000_000), 9))))),
+    not_image(
+        "png-ztxt-bomb",
+        lazy_img(lambda: png_chunks(16, 16, _chunk(b"zTXt", b"c\0\0" + zlib.compress(bytes(50_000_000), 9)))),
+    ),
+    not_image(
+        "png-iccp-bomb",
+        lazy_img(lambda: png_chunks(16, 16, _chunk(b"iCCP", b"p\0\0" + zlib.compress(bytes(50_000_000), 9)))),
+    ),
     not_image("gif", lazy_img(lambda: pillow("GIF"))),
     not_image("tiff", lazy_img(lambda: pillow("TIFF"))),
     not_image("ico", lazy_img(lambda: pillow("ICO"))),
@@ -607,15 +632,29 @@ SSRF = [
 UPSTREAM = [
     # redirects: every hop is checked like the first url
     refused("redirect-to-metadata", url(via_redirect("http://169.254.169.254/latest/meta-data/")), server="loopback"),
-    refused("redirect-307-to-metadata", url(via_redirect("http://169.254.169.254/", "/redirect307")), server="loopback"),
+    refused(
+        "redirect-307-to-metadata", url(via_redirect("http://169.254.169.254/", "/redirect307")), server="loopback"
+    ),
     refused("redirect-301-to-private", url(via_redirect("http://10.0.0.1/", "/redirect301")), server="loopback"),
     refused("redirect-scheme-relative-to-metadata", url(via_redirect("//169.254.169.254/latest/")), server="loopback"),
     refused("redirect-to-v4-mapped-metadata", url(via_redirect("http://[::ffff:a9fe:a9fe]/")), server="loopback"),
-    refused("redirect-to-unspecified", url(lambda env: via_redirect(env.upstream.replace("127.0.0.1", "0.0.0.0") + "/ok.png")(env)), server="loopback"),
+    refused(
+        "redirect-to-unspecified",
+        url(lambda env: via_redirect(env.upstream.replace("127.0.0.1", "0.0.0.0") + "/ok.png")(env)),
+        server="loopback",
+    ),
     refused("redirect-to-file", url(via_redirect("file:///etc/passwd")), server="loopback"),
     refused("redirect-to-gopher", url(via_redirect("gopher://127.0.0.1:6379/_FLUSHALL")), server="loopback"),
-    refused("redirect-to-userinfo", url(lambda env: via_redirect(env.upstream.replace("//", "//u:p@") + "/ok.png")(env)), server="loopback"),
-    refused("redirect-chain-to-metadata", url(lambda env: via_redirect(via_redirect("http://169.254.169.254/")(env))(env)), server="loopback"),
+    refused(
+        "redirect-to-userinfo",
+        url(lambda env: via_redirect(env.upstream.replace("//", "//u:p@") + "/ok.png")(env)),
+        server="loopback",
+    ),
+    refused(
+        "redirect-chain-to-metadata",
+        url(lambda env: via_redirect(via_redirect("http://169.254.169.254/")(env))(env)),
+        server="loopback",
+    ),
     fetch_failed("redirect-loop", url(lambda env: env.upstream + "/loop")),
     fetch_failed("redirect-without-location", url(lambda env: env.upstream + "/no-location")),
     # slow, silent, broken, lying
@@ -655,9 +694,7 @@ def _settings(**overrides: object) -> ServiceSettings:
 @pytest.fixture(scope="module")
 def env(tripwire: Tripwire) -> Iterator[Env]:
     strict = _settings(max_request_bytes=STRICT_CAP, allow_loopback_urls=False)
-    loopback = _settings(
-        max_request_bytes=LOOPBACK_CAP, allow_loopback_urls=True, fetch_timeout_seconds=FETCH_TIMEOUT
-    )
+    loopback = _settings(max_request_bytes=LOOPBACK_CAP, allow_loopback_urls=True, fetch_timeout_seconds=FETCH_TIMEOUT)
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _upstream_handler({"/ok.png": encoded("png")}))
     upstream.daemon_threads = True
     threading.Thread(target=upstream.serve_forever, daemon=True).start()

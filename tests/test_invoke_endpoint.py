@@ -10,32 +10,33 @@ so botocore parses them as it would in AWS.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import base64
 import importlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
-from conftest import SHARED
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from lambda_events import LambdaContext, api_gateway_event
 
+from conftest import SHARED
+from lambda_events import LambdaContext, api_gateway_event
+from servers import serving
 from superres import codec
 from superres.service.local import local_app
 from superres.service.settings import ServiceSettings
-from servers import serving
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
 
 ENDPOINT = "superres-endpoint"
 
@@ -58,8 +59,11 @@ class FakeRuntime:
         if self.mode == "crash":
             return _model_error(500, "Traceback (most recent call last): ... CUDA error")
         async with httpx.AsyncClient(timeout=60) as client:
-            answer = await client.post(self.container + "/invocations", content=await request.body(),
-                                       headers={"content-type": "application/json"})
+            answer = await client.post(
+                self.container + "/invocations",
+                content=await request.body(),
+                headers={"content-type": "application/json"},
+            )
         if answer.status_code != 200:
             return _model_error(answer.status_code, answer.text)
         return Response(answer.content, media_type="application/json")
@@ -90,7 +94,11 @@ def _model_error(original_status: int, original_message: str) -> Response:
 def runtime() -> Iterator[FakeRuntime]:
     fake = FakeRuntime()
     container_settings = ServiceSettings.for_variant(
-        "gpu", model_x4="realesr-animevideov3", model_dir=SHARED / "models", device="cpu", face_enabled=False,
+        "gpu",
+        model_x4="realesr-animevideov3",
+        model_dir=SHARED / "models",
+        device="cpu",
+        face_enabled=False,
         max_input_pixels=100 * 100,  # smaller than the Lambda's limit: the container's 413 must pass through
     )
     with serving(local_app(container_settings)) as container, serving(fake.app()) as runtime_url:
@@ -148,7 +156,9 @@ def test_the_containers_own_4xx_passes_through(runtime: FakeRuntime, astronaut) 
 
 
 @pytest.mark.parametrize(("mode", "status"), [("crash", 502), ("throttle", 429), ("slow", 504)])
-def test_endpoint_failures_map_to_the_error_shape(runtime: FakeRuntime, small_png: bytes, mode: str, status: int) -> None:
+def test_endpoint_failures_map_to_the_error_shape(
+    runtime: FakeRuntime, small_png: bytes, mode: str, status: int
+) -> None:
     runtime.mode = mode
     got, body = invoke(runtime, {"img": b64(small_png)})
     assert got == status, body

@@ -22,14 +22,14 @@ import httpx
 import jsonschema
 import numpy as np
 import pytest
-from conftest import SHARED
-from test_service import assert_error, b64, load_lambda_handler, post, settings
 
+from conftest import SHARED
+from lambda_events import LambdaContext, api_gateway_event, sqs_event
+from servers import file_server, serving
 from superres import codec
 from superres.service.contract import contract, schema
 from superres.service.local import local_app
-from lambda_events import LambdaContext, api_gateway_event, sqs_event
-from servers import file_server, serving
+from test_service import assert_error, b64, load_lambda_handler, post, settings
 
 REGION = "us-east-1"
 BUCKET = "superres-outputs"
@@ -45,7 +45,9 @@ def moto() -> Iterator[str]:
     url = f"http://{host}:{port}"
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {
-            "AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": REGION,
         }.items():
             patch.setenv(name, value)
@@ -105,7 +107,7 @@ def fetch_image(url: str) -> tuple[np.ndarray, codec.ImageInfo, httpx.Response]:
 
 def test_output_s3_answers_a_presigned_url_that_serves_the_image(moto: str, astronaut) -> None:
     with serving(local_app(settings(output_bucket=BUCKET, output_url_seconds=600))) as url:
-        before = datetime.datetime.now(datetime.timezone.utc)
+        before = datetime.datetime.now(datetime.UTC)
         first = post(url, {"img": b64(png(astronaut, 64)), "scale": 4, "output": "s3", "context": {"order": 7}})
         second = post(url, {"img": b64(png(astronaut, 64)), "scale": 4, "output": "s3"})
     assert first.status_code == 200, first.text
@@ -251,6 +253,7 @@ def test_a_burst_of_50_jobs_loses_and_duplicates_none(topic, astronaut) -> None:
     arn, delivered = topic
     tiny = b64(png(astronaut, 24))
     with serving(local_app(settings(job_topic_arn=arn, job_workers=2, job_queue_size=64))) as url:
+
         def one(n: int) -> httpx.Response:
             # 40 jobs; 10 of them sent twice at once (a client retrying with the same key and body).
             return submit(url, {"img": tiny, "scale": 2, "context": {"n": n % 40}}, key=f"burst-{n % 40}")
@@ -316,9 +319,14 @@ def lambda_jobs(moto: str):
         BillingMode="PAY_PER_REQUEST",
     )
     work = sqs.create_queue(QueueName="superres-work")["QueueUrl"]
-    return {"work": work, "env": {
-        "SUPERRES_OUTPUT_BUCKET": BUCKET, "SUPERRES_JOB_TABLE": "superres-jobs", "SUPERRES_JOB_QUEUE_URL": work,
-    }}
+    return {
+        "work": work,
+        "env": {
+            "SUPERRES_OUTPUT_BUCKET": BUCKET,
+            "SUPERRES_JOB_TABLE": "superres-jobs",
+            "SUPERRES_JOB_QUEUE_URL": work,
+        },
+    }
 
 
 def lambda_pair(env: dict[str, str]):
@@ -334,8 +342,11 @@ def lambda_pair(env: dict[str, str]):
 
 def call(api, method: str, path: str, body: dict | None = None, **options) -> tuple[int, dict, dict]:
     event = api_gateway_event(
-        json.dumps(body) if body is not None else None, method=method, path=path,
-        resource="/jobs" if path == "/jobs" else "/jobs/{id}", **options,
+        json.dumps(body) if body is not None else None,
+        method=method,
+        path=path,
+        resource="/jobs" if path == "/jobs" else "/jobs/{id}",
+        **options,
     )
     answer = api(event, LambdaContext())
     return answer["statusCode"], json.loads(answer["body"]), answer.get("headers", {})
@@ -386,7 +397,9 @@ def test_lambda_variant_jobs_through_dynamodb_sqs_and_the_worker(lambda_jobs, to
     assert delivered() == []
     # The worker reports what it could not handle, so SQS retries it and then dead-letters it.
     broken = {**messages[0], "Body": "{not json"}
-    assert worker(sqs_event([broken]), LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": broken["MessageId"]}]}
+    assert worker(sqs_event([broken]), LambdaContext()) == {
+        "batchItemFailures": [{"itemIdentifier": broken["MessageId"]}]
+    }
     assert call(api, "GET", f"/jobs/{uuid.uuid4().hex}")[0] == 404
 
 
@@ -408,7 +421,9 @@ def sagemaker_notification(job_id: str, status: str, **response: str) -> dict:
         "receivedTime": "2026-11-22T02:45:58.455Z",
         "invocationStatus": status,
         "requestParameters": {
-            "accept": "application/json", "contentType": "application/json", "endpointName": "superres-async",
+            "accept": "application/json",
+            "contentType": "application/json",
+            "endpointName": "superres-async",
             "inputLocation": f"s3://{BUCKET}/async-in/{job_id}.json",
         },
         "responseParameters": {"contentType": "application/json", **response},
@@ -427,9 +442,13 @@ def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astr
 
     arn, delivered = topic
     env = {
-        "SUPERRES_OUTPUT_BUCKET": BUCKET, "SUPERRES_JOB_TABLE": "superres-jobs", "SUPERRES_JOB_TOPIC_ARN": arn,
-        "SUPERRES_ENDPOINT_NAME": "superres-endpoint", "SUPERRES_ASYNC_ENDPOINT_NAME": "superres-async",
-        "SUPERRES_MODEL_X4": "realesr-animevideov3", "SUPERRES_FACE_ENABLED": "false",
+        "SUPERRES_OUTPUT_BUCKET": BUCKET,
+        "SUPERRES_JOB_TABLE": "superres-jobs",
+        "SUPERRES_JOB_TOPIC_ARN": arn,
+        "SUPERRES_ENDPOINT_NAME": "superres-endpoint",
+        "SUPERRES_ASYNC_ENDPOINT_NAME": "superres-async",
+        "SUPERRES_MODEL_X4": "realesr-animevideov3",
+        "SUPERRES_FACE_ENABLED": "false",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
@@ -444,7 +463,9 @@ def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astr
     status, big, _ = call(api, "POST", "/jobs", {"img": b64(png(astronaut, 200)), "scale": 4})
     assert status == 202
     # Checked and fetched before any GPU time: a bad image is refused at once, and no job is left.
-    status, refused, _ = call(api, "POST", "/jobs", {"img": b64(b"GIF89a" + bytes(64))}, headers={"Idempotency-Key": "g-2"})
+    status, refused, _ = call(
+        api, "POST", "/jobs", {"img": b64(b"GIF89a" + bytes(64))}, headers={"Idempotency-Key": "g-2"}
+    )
     assert status == 415 and refused["code"] == "unsupported_image"
     # Each job is one InvokeEndpointAsync, its input the container's request, in the bucket.
     invoked = get_backend("sagemaker-runtime")["123456789012"][REGION].async_results["superres-async"]
@@ -453,16 +474,28 @@ def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astr
     # with a small output limit refuses the second with its own 413).
     with serving(local_app(settings(max_output_pixels=500 * 500))) as container:
         answers = {
-            name: httpx.post(container + "/invocations", timeout=60, headers={"content-type": "application/json"},
-                             content=s3.get_object(Bucket=BUCKET, Key=f"async-in/{record['id']}.json")["Body"].read())
+            name: httpx.post(
+                container + "/invocations",
+                timeout=60,
+                headers={"content-type": "application/json"},
+                content=s3.get_object(Bucket=BUCKET, Key=f"async-in/{record['id']}.json")["Body"].read(),
+            )
             for name, record in (("good", job), ("big", big))
         }
     assert (answers["good"].status_code, answers["big"].status_code) == (200, 413)
     s3.put_object(Bucket=BUCKET, Key=f"async-out/{job['id']}.out", Body=answers["good"].content)
     s3.put_object(Bucket=BUCKET, Key=f"async-failed/{big['id']}-error.out", Body=answers["big"].content)
     assert call(api, "GET", f"/jobs/{job['id']}")[1]["state"] == "queued"
-    events(sagemaker_notification(job["id"], "Completed", outputLocation=f"s3://{BUCKET}/async-out/{job['id']}.out"), LambdaContext())
-    events(sagemaker_notification(big["id"], "Failed", failureLocation=f"s3://{BUCKET}/async-failed/{big['id']}-error.out"), LambdaContext())
+    events(
+        sagemaker_notification(job["id"], "Completed", outputLocation=f"s3://{BUCKET}/async-out/{job['id']}.out"),
+        LambdaContext(),
+    )
+    events(
+        sagemaker_notification(
+            big["id"], "Failed", failureLocation=f"s3://{BUCKET}/async-failed/{big['id']}-error.out"
+        ),
+        LambdaContext(),
+    )
     status, done, _ = call(api, "GET", f"/jobs/{job['id']}")
     assert status == 200 and done["state"] == "succeeded" and done["result"]["context"] == {"abc": 123}
     check(done, "Job")
@@ -475,7 +508,10 @@ def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astr
     assert notes[job["id"]]["image_url"] == [f"s3://{BUCKET}/results/{job['id']}.png"]
     assert notes[big["id"]]["result"] is False and "250,000 pixels" in notes[big["id"]]["error"]["message"]
     # A notification delivered again (SNS retries) changes nothing.
-    events(sagemaker_notification(job["id"], "Completed", outputLocation=f"s3://{BUCKET}/async-out/{job['id']}.out"), LambdaContext())
+    events(
+        sagemaker_notification(job["id"], "Completed", outputLocation=f"s3://{BUCKET}/async-out/{job['id']}.out"),
+        LambdaContext(),
+    )
     assert delivered() == []
 
 

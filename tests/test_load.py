@@ -39,8 +39,8 @@ import jsonschema
 import numpy as np
 import psutil
 import pytest
-from conftest import SHARED, load_photo
 
+from conftest import SHARED, load_photo
 from superres import codec
 from superres.service.contract import schema
 

@@ -33,7 +33,6 @@ import jsonschema
 import numpy as np
 import pytest
 import schemathesis
-from conftest import SHARED, load_photo
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -45,11 +44,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from conftest import SHARED, load_photo
+from servers import serving
 from superres import codec
 from superres.service.contract import contract, schema
 from superres.service.local import local_app
 from superres.service.settings import ServiceSettings
-from servers import serving
 from test_hostile import Tripwire, tripwire  # noqa: F401 (a fixture: no lookups or connections beyond loopback)
 
 NEGATIVE_EXAMPLES = 300
@@ -76,7 +76,10 @@ FUZZ = settings(
 
 #: Requests sent by this module, by kind and status.
 SENT: dict[str, dict[int, int]] = {
-    "negative": {}, "positive-generated": {}, "positive-noise-image": {}, "positive-real-image": {}
+    "negative": {},
+    "positive-generated": {},
+    "positive-noise-image": {},
+    "positive-real-image": {},
 }
 
 
@@ -164,8 +167,12 @@ def _photo() -> np.ndarray:
 #: What a schema-valid request may still be refused with, and why: bad base64, a url the
 #: default policy refuses, face on a deployment without it (400); too big (413); not an
 #: image (415); a url that could not be fetched (502).
-REFUSALS_OF_VALID_REQUESTS = {400: {"bad_request", "url_not_allowed"}, 413: {"too_large"},
-                              415: {"unsupported_image"}, 502: {"url_fetch_failed"}}
+REFUSALS_OF_VALID_REQUESTS = {
+    400: {"bad_request", "url_not_allowed"},
+    413: {"too_large"},
+    415: {"unsupported_image"},
+    502: {"url_fetch_failed"},
+}
 
 
 @settings(FUZZ, max_examples=POSITIVE_EXAMPLES)
@@ -198,7 +205,10 @@ def test_valid_requests_succeed_or_get_a_documented_refusal(
     info = codec.probe(base64.b64decode(result["result"]))
     assert (info.format, info.width, info.height) == (expected_format, width * scale, height * scale)
     assert (result["format"], result["width"], result["height"], result["scale"]) == (
-        expected_format, width * scale, height * scale, scale
+        expected_format,
+        width * scale,
+        height * scale,
+        scale,
     )
     assert result["faces"] == 0 and result.get("context") == case.body.get("context")
 

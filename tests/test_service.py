@@ -18,14 +18,14 @@ import httpx
 import jsonschema
 import numpy as np
 import pytest
-from conftest import SHARED, load_photo, with_round_alpha, write_random_gfpgan
 
+from conftest import SHARED, load_photo, with_round_alpha, write_random_gfpgan
+from lambda_events import LambdaContext, api_gateway_event
+from servers import file_server, serving
 from superres import codec
 from superres.service.contract import contract, schema
 from superres.service.local import local_app
 from superres.service.settings import ServiceSettings
-from lambda_events import LambdaContext, api_gateway_event
-from servers import file_server, serving
 
 FAST = {"model_x4": "realesr-animevideov3", "model_dir": SHARED / "models"}
 

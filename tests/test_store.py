@@ -48,9 +48,7 @@ class LocalServer:
         self.httpd.daemon_threads = True
         # A client that hangs up on a stalled handler is expected; keep stderr quiet.
         self.httpd.handle_error = lambda request, client_address: None
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
@@ -79,7 +77,7 @@ def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
         # HTTP/1.0: one request per connection, and closing the connection ends it.
         protocol_version = "HTTP/1.0"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
         def _headers(self, status: int, length: int) -> None:
@@ -96,7 +94,7 @@ def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
             self._headers(status, len(data))
             self._body(data)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             path = self.path
             nth = server.count(path)
             try:
@@ -376,10 +374,7 @@ def test_path_in_empty_dir_says_how_to_get_the_model(tmp_path):
         store.path(spec)
     message = str(caught.value)
     assert f"superres models fetch RealESRGAN_x4plus --model-dir {tmp_path}" in message
-    assert (
-        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth"
-        in message
-    )
+    assert "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth" in message
     assert spec.sha256 in message
 
 

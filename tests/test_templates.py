@@ -113,7 +113,9 @@ def test_placeholders_are_the_deployment_build_ones() -> None:
         assert leftover == 0
     body = template("lambda")
     stager = body["Resources"]["StagerFunction"]["Properties"]["Code"]
-    assert stager["S3Bucket"] == {"Fn::Join": ["-", [{"Fn::FindInMap": ["Assets", "Source", "BucketPrefix"]}, {"Ref": "AWS::Region"}]]}
+    assert stager["S3Bucket"] == {
+        "Fn::Join": ["-", [{"Fn::FindInMap": ["Assets", "Source", "BucketPrefix"]}, {"Ref": "AWS::Region"}]]
+    }
     assert body["Mappings"]["Assets"]["Source"]["KeyPrefix"] == "%%SOLUTION_NAME%%/%%VERSION%%"
 
 
@@ -140,7 +142,9 @@ def checkov_executable() -> str:
 def run_checkov(directory: Path) -> dict[str, Any]:
     result = subprocess.run(
         [checkov_executable(), "-d", str(directory), "--framework", "cloudformation", "--skip-download", "-o", "json"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
     )
     report = json.loads(result.stdout)
@@ -184,15 +188,23 @@ def checkov_reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str,
 
 def test_checkov_passes(checkov_reports: tuple[dict[str, Any], dict[str, Any]]) -> None:
     report, _ = checkov_reports
-    failed = [(f["file_path"], f["resource"], f["check_id"], f["check_name"]) for f in report["results"]["failed_checks"]]
+    failed = [
+        (f["file_path"], f["resource"], f["check_id"], f["check_name"]) for f in report["results"]["failed_checks"]
+    ]
     assert failed == []
     assert report["summary"]["passed"] > 50
 
 
 def test_every_checkov_skip_has_a_reason_and_is_needed(checkov_reports: tuple[dict[str, Any], dict[str, Any]]) -> None:
     report, without_skips = checkov_reports
-    failing = {(Path(f["file_path"]).name, f["resource"].split(".")[-1], f["check_id"]) for f in without_skips["results"]["failed_checks"]}
-    skipped = {(Path(f["file_path"]).name, f["resource"].split(".")[-1], f["check_id"]) for f in report["results"]["skipped_checks"]}
+    failing = {
+        (Path(f["file_path"]).name, f["resource"].split(".")[-1], f["check_id"])
+        for f in without_skips["results"]["failed_checks"]
+    }
+    skipped = {
+        (Path(f["file_path"]).name, f["resource"].split(".")[-1], f["check_id"])
+        for f in report["results"]["skipped_checks"]
+    }
     total = 0
     for name, body in scanned_templates().items():
         off = {key for key, res in body["Resources"].items() if res.get("Condition") == "UseAsyncJobs"}
@@ -213,9 +225,15 @@ def test_every_checkov_skip_has_a_reason_and_is_needed(checkov_reports: tuple[di
 def test_no_wildcard_actions_and_scoped_resources(kind: str) -> None:
     body = template(kind)
     allowed_star = {
-        "xray:PutTraceSegments", "xray:PutTelemetryRecords", "ec2:CreateNetworkInterface",
-        "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
-        "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses", "ecr:GetAuthorizationToken",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+        "ecr:GetAuthorizationToken",
         "cloudwatch:PutMetricData",
     }
     statements = list(policy_statements(body))
@@ -234,17 +252,28 @@ def test_s3_read_only_on_allow_listed_buckets_and_the_mirror() -> None:
     for kind in KINDS:
         body = template(kind)
         readers = {owner for owner, item in policy_statements(body) if "s3:GetObject" in as_list(item["Action"])}
-        expected = {"AllowedBucketsPolicy", "ModelMirrorPolicy"} if kind == "lambda" else {"AllowedBucketsPolicy", "EndpointRole"}
+        expected = (
+            {"AllowedBucketsPolicy", "ModelMirrorPolicy"}
+            if kind == "lambda"
+            else {"AllowedBucketsPolicy", "EndpointRole"}
+        )
         # The functions read their own results (presigned URLs act with the signer's rights)
         # and, on the Lambda stack, the worker reads job inputs: the output bucket only.
-        own = {"FunctionRole", "WorkerRole"} if kind == "lambda" else {"FunctionRole", "AsyncEndpointPolicy", "JobEventsRole"}
+        own = (
+            {"FunctionRole", "WorkerRole"}
+            if kind == "lambda"
+            else {"FunctionRole", "AsyncEndpointPolicy", "JobEventsRole"}
+        )
         assert readers == expected | own, kind
         for owner, item in policy_statements(body):
             if owner in own and "s3:GetObject" in as_list(item["Action"]):
                 for resource in as_list(item["Resource"]):
                     assert resource["Fn::Sub"] in (
-                        "${OutputBucket.Arn}/results/*", "${OutputBucket.Arn}/jobs/*", "${OutputBucket.Arn}/async-in/*",
-                        "${OutputBucket.Arn}/async-out/*", "${OutputBucket.Arn}/async-failed/*",
+                        "${OutputBucket.Arn}/results/*",
+                        "${OutputBucket.Arn}/jobs/*",
+                        "${OutputBucket.Arn}/async-in/*",
+                        "${OutputBucket.Arn}/async-out/*",
+                        "${OutputBucket.Arn}/async-failed/*",
                     ), owner
         allowed = body["Resources"]["AllowedBucketsPolicy"]
         assert allowed["Condition"] == "HasBucket0"
@@ -255,7 +284,9 @@ def test_s3_read_only_on_allow_listed_buckets_and_the_mirror() -> None:
         env = body["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
         assert env["SUPERRES_ALLOWED_S3_BUCKETS"]["Fn::If"][0] == "HasBucket0"
         if kind != "lambda":
-            (statement,) = [s for o, s in policy_statements(body) if o == "EndpointRole" and "s3:GetObject" in s["Action"]]
+            (statement,) = [
+                s for o, s in policy_statements(body) if o == "EndpointRole" and "s3:GetObject" in s["Action"]
+            ]
             assert statement["Resource"]["Fn::Sub"][0] == "arn:${AWS::Partition}:s3:::${AssetBucket}/${KeyPrefix}/*"
 
 
@@ -263,7 +294,9 @@ def test_s3_read_only_on_allow_listed_buckets_and_the_mirror() -> None:
 def test_invoke_endpoint_only_on_the_stacks_endpoint(kind: str) -> None:
     body = template(kind)
     invokes = [(o, s) for o, s in policy_statements(body) if "sagemaker:InvokeEndpoint" in as_list(s["Action"])]
-    assert invokes == [("FunctionRole", {"Effect": "Allow", "Action": ["sagemaker:InvokeEndpoint"], "Resource": {"Ref": "Endpoint"}})]
+    assert invokes == [
+        ("FunctionRole", {"Effect": "Allow", "Action": ["sagemaker:InvokeEndpoint"], "Resource": {"Ref": "Endpoint"}})
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -294,8 +327,15 @@ def test_guide_parameters_outputs_and_console_groups(kind: str) -> None:
         assert params["deployInstanceType"]["Default"] == {"gpu": "ml.g4dn.xlarge", "inf1": "ml.inf1.xlarge"}[kind]
         for name in ("MinInstances", "MaxInstances"):
             assert params[name]["Type"] == "Number"
-    for name in ("UsagePlanRateLimit", "UsagePlanBurstLimit", "UsagePlanDailyQuota", "AllowedS3Buckets",
-                 "ModelName", "FaceEnhancement", "LogRetentionDays"):
+    for name in (
+        "UsagePlanRateLimit",
+        "UsagePlanBurstLimit",
+        "UsagePlanDailyQuota",
+        "AllowedS3Buckets",
+        "ModelName",
+        "FaceEnhancement",
+        "LogRetentionDays",
+    ):
         assert name in params
     interface = body["Metadata"]["AWS::CloudFormation::Interface"]
     grouped = [p for group in interface["ParameterGroups"] for p in group["Parameters"]]
@@ -312,7 +352,14 @@ def test_guide_parameters_outputs_and_console_groups(kind: str) -> None:
     assert outputs["GetApiKeyCommand"]["Value"]["Fn::Sub"].startswith(
         "aws apigateway get-api-key --api-key ${ApiKey} --include-value --query value --output text"
     )
-    for name in ("UsagePlanId", "IssueApiKeyCommand", "RevokeApiKeyCommand", "DashboardURL", "AccessLogGroupName", "FunctionName"):
+    for name in (
+        "UsagePlanId",
+        "IssueApiKeyCommand",
+        "RevokeApiKeyCommand",
+        "DashboardURL",
+        "AccessLogGroupName",
+        "FunctionName",
+    ):
         assert name in outputs
 
 
@@ -352,7 +399,9 @@ def test_api_definition_matches_the_contract(kind: str) -> None:
         operation = paths[full_path(props["ResourceId"]["Ref"])][props["HttpMethod"].lower()]
         assert props["OperationName"] == operation["operationId"]
         # Every method is keyed, authorised as chosen, and proxied to the function.
-        assert props["ApiKeyRequired"] is True and props["AuthorizationType"] == {"Fn::If": ["UseIam", "AWS_IAM", "NONE"]}
+        assert props["ApiKeyRequired"] is True and props["AuthorizationType"] == {
+            "Fn::If": ["UseIam", "AWS_IAM", "NONE"]
+        }
         assert props["Integration"]["Type"] == "AWS_PROXY"
         # Bodies validated by the contract's model; the parameters it names, declared.
         assert ("RequestModels" in props) == ("requestBody" in operation)
@@ -386,15 +435,15 @@ def test_api_definition_matches_the_contract(kind: str) -> None:
     error_schema = schema("Error")
     for name, gateway in resources_of(body, "AWS::ApiGateway::GatewayResponse").items():
         rendered = gateway["Properties"]["ResponseTemplates"]["application/json"]
-        rendered = rendered.replace("$context.error.messageString", json.dumps('Invalid request body')).replace(
+        rendered = rendered.replace("$context.error.messageString", json.dumps("Invalid request body")).replace(
             "$context.error.responseType", "BAD_REQUEST_BODY"
         )
         jsonschema.validate(json.loads(rendered), error_schema)
         headers = gateway["Properties"]["ResponseParameters"]
         assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"
-    assert {g["Properties"]["ResponseType"] for g in resources_of(body, "AWS::ApiGateway::GatewayResponse").values()} == {
-        "DEFAULT_4XX", "DEFAULT_5XX"
-    }
+    assert {
+        g["Properties"]["ResponseType"] for g in resources_of(body, "AWS::ApiGateway::GatewayResponse").values()
+    } == {"DEFAULT_4XX", "DEFAULT_5XX"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -420,10 +469,19 @@ def test_auth_keys_usage_plan_stage_and_logs_from_the_template(kind: str) -> Non
     assert settings["ThrottlingRateLimit"] == {"Ref": "StageRateLimit"}
     plan = res["UsagePlan"]["Properties"]
     assert plan["ApiStages"] == [{"ApiId": {"Ref": "Api"}, "Stage": {"Ref": "ApiStage"}}]
-    assert plan["Throttle"] == {"RateLimit": {"Ref": "UsagePlanRateLimit"}, "BurstLimit": {"Ref": "UsagePlanBurstLimit"}}
-    assert plan["Quota"] == {"Fn::If": ["HasQuota", {"Limit": {"Ref": "UsagePlanDailyQuota"}, "Period": "DAY"}, {"Ref": "AWS::NoValue"}]}
+    assert plan["Throttle"] == {
+        "RateLimit": {"Ref": "UsagePlanRateLimit"},
+        "BurstLimit": {"Ref": "UsagePlanBurstLimit"},
+    }
+    assert plan["Quota"] == {
+        "Fn::If": ["HasQuota", {"Limit": {"Ref": "UsagePlanDailyQuota"}, "Period": "DAY"}, {"Ref": "AWS::NoValue"}]
+    }
     assert res["ApiKey"]["Properties"]["Enabled"] is True
-    assert res["UsagePlanKey"]["Properties"] == {"KeyId": {"Ref": "ApiKey"}, "KeyType": "API_KEY", "UsagePlanId": {"Ref": "UsagePlan"}}
+    assert res["UsagePlanKey"]["Properties"] == {
+        "KeyId": {"Ref": "ApiKey"},
+        "KeyType": "API_KEY",
+        "UsagePlanId": {"Ref": "UsagePlan"},
+    }
     for name, group in resources_of(body, "AWS::Logs::LogGroup").items():
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
     for name, function in resources_of(body, "AWS::Lambda::Function").items():
@@ -440,7 +498,9 @@ def test_auth_keys_usage_plan_stage_and_logs_from_the_template(kind: str) -> Non
         if alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible":
             queue = alarm["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
             assert queue in ("JobDeadLetterQueue", "JobEventsDeadLetterQueue")
-            assert alarm["Properties"]["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+            assert alarm["Properties"]["AlarmActions"] == {
+                "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+            }
     assert "Dashboard" in res
 
 
@@ -462,7 +522,9 @@ def test_lambda_variant_network_and_storage_from_the_template() -> None:
     assert res["StagerFunction"]["Properties"]["Timeout"] < custom["ServiceTimeout"]
     # No security group allows all traffic.
     for name, group in resources_of(body, "AWS::EC2::SecurityGroup").items():
-        for rule in group["Properties"].get("SecurityGroupEgress", []) + group["Properties"].get("SecurityGroupIngress", []):
+        for rule in group["Properties"].get("SecurityGroupEgress", []) + group["Properties"].get(
+            "SecurityGroupIngress", []
+        ):
             assert rule["IpProtocol"] != "-1", name
     assert res["FunctionToFileSystemEgress"]["Properties"]["FromPort"] == 2049
 
@@ -474,9 +536,16 @@ def test_output_bucket_from_the_template(kind: str) -> None:
     bucket = res["OutputBucket"]["Properties"]
     (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
-    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True} and len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert (
+        set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+        and len(bucket["PublicAccessBlockConfiguration"]) == 4
+    )
     (expiry,) = bucket["LifecycleConfiguration"]["Rules"]
-    assert expiry["ExpirationInDays"] == {"Ref": "ResultExpiryDays"} and expiry["Status"] == "Enabled" and "Prefix" not in expiry
+    assert (
+        expiry["ExpirationInDays"] == {"Ref": "ResultExpiryDays"}
+        and expiry["Status"] == "Enabled"
+        and "Prefix" not in expiry
+    )
     (deny,) = res["OutputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert deny["Resource"] == [{"Fn::GetAtt": ["OutputBucket", "Arn"]}, {"Fn::Sub": "${OutputBucket.Arn}/*"}]
@@ -485,10 +554,18 @@ def test_output_bucket_from_the_template(kind: str) -> None:
     assert env["SUPERRES_OUTPUT_URL_SECONDS"] == {"Ref": "ResultUrlSeconds"}
     assert body["Outputs"]["OutputBucketName"]["Value"] == {"Ref": "OutputBucket"}
     # The function writes and reads results/ only.
-    on_bucket = [(o, i) for o, i in policy_statements(body) if "OutputBucket.Arn" in json.dumps(i.get("Resource")) and i["Effect"] == "Allow"]
+    on_bucket = [
+        (o, i)
+        for o, i in policy_statements(body)
+        if "OutputBucket.Arn" in json.dumps(i.get("Resource")) and i["Effect"] == "Allow"
+    ]
     if kind != "lambda":
         assert [item for owner, item in on_bucket if owner == "FunctionRole"] == [
-            {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": {"Fn::Sub": "${OutputBucket.Arn}/results/*"}}
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject"],
+                "Resource": {"Fn::Sub": "${OutputBucket.Arn}/results/*"},
+            }
         ]
 
 
@@ -503,11 +580,16 @@ def test_job_resources_and_their_iam_from_the_template() -> None:
     worker = res["Worker"]["Properties"]
     assert queue["VisibilityTimeout"] > worker["Timeout"] == 900
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]}
-    assert queue["SqsManagedSseEnabled"] is True and res["JobDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    assert (
+        queue["SqsManagedSseEnabled"] is True
+        and res["JobDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    )
     assert res["JobTopic"]["Properties"]["KmsMasterKeyId"]["Fn::Sub"].endswith(":alias/aws/sns")
     assert body["Outputs"]["JobTopicArn"]["Value"] == {"Ref": "JobTopic"}
     mapping = res["WorkerEventSource"]["Properties"]
-    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobQueue", "Arn"]} and mapping["FunctionName"] == {"Ref": "Worker"}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobQueue", "Arn"]} and mapping["FunctionName"] == {
+        "Ref": "Worker"
+    }
     assert mapping["BatchSize"] == 1 and mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     # One image, one environment, two entry points.
     function = res["Function"]["Properties"]
@@ -515,7 +597,9 @@ def test_job_resources_and_their_iam_from_the_template() -> None:
     assert worker["ImageConfig"]["Command"] == ["lambda_sr.worker.handler"]
     env = function["Environment"]["Variables"]
     assert (env["SUPERRES_JOB_TABLE"], env["SUPERRES_JOB_QUEUE_URL"], env["SUPERRES_JOB_TOPIC_ARN"]) == (
-        {"Ref": "JobTable"}, {"Ref": "JobQueue"}, {"Ref": "JobTopic"}
+        {"Ref": "JobTable"},
+        {"Ref": "JobQueue"},
+        {"Ref": "JobTopic"},
     )
     grants: dict[tuple[str, str], set[str]] = {}
     for owner, item in policy_statements(body):
@@ -532,7 +616,10 @@ def test_job_resources_and_their_iam_from_the_template() -> None:
         ("WorkerRole", "OutputBucket.Arn}/jobs"): {"s3:GetObject"},
         ("WorkerRole", "JobTable"): {"dynamodb:GetItem", "dynamodb:PutItem"},
         ("WorkerRole", "JobQueue"): {
-            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ChangeMessageVisibility",
         },
         ("WorkerRole", "JobTopic"): {"sns:Publish"},
     }
@@ -540,7 +627,11 @@ def test_job_resources_and_their_iam_from_the_template() -> None:
     from superres.service.jobs import INPUT_PREFIX
     from superres.service.settings import ServiceSettings
 
-    assert (build.RESULTS_PREFIX, build.JOB_INPUT_PREFIX) == (ServiceSettings().output_prefix, INPUT_PREFIX) == ("results/", "jobs/")
+    assert (
+        (build.RESULTS_PREFIX, build.JOB_INPUT_PREFIX)
+        == (ServiceSettings().output_prefix, INPUT_PREFIX)
+        == ("results/", "jobs/")
+    )
 
 
 @pytest.mark.parametrize("kind", ["gpu", "inf1"])
@@ -553,11 +644,27 @@ def test_async_jobs_from_the_template(kind: str) -> None:
     assert body["Conditions"]["UseAsyncJobs"] == {"Fn::Equals": [{"Ref": "AsyncJobs"}, "true"]}
     conditional = {name for name, resource in res.items() if resource.get("Condition") == "UseAsyncJobs"}
     assert conditional == {
-        "JobTable", "JobTopic", "InferenceEventsTopic", "AsyncModel", "AsyncEndpointConfig", "AsyncEndpoint",
-        "AsyncEndpointPolicy", "AsyncScalableTarget", "AsyncBacklogScalingPolicy", "AsyncWakeUpPolicy",
-        "AsyncWakeUpAlarm", "JobEventsLogGroup", "JobEventsDeadLetterQueue", "JobEventsDeadLetterAlarm", "JobEventsRole", "JobEvents",
-        "JobEventsSubscription", "JobEventsPermission", "AsyncJobsPolicy",
+        "JobTable",
+        "JobTopic",
+        "InferenceEventsTopic",
+        "AsyncModel",
+        "AsyncEndpointConfig",
+        "AsyncEndpoint",
+        "AsyncEndpointPolicy",
+        "AsyncScalableTarget",
+        "AsyncBacklogScalingPolicy",
+        "AsyncWakeUpPolicy",
+        "AsyncWakeUpAlarm",
+        "JobEventsLogGroup",
+        "JobEventsDeadLetterQueue",
+        "JobEventsDeadLetterAlarm",
+        "JobEventsRole",
+        "JobEvents",
+        "JobEventsSubscription",
+        "JobEventsPermission",
+        "AsyncJobsPolicy",
     }
+
     # Nothing else refers to them but inside an Fn::If on the same condition.
     def unconditional(node: Any) -> Any:
         if isinstance(node, dict):
@@ -577,33 +684,55 @@ def test_async_jobs_from_the_template(kind: str) -> None:
     output = config["AsyncInferenceConfig"]["OutputConfig"]
     assert output["S3OutputPath"] == {"Fn::Sub": "s3://${OutputBucket}/async-out/"}
     assert output["S3FailurePath"] == {"Fn::Sub": "s3://${OutputBucket}/async-failed/"}
-    assert output["NotificationConfig"] == {"SuccessTopic": {"Ref": "InferenceEventsTopic"}, "ErrorTopic": {"Ref": "InferenceEventsTopic"}}
+    assert output["NotificationConfig"] == {
+        "SuccessTopic": {"Ref": "InferenceEventsTopic"},
+        "ErrorTopic": {"Ref": "InferenceEventsTopic"},
+    }
     assert config["ProductionVariants"][0]["ModelName"] == {"Fn::GetAtt": ["AsyncModel", "ModelName"]}
     environment = res["AsyncModel"]["Properties"]["PrimaryContainer"]["Environment"]
     assert environment["SUPERRES_TIME_BUDGET_SECONDS"] == "0"
     for topic in ("JobTopic", "InferenceEventsTopic"):
         assert res[topic]["Properties"]["KmsMasterKeyId"]["Fn::Sub"].endswith(":alias/aws/sns")
     target = res["AsyncScalableTarget"]["Properties"]
-    assert target["MinCapacity"] == 0 and target["ResourceId"] == {"Fn::Sub": "endpoint/${AsyncEndpoint.EndpointName}/variant/AllTraffic"}
+    assert target["MinCapacity"] == 0 and target["ResourceId"] == {
+        "Fn::Sub": "endpoint/${AsyncEndpoint.EndpointName}/variant/AllTraffic"
+    }
     tracking = res["AsyncBacklogScalingPolicy"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["CustomizedMetricSpecification"]["MetricName"] == "ApproximateBacklogSizePerInstance"
     alarm = res["AsyncWakeUpAlarm"]["Properties"]
-    assert alarm["MetricName"] == "HasBacklogWithoutCapacity" and alarm["AlarmActions"] == [{"Ref": "AsyncWakeUpPolicy"}]
+    assert alarm["MetricName"] == "HasBacklogWithoutCapacity" and alarm["AlarmActions"] == [
+        {"Ref": "AsyncWakeUpPolicy"}
+    ]
     events = res["JobEvents"]["Properties"]
-    assert events["Handler"] == "lambda_sr.job_events.handler" and events["Code"] == res["Function"]["Properties"]["Code"]
+    assert (
+        events["Handler"] == "lambda_sr.job_events.handler" and events["Code"] == res["Function"]["Properties"]["Code"]
+    )
     assert events["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": ["JobEventsDeadLetterQueue", "Arn"]}}
     assert res["JobEventsSubscription"]["Properties"] == {
-        "TopicArn": {"Ref": "InferenceEventsTopic"}, "Protocol": "lambda", "Endpoint": {"Fn::GetAtt": ["JobEvents", "Arn"]}
+        "TopicArn": {"Ref": "InferenceEventsTopic"},
+        "Protocol": "lambda",
+        "Endpoint": {"Fn::GetAtt": ["JobEvents", "Arn"]},
     }
     assert res["JobEventsPermission"]["Properties"]["SourceArn"] == {"Ref": "InferenceEventsTopic"}
     env = res["Function"]["Properties"]["Environment"]["Variables"]
-    assert env["SUPERRES_ASYNC_ENDPOINT_NAME"] == {"Fn::If": ["UseAsyncJobs", {"Fn::GetAtt": ["AsyncEndpoint", "EndpointName"]}, {"Ref": "AWS::NoValue"}]}
+    assert env["SUPERRES_ASYNC_ENDPOINT_NAME"] == {
+        "Fn::If": ["UseAsyncJobs", {"Fn::GetAtt": ["AsyncEndpoint", "EndpointName"]}, {"Ref": "AWS::NoValue"}]
+    }
     grants: dict[tuple[str, str], set[str]] = {}
     for owner, item in policy_statements(body):
         for resource in as_list(item.get("Resource")):
             text = json.dumps(resource)
-            for target in ("async-in", "async-out", "async-failed", "/results", "JobTable", "JobTopic", "InferenceEventsTopic",
-                           "AsyncEndpoint", "JobEventsDeadLetterQueue"):
+            for target in (
+                "async-in",
+                "async-out",
+                "async-failed",
+                "/results",
+                "JobTable",
+                "JobTopic",
+                "InferenceEventsTopic",
+                "AsyncEndpoint",
+                "JobEventsDeadLetterQueue",
+            ):
                 if target in text and item["Effect"] == "Allow":
                     grants.setdefault((owner, target), set()).update(as_list(item["Action"]))
     assert grants == {
@@ -624,7 +753,11 @@ def test_async_jobs_from_the_template(kind: str) -> None:
     }
     from superres.service import jobs
 
-    assert build.ASYNC_PREFIXES == {"in": jobs.ASYNC_INPUT_PREFIX, "out": jobs.ASYNC_OUTPUT_PREFIX, "failed": jobs.ASYNC_FAILURE_PREFIX}
+    assert build.ASYNC_PREFIXES == {
+        "in": jobs.ASYNC_INPUT_PREFIX,
+        "out": jobs.ASYNC_OUTPUT_PREFIX,
+        "failed": jobs.ASYNC_FAILURE_PREFIX,
+    }
 
 
 # ---------------------------------------------------------------- moto server: stacks
@@ -647,8 +780,11 @@ def moto_url() -> Iterator[str]:
 def aws(moto_url: str):
     def client(service: str):
         return boto3.client(
-            service, endpoint_url=moto_url, region_name=REGION,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            service,
+            endpoint_url=moto_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
 
     # The code assets the templates point at (moto's Lambda reads zips from its S3).
@@ -680,7 +816,11 @@ def create_stack(aws, kind: str, name: str, **parameters: str) -> dict[str, Any]
         for r in cfn.describe_stack_resources(StackName=name)["StackResources"]
         if "LogicalResourceId" in r and "PhysicalResourceId" in r
     }
-    return {"stack": stack, "resources": resources, "outputs": {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}}
+    return {
+        "stack": stack,
+        "resources": resources,
+        "outputs": {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
+    }
 
 
 def role_policy(aws, role: str, name: str) -> dict[str, Any]:
@@ -705,7 +845,9 @@ def assert_method_wiring(aws, created: dict[str, Any], auth: str) -> dict[str, A
     assert integration["uri"] == (
         f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function['FunctionArn']}/invocations"
     )
-    assert created["outputs"]["aikitsInvokeURLresolution"].startswith(f"https://{api_id}.execute-api.{REGION}.amazonaws.com/")
+    assert created["outputs"]["aikitsInvokeURLresolution"].startswith(
+        f"https://{api_id}.execute-api.{REGION}.amazonaws.com/"
+    )
     return function
 
 
@@ -741,11 +883,14 @@ def test_lambda_stack_in_moto(aws, moto_url: str) -> None:
     # (moto reports no physical id for the access point: it is the file system's only one.)
     assert point["PosixUser"]["Uid"] == 1000 and point["RootDirectory"]["Path"] == "/superres-models"
     mount_groups = {
-        group for target in targets
+        group
+        for target in targets
         for group in efs.describe_mount_target_security_groups(MountTargetId=target["MountTargetId"])["SecurityGroups"]
     }
     assert mount_groups == {res["FileSystemSecurityGroup"]}
-    (nfs,) = ec2.describe_security_groups(GroupIds=[res["FileSystemSecurityGroup"]])["SecurityGroups"][0]["IpPermissions"]
+    (nfs,) = ec2.describe_security_groups(GroupIds=[res["FileSystemSecurityGroup"]])["SecurityGroups"][0][
+        "IpPermissions"
+    ]
     assert nfs["FromPort"] == 2049 and nfs["UserIdGroupPairs"][0]["GroupId"] == res["FunctionSecurityGroup"]
     stager = aws("lambda").get_function_configuration(FunctionName=res["StagerFunction"])
     assert stager["Timeout"] == 900 and set(stager["VpcConfig"]["SubnetIds"]) == private
@@ -753,8 +898,11 @@ def test_lambda_stack_in_moto(aws, moto_url: str) -> None:
     # The stager answers (what efs_model_stager sends, see test_custom_resource_stager):
     # then, and only then, the stack completes.
     answer = {
-        "Status": "SUCCESS", "StackId": created["stack"]["StackId"], "RequestId": "r",
-        "LogicalResourceId": "ModelFiles", "PhysicalResourceId": "efs-models-1",
+        "Status": "SUCCESS",
+        "StackId": created["stack"]["StackId"],
+        "RequestId": "r",
+        "LogicalResourceId": "ModelFiles",
+        "PhysicalResourceId": "efs-models-1",
         "Data": {"Files": "realesr-general-x4v3.pth"},
     }
     response = httpx.put(
@@ -804,7 +952,10 @@ def assert_job_resources(aws, created: dict[str, Any], function: dict[str, Any])
     run_jobs = role_policy(aws, res["WorkerRole"], "run-jobs")["Statement"]
     granted = {action: statement["Resource"] for statement in run_jobs for action in statement["Action"]}
     assert granted["sns:Publish"] == topic and granted["sqs:ReceiveMessage"] == queue["QueueArn"]
-    assert granted["dynamodb:PutItem"].endswith(f":table/{table}") and granted["s3:GetObject"] == f"arn:aws:s3:::{bucket}/jobs/*"
+    assert (
+        granted["dynamodb:PutItem"].endswith(f":table/{table}")
+        and granted["s3:GetObject"] == f"arn:aws:s3:::{bucket}/jobs/*"
+    )
 
 
 def test_lambda_stack_without_iam_auth_in_moto(aws) -> None:
@@ -820,7 +971,9 @@ def test_lambda_stack_without_iam_auth_in_moto(aws) -> None:
 @pytest.mark.parametrize("kind", ["gpu", "inf1"])
 def test_sagemaker_stack_in_moto(aws, kind: str) -> None:
     instance = build.INSTANCE_TYPES[kind][1]
-    created = create_stack(aws, kind, f"superres-{kind}", deployInstanceType=instance, MinInstances="2", MaxInstances="4")
+    created = create_stack(
+        aws, kind, f"superres-{kind}", deployInstanceType=instance, MinInstances="2", MaxInstances="4"
+    )
     assert created["stack"]["StackStatus"] == "CREATE_COMPLETE"
     function = assert_method_wiring(aws, created, "AWS_IAM")
     sagemaker = aws("sagemaker")
@@ -831,7 +984,10 @@ def test_sagemaker_stack_in_moto(aws, kind: str) -> None:
     assert variant["InstanceType"] == instance and variant["InitialInstanceCount"] == 2
     assert variant["VariantName"] == "AllTraffic"
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    assert model["PrimaryContainer"]["Image"] == f"123456789012.dkr.ecr.{REGION}.amazonaws.com/superres-kit-sagemaker-{kind}:v1.0.0"
+    assert (
+        model["PrimaryContainer"]["Image"]
+        == f"123456789012.dkr.ecr.{REGION}.amazonaws.com/superres-kit-sagemaker-{kind}:v1.0.0"
+    )
     assert model["PrimaryContainer"]["ModelDataUrl"] == (
         f"s3://superres-assets-{REGION}/superres-kit/v1.0.0/sagemaker-{kind}-model.tar.gz"
     )
@@ -863,13 +1019,18 @@ def test_sagemaker_async_jobs_stack_in_moto(aws) -> None:
     function = assert_method_wiring(aws, created, "AWS_IAM")
     env = function["Environment"]["Variables"]
     assert env["SUPERRES_ASYNC_ENDPOINT_NAME"] == outputs["AsyncEndpointName"]
-    assert env["SUPERRES_JOB_TABLE"] == outputs["JobTableName"] and env["SUPERRES_JOB_TOPIC_ARN"] == outputs["JobTopicArn"]
+    assert (
+        env["SUPERRES_JOB_TABLE"] == outputs["JobTableName"] and env["SUPERRES_JOB_TOPIC_ARN"] == outputs["JobTopicArn"]
+    )
     sagemaker = aws("sagemaker")
     endpoint = sagemaker.describe_endpoint(EndpointName=outputs["AsyncEndpointName"])
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     bucket = outputs["OutputBucketName"]
     output = config["AsyncInferenceConfig"]["OutputConfig"]
-    assert (output["S3OutputPath"], output["S3FailurePath"]) == (f"s3://{bucket}/async-out/", f"s3://{bucket}/async-failed/")
+    assert (output["S3OutputPath"], output["S3FailurePath"]) == (
+        f"s3://{bucket}/async-out/",
+        f"s3://{bucket}/async-failed/",
+    )
     events_topic = res["InferenceEventsTopic"]
     assert output["NotificationConfig"] == {"SuccessTopic": events_topic, "ErrorTopic": events_topic}
     model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
@@ -877,9 +1038,15 @@ def test_sagemaker_async_jobs_stack_in_moto(aws) -> None:
     events = aws("lambda").get_function_configuration(FunctionName=res["JobEvents"])
     assert events["Handler"] == "lambda_sr.job_events.handler"
     assert events["Environment"]["Variables"]["SUPERRES_JOB_TABLE"] == outputs["JobTableName"]
-    (start,) = [s for s in role_policy(aws, res["FunctionRole"], "start-async-jobs")["Statement"] if "sagemaker:InvokeEndpointAsync" in s["Action"]]
+    (start,) = [
+        s
+        for s in role_policy(aws, res["FunctionRole"], "start-async-jobs")["Statement"]
+        if "sagemaker:InvokeEndpointAsync" in s["Action"]
+    ]
     assert start["Resource"] == endpoint["EndpointArn"]
     for topic in (events_topic, outputs["JobTopicArn"]):
-        assert aws("sns").get_topic_attributes(TopicArn=topic)["Attributes"]["KmsMasterKeyId"].endswith(":alias/aws/sns")
+        assert (
+            aws("sns").get_topic_attributes(TopicArn=topic)["Attributes"]["KmsMasterKeyId"].endswith(":alias/aws/sns")
+        )
     # (moto's CloudFormation skips AWS::SNS::Subscription: the function's subscription to
     # SageMaker's topic is asserted from the template, test_async_jobs_from_the_template.)

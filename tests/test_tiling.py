@@ -7,12 +7,11 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import PHOTOS, WHOLE, load_photo
 from bench.metrics import psnr
 
+from conftest import PHOTOS, WHOLE, load_photo
 from superres.engine import Upscaler
-from superres.tiling import TileConfig
-from superres.tiling import plan
+from superres.tiling import TileConfig, plan
 
 SIZES = [1, 2, 63, 64, 65, 127, 128, 129, 200, 333, 1080, 1920]
 CONFIGS = [

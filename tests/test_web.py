@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import SHARED
 
+from conftest import SHARED
 from superres import codec
 from superres.service.local import local_app, serving
 from superres.service.settings import ServiceSettings
@@ -49,9 +49,7 @@ UPSCALE_TIMEOUT_MS = 180_000
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    settings = ServiceSettings.for_variant(
-        "local", model_x4="realesr-animevideov3", model_dir=SHARED / "models"
-    )
+    settings = ServiceSettings.for_variant("local", model_x4="realesr-animevideov3", model_dir=SHARED / "models")
     with serving(local_app(settings)) as url:
         yield url
 
@@ -104,7 +102,7 @@ def test_the_page_and_its_assets_are_served(base_url: str) -> None:
     for asset, kind in (("app.js", "javascript"), ("style.css", "text/css")):
         served = httpx.get(f"{base_url}/web/{asset}")
         assert served.status_code == 200 and kind in served.headers["content-type"], asset
-        assert f"\"web/{asset}\"" in index.text  # relative: works under a stage path or as static files
+        assert f'"web/{asset}"' in index.text  # relative: works under a stage path or as static files
     # Nothing from another origin: every src/href is local.
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", index.text)
     missing = httpx.get(base_url + "/web/nothing.js")
@@ -274,8 +272,16 @@ def test_a_deployed_endpoint_gets_the_api_key(page: Page, base_url: str, tmp_pat
             content_type="application/json",
             headers={"access-control-allow-origin": "*"},
             body=json.dumps(
-                {"result": base64.b64encode(answer).decode(), "format": "jpeg", "width": 40, "height": 24,
-                 "scale": 4, "model": "RealESRGAN_x4plus", "faces": 0, "seconds": 0.5}
+                {
+                    "result": base64.b64encode(answer).decode(),
+                    "format": "jpeg",
+                    "width": 40,
+                    "height": 24,
+                    "scale": 4,
+                    "model": "RealESRGAN_x4plus",
+                    "faces": 0,
+                    "seconds": 0.5,
+                }
             ),
         )
 
@@ -294,9 +300,7 @@ def test_a_deployed_endpoint_gets_the_api_key(page: Page, base_url: str, tmp_pat
     assert seen[0]["headers"]["x-api-key"] == "my-secret-key"
     assert seen[0]["body"]["scale"] == 4 and seen[0]["body"]["face"] is True
     assert base64.b64decode(seen[0]["body"]["img"]) == image.read_bytes()  # bare base64, no data: prefix
-    expect(page.get_by_role("link", name=re.compile("Download"))).to_have_attribute(
-        "download", "tiny_photo_x4.jpg"
-    )
+    expect(page.get_by_role("link", name=re.compile("Download"))).to_have_attribute("download", "tiny_photo_x4.jpg")
     expect(page.locator("#fact-output")).to_contain_text("40 × 24 (4×, jpeg")
     expect(page.locator("#fact-input")).to_have_text("10 × 6")
 
@@ -309,4 +313,3 @@ def test_a_url_is_sent_as_url(page: Page, base_url: str) -> None:
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("HTTP 400", timeout=30_000)  # loopback is refused by the local defaults
     expect(alert).to_contain_text("url")
-

@@ -95,7 +95,9 @@ def _models(properties: dict[str, Any]) -> list[dict[str, Any]]:
         filename = str(entry["Filename"])
         if "/" in filename or filename.startswith("."):
             raise ValueError(f"model filename {filename!r} must be a plain file name")
-        checked.append({**entry, "Filename": filename, "Size": int(entry["Size"]), "Sha256": str(entry["Sha256"]).lower()})
+        checked.append(
+            {**entry, "Filename": filename, "Size": int(entry["Size"]), "Sha256": str(entry["Sha256"]).lower()}
+        )
     return checked
 
 
@@ -111,9 +113,7 @@ def _source_url(entry: dict[str, Any], properties: dict[str, Any]) -> str:
     import boto3  # in the Lambda runtime; imported here so url-only staging needs no AWS client
 
     key = f"{properties.get('MirrorPrefix') or ''}{entry['Filename']}"
-    return boto3.client("s3").generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=900
-    )
+    return boto3.client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=900)
 
 
 def _stage(properties: dict[str, Any], context: Any) -> list[str]:

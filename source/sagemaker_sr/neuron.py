@@ -91,11 +91,14 @@ def compiled_upscaler(spec: ModelSpec, store: ModelStore, config: TileConfig, ca
 class NeuronBackend(LocalBackend):
     """The local backend with every upscaler swapped for its compiled fixed-shape twin."""
 
-    def __init__(self, settings: ServiceSettings, config: TileConfig | None = None, cache_dir: Path = CACHE_DIR) -> None:
+    def __init__(
+        self, settings: ServiceSettings, config: TileConfig | None = None, cache_dir: Path = CACHE_DIR
+    ) -> None:
         super().__init__(settings)
         store = ModelStore(settings.model_dir)
         self.upscalers = {
-            name: compiled_upscaler(get_spec(name), store, config or tile_config(), cache_dir) for name in self.upscalers
+            name: compiled_upscaler(get_spec(name), store, config or tile_config(), cache_dir)
+            for name in self.upscalers
         }
 
 
@@ -110,7 +113,7 @@ def main(argv: list[str]) -> int:
         import uvicorn
 
         current = settings()
-        uvicorn.run(create_app(current, NeuronBackend(current)), host="0.0.0.0", port=8080, log_level="info")  # noqa: S104
+        uvicorn.run(create_app(current, NeuronBackend(current)), host="0.0.0.0", port=8080, log_level="info")
         return 0
     if command == "compile" and len(argv) == 2:
         current = settings()

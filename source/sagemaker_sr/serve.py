@@ -18,7 +18,7 @@ MODEL_DIR = "/opt/ml/model"
 
 def main() -> None:
     settings = ServiceSettings.for_variant("gpu", model_dir=os.environ.get("SUPERRES_MODEL_DIR", MODEL_DIR))
-    uvicorn.run(local_app(settings), host="0.0.0.0", port=8080, log_level="info")  # noqa: S104 (inside the container)
+    uvicorn.run(local_app(settings), host="0.0.0.0", port=8080, log_level="info")
 
 
 if __name__ == "__main__":

@@ -56,10 +56,29 @@ def _destination(source: Path, output: Path, scale: int, fmt: str | None, single
 @click.option("--scale", type=click.Choice(["2", "4"]), default="4", show_default=True)
 @click.option("--model", type=click.Choice(UPSCALERS), default=DEFAULT_MODEL, show_default=True)
 @model_dir_option
-@click.option("--tile", type=int, default=TileConfig.tile, show_default=True, help="Tile core size in input pixels; 0 = whole image.")
+@click.option(
+    "--tile",
+    type=int,
+    default=TileConfig.tile,
+    show_default=True,
+    help="Tile core size in input pixels; 0 = whole image.",
+)
 @click.option("--pad", type=int, default=TileConfig.pad, show_default=True, help="Context around each tile.")
-@click.option("--format", "fmt", type=click.Choice(codec.OUTPUT_FORMATS), default=None, help="Output format [default: the input's].")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Output folder, or a file name for a single input.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(codec.OUTPUT_FORMATS),
+    default=None,
+    help="Output format [default: the input's].",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("out"),
+    show_default=True,
+    help="Output folder, or a file name for a single input.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option(
     "--bf16/--fp32",
@@ -116,10 +135,18 @@ def upscale(
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on; 127.0.0.1 keeps it on this machine.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to listen on; 127.0.0.1 keeps it on this machine."
+)
 @click.option("--port", type=int, default=8080, show_default=True)
 @model_dir_option
-@click.option("--variant", type=click.Choice(["local", "lambda", "gpu"]), default="local", show_default=True, help="Whose limits to apply.")
+@click.option(
+    "--variant",
+    type=click.Choice(["local", "lambda", "gpu"]),
+    default="local",
+    show_default=True,
+    help="Whose limits to apply.",
+)
 def serve(host: str, port: int, model_dir: Path | None, variant: str) -> None:
     """Serve POST /resolution (and the SageMaker routes) on this machine."""
     import uvicorn
@@ -142,7 +169,9 @@ _URL_PREFIXES = ("http://", "https://", "s3://")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--scale", type=click.Choice(["2", "4"]), default="4", show_default=True)
 @model_dir_option
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True)
+@click.option(
+    "--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True
+)
 def demo(image: Path, scale: str, model_dir: Path | None, output: Path) -> None:
     """Start the local service on 127.0.0.1, upscale IMAGE through POST /resolution over HTTP, stop."""
     from .client import ResolutionAPIError, ResolutionClient
@@ -177,11 +206,36 @@ def demo(image: Path, scale: str, model_dir: Path | None, output: Path) -> None:
 @click.argument("image_or_url")
 @click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
 @click.option("--face", is_flag=True, help="Restore faces (deployments with a face model only).")
-@click.option("--format", "fmt", type=click.Choice(["jpeg", "png", "webp"]), default=None, help="Output format [default: the input's].")
-@click.option("--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality [default: the service's, 95].")
-@click.option("--api-key", envvar="SUPERRES_API_KEY", default=None, help="Sent as x-api-key (API Gateway usage plans) [env: SUPERRES_API_KEY].")
-@click.option("--sigv4", "region", default=None, metavar="REGION", help="Sign with SigV4 for IAM auth, using the AWS credential chain.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Result file [default: <stem>_x<scale>.<format> here].")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jpeg", "png", "webp"]),
+    default=None,
+    help="Output format [default: the input's].",
+)
+@click.option(
+    "--quality", type=click.IntRange(1, 100), default=None, help="JPEG/WebP quality [default: the service's, 95]."
+)
+@click.option(
+    "--api-key",
+    envvar="SUPERRES_API_KEY",
+    default=None,
+    help="Sent as x-api-key (API Gateway usage plans) [env: SUPERRES_API_KEY].",
+)
+@click.option(
+    "--sigv4",
+    "region",
+    default=None,
+    metavar="REGION",
+    help="Sign with SigV4 for IAM auth, using the AWS credential chain.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Result file [default: <stem>_x<scale>.<format> here].",
+)
 def client(
     endpoint: str,
     image_or_url: str,
@@ -251,7 +305,9 @@ def models_list(model_dir: Path | None) -> None:
 @click.argument("names", nargs=-1)
 @model_dir_option
 @click.option("--all", "fetch_all", is_flag=True, help="Every model of the manifest.")
-@click.option("--url", default=None, help="Download from this URL (a mirror) instead; size and sha256 are still checked.")
+@click.option(
+    "--url", default=None, help="Download from this URL (a mirror) instead; size and sha256 are still checked."
+)
 def models_fetch(names: tuple[str, ...], model_dir: Path | None, fetch_all: bool, url: str | None) -> None:
     """Download official model files, verifying size and sha256."""
     store = ModelStore(model_dir)
@@ -284,7 +340,9 @@ def models_verify(names: tuple[str, ...], model_dir: Path | None) -> None:
 # ---------------------------------------------------------------- AWS: stacks and customer keys
 
 _VARIANTS = ("lambda", "gpu", "inf1")
-region_option = click.option("--region", default=None, help="AWS region [default: the credential chain's, e.g. $AWS_REGION].")
+region_option = click.option(
+    "--region", default=None, help="AWS region [default: the credential chain's, e.g. $AWS_REGION]."
+)
 profile_option = click.option("--profile", default=None, help="Named AWS profile [default: the credential chain].")
 
 
@@ -319,17 +377,30 @@ def stack() -> None:
 @stack.command("deploy")
 @click.argument("variant", type=click.Choice(_VARIANTS))
 @click.option("--stack-name", default=None, help="[default: superres-VARIANT]")
-@click.option("--template", default=None, help="https:// URL of a published template, or a file [default: "
-              "deployment/global-s3-assets/<variant's template> from build-s3-dist.sh].")
+@click.option(
+    "--template",
+    default=None,
+    help="https:// URL of a published template, or a file [default: "
+    "deployment/global-s3-assets/<variant's template> from build-s3-dist.sh].",
+)
 @click.option("--template-bucket", default=None, help="Bucket to upload a template file to (files over 51,200 bytes).")
-@click.option("--parameter", "-p", "parameters", multiple=True, metavar="KEY=VALUE", help="Stack parameter; repeat for more.")
+@click.option(
+    "--parameter", "-p", "parameters", multiple=True, metavar="KEY=VALUE", help="Stack parameter; repeat for more."
+)
 @click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True, help="Seconds to wait.")
 @click.option("--poll", type=click.FloatRange(min=0.05), default=5, show_default=True, help="Seconds between polls.")
 @region_option
 @profile_option
 def stack_deploy(
-    variant: str, stack_name: str | None, template: str | None, template_bucket: str | None,
-    parameters: tuple[str, ...], timeout: float, poll: float, region: str | None, profile: str | None,
+    variant: str,
+    stack_name: str | None,
+    template: str | None,
+    template_bucket: str | None,
+    parameters: tuple[str, ...],
+    timeout: float,
+    poll: float,
+    region: str | None,
+    profile: str | None,
 ) -> None:
     """Create or update the VARIANT stack, print its events until done, then its outputs."""
     from .operate import stack as stacks
@@ -341,7 +412,13 @@ def stack_deploy(
     try:
         source = stacks.template_source(chosen, s3, template_bucket, name)
         result = stacks.deploy(
-            cfn, name, source, stacks.parse_parameters(parameters), log=click.echo, poll=poll, timeout=timeout,
+            cfn,
+            name,
+            source,
+            stacks.parse_parameters(parameters),
+            log=click.echo,
+            poll=poll,
+            timeout=timeout,
             tags={"superres:variant": variant},
         )
     except _aws_errors() as error:
@@ -375,12 +452,16 @@ def stack_outputs(stack_name: str, region: str | None, profile: str | None) -> N
 @click.option("--poll", type=click.FloatRange(min=0.05), default=5, show_default=True)
 @region_option
 @profile_option
-def stack_delete(stack_name: str, yes: bool, timeout: float, poll: float, region: str | None, profile: str | None) -> None:
+def stack_delete(
+    stack_name: str, yes: bool, timeout: float, poll: float, region: str | None, profile: str | None
+) -> None:
     """Delete the stack and wait (see README, Uninstall, for what stays)."""
     from .operate import stack as stacks
 
     if not yes:
-        click.confirm(f"Delete stack {stack_name} (the API, its usage plan and first key; see README, Uninstall)?", abort=True)
+        click.confirm(
+            f"Delete stack {stack_name} (the API, its usage plan and first key; see README, Uninstall)?", abort=True
+        )
     (cfn,) = _aws(profile, region, "cloudformation")
     try:
         result = stacks.delete(cfn, stack_name, log=click.echo, poll=poll, timeout=timeout)
@@ -390,7 +471,9 @@ def stack_delete(stack_name: str, yes: bool, timeout: float, poll: float, region
 
 
 def _plan_option(command: Any) -> Any:
-    command = click.option("--usage-plan-id", default=None, help="The usage plan [default: the stack's UsagePlanId output].")(command)
+    command = click.option(
+        "--usage-plan-id", default=None, help="The usage plan [default: the stack's UsagePlanId output]."
+    )(command)
     return click.option("--stack", "stack_name", default=None, help="Stack whose usage plan to use.")(command)
 
 
@@ -416,7 +499,9 @@ def keys() -> None:
 @_plan_option
 @region_option
 @profile_option
-def keys_issue(customer: str, stack_name: str | None, usage_plan_id: str | None, region: str | None, profile: str | None) -> None:
+def keys_issue(
+    customer: str, stack_name: str | None, usage_plan_id: str | None, region: str | None, profile: str | None
+) -> None:
     """Issue a new key for CUSTOMER on the usage plan and print its value (shown once)."""
     from .operate import keys as api_keys
 
@@ -454,7 +539,12 @@ def keys_list(stack_name: str | None, usage_plan_id: str | None, region: str | N
 @region_option
 @profile_option
 def keys_usage(
-    stack_name: str | None, usage_plan_id: str | None, key_id: str | None, days: int, region: str | None, profile: str | None
+    stack_name: str | None,
+    usage_plan_id: str | None,
+    key_id: str | None,
+    days: int,
+    region: str | None,
+    profile: str | None,
 ) -> None:
     """Requests per key and day against the plan's quota."""
     from .operate import keys as api_keys
@@ -465,7 +555,9 @@ def keys_usage(
         rows = api_keys.usage(apigw, plan, days=days, key_id=key_id)
     except _aws_errors() as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"usage plan {plan}: quota " + (f"{limit.limit} requests per {limit.period.lower()}" if limit else "none"))
+    click.echo(
+        f"usage plan {plan}: quota " + (f"{limit.limit} requests per {limit.period.lower()}" if limit else "none")
+    )
     if not rows:
         click.echo("no requests recorded in this window")
     for row in rows:
@@ -480,7 +572,14 @@ def keys_usage(
 @click.option("--delete", is_flag=True, help="Delete the key instead of disabling it.")
 @region_option
 @profile_option
-def keys_revoke(key_id: str, stack_name: str | None, usage_plan_id: str | None, delete: bool, region: str | None, profile: str | None) -> None:
+def keys_revoke(
+    key_id: str,
+    stack_name: str | None,
+    usage_plan_id: str | None,
+    delete: bool,
+    region: str | None,
+    profile: str | None,
+) -> None:
     """Disable KEY_ID (403 from then on, history kept), or delete it with --delete."""
     from .operate import keys as api_keys
 

@@ -92,7 +92,7 @@ class ResolutionClient:
         url: str | None = None,
         scale: int = 2,
         face: bool = False,
-        format: str | None = None,  # noqa: A002 (the API's field name)
+        format: str | None = None,
         quality: int | None = None,
     ) -> UpscaleResult:
         """Upscale ``image`` bytes, or the image the service fetches from ``url`` (which wins if both)."""

@@ -143,9 +143,7 @@ class Upscaler:
             return np.dstack((result, alpha))
         return result
 
-    def _run_network(
-        self, rgb: np.ndarray, config: TileConfig, on_progress: ProgressCallback | None
-    ) -> np.ndarray:
+    def _run_network(self, rgb: np.ndarray, config: TileConfig, on_progress: ProgressCallback | None) -> np.ndarray:
         height, width, _ = rgb.shape
         s = self.native_scale
         output = np.empty((height * s, width * s, 3), dtype=rgb.dtype)
@@ -165,10 +163,7 @@ class Upscaler:
 
     def _forward_tiles(self, rgb: np.ndarray, batch: list[Tile], config: TileConfig) -> list[np.ndarray]:
         """Network output of each tile's window, as H x W x 3 arrays of ``rgb``'s dtype."""
-        windows = [
-            rgb[t.rows.window_start : t.rows.window_end, t.cols.window_start : t.cols.window_end]
-            for t in batch
-        ]
+        windows = [rgb[t.rows.window_start : t.rows.window_end, t.cols.window_start : t.cols.window_end] for t in batch]
         try:
             return self._forward(windows, config.window if config.fixed_shape else None)
         except torch.OutOfMemoryError:
@@ -179,9 +174,7 @@ class Upscaler:
                 return [self._forward_tiles(rgb, [tile], config)[0] for tile in batch]
             smaller = (config.tile or max(windows[0].shape[:2])) // 2
             if smaller < MIN_RETRY_TILE:
-                raise InferenceError(
-                    f"out of memory even for {config.tile}px tiles on {self.device}"
-                ) from None
+                raise InferenceError(f"out of memory even for {config.tile}px tiles on {self.device}") from None
             logger.warning("out of memory on a %dpx tile; retrying it with %dpx tiles", config.tile, smaller)
             retry = TileConfig(tile=smaller, pad=config.pad, batch=1)
             return [self._run_network(np.ascontiguousarray(windows[0]), retry, None)]
@@ -194,8 +187,7 @@ class Upscaler:
             # Images smaller than the fixed window: mirror them up to its shape
             # (of the paddings measured, the closest to the unpadded output).
             windows = [
-                np.pad(w, ((0, fixed - w.shape[0]), (0, fixed - w.shape[1]), (0, 0)), mode="symmetric")
-                for w in windows
+                np.pad(w, ((0, fixed - w.shape[0]), (0, fixed - w.shape[1]), (0, 0)), mode="symmetric") for w in windows
             ]
         batch = torch.from_numpy(np.stack(windows)).permute(0, 3, 1, 2)
         # Scale in fp32: 65535 does not fit in fp16.
@@ -214,9 +206,7 @@ class Upscaler:
                 raise InferenceError(f"{self.name} produced non-finite values on a tile")
             out = out.float().mul_(top).round_().permute(0, 2, 3, 1).cpu().numpy()
         s = self.native_scale
-        return [
-            out[i, : h * s, : w * s].astype(windows[0].dtype) for i, (h, w) in enumerate(zip(heights, widths))
-        ]
+        return [out[i, : h * s, : w * s].astype(windows[0].dtype) for i, (h, w) in enumerate(zip(heights, widths))]
 
 
 class _Bf16(torch.nn.Module):

@@ -280,9 +280,7 @@ def paste_face(
     return (x0, y0, x1, y1), alpha
 
 
-def _warp(
-    src: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: float | tuple[float, ...]
-) -> np.ndarray:
+def _warp(src: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: float | tuple[float, ...]) -> np.ndarray:
     """``cv2.warpAffine`` (bilinear, constant border) that does not alias when it shrinks.
 
     When the transform reduces by more than 1.5x, the part of ``src`` it reads
@@ -325,9 +323,7 @@ def load_face_descriptor(path: Path | str, spec: ModelSpec | None = None) -> Ima
         found = getattr(getattr(descriptor, "architecture", None), "id", type(descriptor).__name__)
         raise ModelMismatchError(f"{path}: holds a {found} network, not GFPGAN")
     if spec and spec.architecture != descriptor.architecture.id:
-        raise ModelMismatchError(
-            f"{path}: holds a GFPGAN network, but {spec.name} is a {spec.architecture} network"
-        )
+        raise ModelMismatchError(f"{path}: holds a GFPGAN network, but {spec.name} is a {spec.architecture} network")
     return descriptor
 
 
@@ -468,9 +464,7 @@ class FaceRestorer:
         faces.sort(key=lambda face: (face.area, face.score), reverse=True)
         return faces[: self.max_faces]
 
-    def restore(
-        self, original: np.ndarray, upscaled: np.ndarray, scale: float, **options
-    ) -> tuple[np.ndarray, int]:
+    def restore(self, original: np.ndarray, upscaled: np.ndarray, scale: float, **options) -> tuple[np.ndarray, int]:
         """``upscaled`` with the faces of ``original`` restored, and how many were.
 
         Without a face to restore, ``upscaled`` itself comes back (not a copy).

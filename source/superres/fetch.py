@@ -488,9 +488,7 @@ def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         # Refused before reading a single body byte.
-        raise ImageTooLargeError(
-            f"the url's content is {int(declared):,} bytes; the limit is {max_bytes:,} bytes"
-        )
+        raise ImageTooLargeError(f"the url's content is {int(declared):,} bytes; the limit is {max_bytes:,} bytes")
     chunks: list[bytes] = []
     received = 0
     for chunk in response.iter_raw():
@@ -559,17 +557,13 @@ def _fetch_s3(url: str, policy: FetchPolicy) -> bytes:
         try:
             length = answer.get("ContentLength")
             if length is not None and length > policy.max_bytes:
-                raise ImageTooLargeError(
-                    f"{where} is {length:,} bytes; the limit is {policy.max_bytes:,} bytes"
-                )
+                raise ImageTooLargeError(f"{where} is {length:,} bytes; the limit is {policy.max_bytes:,} bytes")
             chunks: list[bytes] = []
             received = 0
             for chunk in body.iter_chunks(64 * 1024):
                 received += len(chunk)
                 if received > policy.max_bytes:
-                    raise ImageTooLargeError(
-                        f"{where} is larger than the limit of {policy.max_bytes:,} bytes"
-                    )
+                    raise ImageTooLargeError(f"{where} is larger than the limit of {policy.max_bytes:,} bytes")
                 if time.monotonic() > deadline:
                     raise UrlFetchError(
                         f"fetching {where} took longer than the total limit of {policy.total_timeout:g} s"

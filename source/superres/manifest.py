@@ -229,6 +229,4 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise KeyError(
-            f"unknown model {name!r}; supported: {', '.join(MODELS)}"
-        ) from None
+        raise KeyError(f"unknown model {name!r}; supported: {', '.join(MODELS)}") from None

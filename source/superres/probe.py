@@ -43,9 +43,7 @@ def probe(data: bytes, max_pixels: int | None = None) -> ImageInfo:
             fmt = INPUT_FORMATS[image.format]
     except Image.DecompressionBombError:
         # Pillow's own guard fires first for the most absurd headers.
-        raise ImageTooLargeError(
-            f"input image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {limit}"
-        ) from None
+        raise ImageTooLargeError(f"input image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {limit}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise UnsupportedImageError(
             f"not a supported image: expected one of {', '.join(INPUT_FORMATS.values())}"

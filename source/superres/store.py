@@ -12,14 +12,14 @@ import os
 import secrets
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
-from .errors import ModelNotFoundError, ModelDownloadError
+from .errors import ModelDownloadError, ModelNotFoundError
 from .manifest import ModelSpec
 
 MODEL_DIR_ENV = "SUPERRES_MODEL_DIR"
@@ -93,9 +93,7 @@ class ModelStore:
         for copy in spec.known_copies:
             if found.name == copy.filename and digest == copy.sha256:
                 return Verification(spec.name, FileStatus.KNOWN_COPY, found, copy.origin)
-        return Verification(
-            spec.name, FileStatus.MISMATCH, found, f"sha256 {digest} is not a known file of this model"
-        )
+        return Verification(spec.name, FileStatus.MISMATCH, found, f"sha256 {digest} is not a known file of this model")
 
     def fetch(
         self,
@@ -181,9 +179,7 @@ def _download_once(
             for chunk in response.iter_bytes(_CHUNK):
                 received += len(chunk)
                 if received > size:
-                    raise ModelDownloadError(
-                        f"download of {url} failed: more than the expected {size:,} bytes"
-                    )
+                    raise ModelDownloadError(f"download of {url} failed: more than the expected {size:,} bytes")
                 digest.update(chunk)
                 handle.write(chunk)
                 if on_progress:
@@ -193,9 +189,7 @@ def _download_once(
         if received != size:
             raise _Retryable(f"got {received:,} of {size:,} bytes")
         if digest.hexdigest() != sha256:
-            raise ModelDownloadError(
-                f"download of {url} failed: sha256 {digest.hexdigest()} != expected {sha256}"
-            )
+            raise ModelDownloadError(f"download of {url} failed: sha256 {digest.hexdigest()} != expected {sha256}")
         os.replace(partial, target)
     except (httpx.TransportError, httpx.StreamError) as error:
         raise _Retryable(f"{type(error).__name__}: {error}") from error

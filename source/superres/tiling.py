@@ -71,9 +71,7 @@ def plan_axis(length: int, config: TileConfig) -> list[Span]:
             window_start = min(max(start - config.pad, 0), length - window)
             spans.append(Span(start, end, window_start, window_start + window))
         else:
-            spans.append(
-                Span(start, end, max(start - config.pad, 0), min(end + config.pad, length))
-            )
+            spans.append(Span(start, end, max(start - config.pad, 0), min(end + config.pad, length)))
     return spans
 
 

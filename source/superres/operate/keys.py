@@ -139,7 +139,9 @@ def quota(apigw: Any, plan_id: str) -> Quota | None:
     return Quota(int(found["limit"]), found.get("period", "DAY")) if found and found.get("limit") else None
 
 
-def usage(apigw: Any, plan_id: str, *, days: int = 1, key_id: str | None = None, today: date | None = None) -> list[Usage]:
+def usage(
+    apigw: Any, plan_id: str, *, days: int = 1, key_id: str | None = None, today: date | None = None
+) -> list[Usage]:
     """Requests per key per day over the last ``days`` days (UTC), with what the quota leaves."""
     if days < 1 or days > 90:
         raise ValueError("days must be 1-90 (API Gateway keeps usage for 90 days)")
@@ -156,7 +158,13 @@ def usage(apigw: Any, plan_id: str, *, days: int = 1, key_id: str | None = None,
     except (ClientError, BotoCoreError) as error:
         raise _fail(error) from None
     return [
-        Usage(key, [(start + timedelta(days=i), int(row[0]), int(row[1]) if len(row) > 1 else None) for i, row in enumerate(rows)])
+        Usage(
+            key,
+            [
+                (start + timedelta(days=i), int(row[0]), int(row[1]) if len(row) > 1 else None)
+                for i, row in enumerate(rows)
+            ],
+        )
         for key, rows in sorted(items.items())
     ]
 

@@ -58,7 +58,8 @@ def table(release: Release, regions: dict[str, str] = REGIONS) -> str:
     ]
     for region, label in regions.items():
         cells = [
-            "not offered" if (region, variant) in NOT_OFFERED
+            "not offered"
+            if (region, variant) in NOT_OFFERED
             else f"[launch]({quick_create_url(release, region, variant)})"
             for variant in VARIANTS
         ]

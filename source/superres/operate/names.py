@@ -14,9 +14,7 @@ _REGION_SUFFIX = len("-ap-southeast-1")
 
 def check_bucket(name: str, what: str = "bucket") -> str:
     if not (3 <= len(name) <= 63 and _BUCKET.match(name)) or ".." in name:
-        raise ValueError(
-            f"{what} {name!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '-' and '.')"
-        )
+        raise ValueError(f"{what} {name!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '-' and '.')")
     return name
 
 

@@ -110,7 +110,9 @@ def publish(
                 )
         try:
             s3.upload_file(
-                str(upload.path), upload.bucket, upload.key,
+                str(upload.path),
+                upload.bucket,
+                upload.key,
                 ExtraArgs={
                     "Metadata": {SHA256_METADATA: digest},
                     "ContentType": CONTENT_TYPES.get(upload.path.suffix, "application/octet-stream"),

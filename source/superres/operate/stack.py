@@ -26,8 +26,15 @@ INLINE_TEMPLATE_LIMIT = 51_200
 CAPABILITIES = ["CAPABILITY_IAM"]
 SUCCESS = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE", "IMPORT_COMPLETE"}
 FAILURE = {
-    "CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "UPDATE_FAILED", "UPDATE_ROLLBACK_COMPLETE",
-    "UPDATE_ROLLBACK_FAILED", "DELETE_FAILED", "IMPORT_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_FAILED",
+    "CREATE_FAILED",
+    "ROLLBACK_COMPLETE",
+    "ROLLBACK_FAILED",
+    "UPDATE_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "UPDATE_ROLLBACK_FAILED",
+    "DELETE_FAILED",
+    "IMPORT_ROLLBACK_COMPLETE",
+    "IMPORT_ROLLBACK_FAILED",
 }
 #: The outputs a person needs first, in this order (templates/build.py names them).
 KEY_OUTPUTS = ("aikitsInvokeURLresolution", "ApiKeyId", "GetApiKeyCommand", "UsagePlanId", "DashboardURL")
@@ -183,7 +190,8 @@ def kept_parameters(
     return [
         {"ParameterKey": p["ParameterKey"], "UsePreviousValue": True}
         for p in existing.get("Parameters", [])
-        if p["ParameterKey"] not in given and p["ParameterKey"] in defaults
+        if p["ParameterKey"] not in given
+        and p["ParameterKey"] in defaults
         and p.get("ParameterValue") != defaults[p["ParameterKey"]]
     ]
 
@@ -204,7 +212,9 @@ def deploy(
         existing = describe(cfn, stack_name)
         given = [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
         common: dict[str, Any] = {
-            "StackName": stack_name, **source, "Capabilities": CAPABILITIES,
+            "StackName": stack_name,
+            **source,
+            "Capabilities": CAPABILITIES,
             "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()],
         }
         if existing is None:

@@ -96,7 +96,13 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
             answer["context"] = parsed.context
         logger.info(
             "request %s: %dx%d %s x%d -> %s %s in %.2f s",
-            request_id, job.info.width, job.info.height, job.info.format, job.scale, job.format, parsed.output,
+            request_id,
+            job.info.width,
+            job.info.height,
+            job.info.format,
+            job.scale,
+            job.format,
+            parsed.output,
             time.monotonic() - arrived,
         )
         return JSONResponse(answer, headers={"x-request-id": request_id})
@@ -177,9 +183,7 @@ def _json_errors(endpoint: Callable[[Request, str], Awaitable[Response]]) -> Cal
     """Every failure as the one error shape; internal ones logged, never shown."""
 
     async def handle(request: Request) -> Response:
-        request_id = (
-            request.headers.get("x-amzn-requestid") or request.headers.get("x-request-id") or uuid.uuid4().hex
-        )
+        request_id = request.headers.get("x-amzn-requestid") or request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
             return await endpoint(request, request_id)
         except SuperResError as error:

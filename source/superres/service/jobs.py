@@ -73,7 +73,7 @@ class QueueError(SuperResError):
 
 
 def _now() -> str:
-    return utc_iso(datetime.datetime.now(datetime.timezone.utc))
+    return utc_iso(datetime.datetime.now(datetime.UTC))
 
 
 @dataclass
@@ -447,7 +447,9 @@ class SqsJobQueue:
         await asyncio.to_thread(self._put, record.id, body)
 
     def _put(self, job_id: str, body: bytes) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=f"{INPUT_PREFIX}{job_id}.json", Body=body, ContentType="application/json")
+        self.s3.put_object(
+            Bucket=self.bucket, Key=f"{INPUT_PREFIX}{job_id}.json", Body=body, ContentType="application/json"
+        )
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps({"id": job_id}))
 
     def reader(self, job_id: str) -> Callable[[], bytes]:
@@ -537,7 +539,9 @@ def sagemaker_events(settings: ServiceSettings) -> tuple[JobRunner, Any]:
 class Jobs:
     """What POST /jobs and GET /jobs/{id} do, on whatever store and queue the host has."""
 
-    def __init__(self, settings: ServiceSettings, store: JobStore, queue: JobQueue, results: ResultStore | None) -> None:
+    def __init__(
+        self, settings: ServiceSettings, store: JobStore, queue: JobQueue, results: ResultStore | None
+    ) -> None:
         self.settings = job_settings(settings)
         self.store = store
         self.queue = queue

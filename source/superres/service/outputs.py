@@ -36,9 +36,7 @@ def check_response_size(encoded_bytes: int, settings: ServiceSettings) -> None:
     answer = 4 * math.ceil(encoded_bytes / 3) + _ENVELOPE_BYTES
     if answer > settings.max_response_bytes:
         hint = (
-            'ask for "output": "s3" (a presigned URL, no size limit), or for '
-            if settings.output_bucket
-            else "ask for "
+            'ask for "output": "s3" (a presigned URL, no size limit), or for ' if settings.output_bucket else "ask for "
         )
         raise ImageTooLargeError(
             f"the result is {encoded_bytes:,} bytes ({answer:,} as a JSON answer); the limit is "
@@ -48,7 +46,7 @@ def check_response_size(encoded_bytes: int, settings: ServiceSettings) -> None:
 
 
 def utc_iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def aws_client(service: str, **config: Any) -> Any:
@@ -89,12 +87,14 @@ class S3Results:
         key = self.key(name, fmt)
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=CONTENT_TYPES[fmt])
-            expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=self.seconds)
+            expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=self.seconds)
             url = self.client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.seconds
             )
         except (BotoCoreError, ClientError) as error:
-            raise OutputStoreError(f"the result could not be stored in the output bucket ({type(error).__name__})") from None
+            raise OutputStoreError(
+                f"the result could not be stored in the output bucket ({type(error).__name__})"
+            ) from None
         return {"result_url": url, "expires_at": utc_iso(expires), "location": f"s3://{self.bucket}/{key}"}
 
 

@@ -135,9 +135,7 @@ def predicted_seconds(job: Job, settings: ServiceSettings) -> float:
     """Network FLOPs of the job (tile windows included) over the deployment's throughput."""
     spec = get_spec(model_for_scale(job.scale, settings))
     tiles = plan(job.info.height, job.info.width, TileConfig(tile=settings.tile, pad=settings.pad))
-    computed = sum(
-        (t.rows.window_end - t.rows.window_start) * (t.cols.window_end - t.cols.window_start) for t in tiles
-    )
+    computed = sum((t.rows.window_end - t.rows.window_start) * (t.cols.window_end - t.cols.window_start) for t in tiles)
     mflop = computed * spec.mflop_per_pixel
     if job.face:
         # At least one face (a 512x512 GFPGAN pass); more are stopped by the deadline.
