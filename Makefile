@@ -22,12 +22,18 @@ $(STAMP): pyproject.toml tests/requirements-nodeps.txt
 	$(VENV)/checkov/bin/pip install -q checkov==3.3.30
 	touch $@
 
-.PHONY: install demo test bench templates
+.PHONY: install demo test lint bench templates
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/superres models fetch RealESRGAN_x4plus --model-dir $(MODEL_DIR)
 	$(BIN)/superres demo $(DEMO_IMAGE) --scale 4 --model-dir $(MODEL_DIR) --output out/
+
+# The gates CI runs before the tests; pre-commit runs the same (.pre-commit-config.yaml).
+lint: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+	$(BIN)/mypy
 
 test: $(STAMP)
 	SUPERRES_SHARED=$(abspath $(SHARED)) $(BIN)/python -m pytest
