@@ -13,8 +13,8 @@ what a deployer and an operator need (``superres stack``, ``superres keys``). ``
 - ``global-s3-assets/``: the three templates of ``templates/`` with the placeholders
   substituted by ``templates/build.py``'s ``substitute``, named ``*.template``;
 - ``regional-s3-assets/``: ``efs-model-stager.zip``, ``invoke-endpoint.zip`` (code plus
-  third-party packages installed by pip for the Lambda platform, pinned to the versions
-  in ``pyproject.toml``) and ``sagemaker-gpu-model.tar.gz`` / ``sagemaker-inf1-model.tar.gz``
+  third-party packages installed for the Lambda platform from ``uv.lock``: the zip's
+  dependency group in ``pyproject.toml``, exported with its hashes) and ``sagemaker-gpu-model.tar.gz`` / ``sagemaker-inf1-model.tar.gz``
   (the weight files of the chosen models, from the verifying model store);
 - ``container-contexts/<image>/``: each image's Dockerfile, its requirements pinned from
   ``pyproject.toml``, and the source packages it copies.
@@ -32,7 +32,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -44,6 +43,7 @@ from pathlib import Path
 from types import ModuleType
 
 import click
+from uv import find_uv_bin
 
 from superres.errors import SuperResError
 from superres.manifest import MODELS, get_spec
@@ -60,10 +60,9 @@ TEMPLATES = {
     "sagemaker-gpu.template": "sagemaker-gpu.template.json",
     "sagemaker-inf1.template": "sagemaker-inf1.template.json",
 }
-#: The Lambda runtime the zips target (templates/build.py: LAMBDA_PYTHON = python3.12, x86_64).
-#: Amazon Linux 2023 (glibc 2.34) also runs manylinux_2_28 wheels, which some packages
-#: publish instead of manylinux2014.
-LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+#: The Lambda runtime the zips target (templates/build.py: LAMBDA_PYTHON = python3.12, x86_64):
+#: Amazon Linux 2023, glibc 2.34, so manylinux_2_28 wheels and older ones run there.
+LAMBDA_PLATFORM = "x86_64-manylinux_2_28"
 LAMBDA_PYTHON_VERSION = "3.12"
 
 #: The x4 networks the SageMaker host can serve plus the face models (templates/README.md).
@@ -87,13 +86,13 @@ class BuildError(Exception):
 
 @dataclass(frozen=True)
 class LambdaZip:
-    """One zip asset: source files at given archive paths plus pip-installed packages."""
+    """One zip asset: source files at given archive paths plus locked third-party packages."""
 
     name: str
     #: archive path -> file in the checkout
     files: dict[str, Path]
-    #: distribution names whose pins come from pyproject.toml
-    requirements: tuple[str, ...]
+    #: the dependency group of pyproject.toml whose locked closure the zip carries
+    group: str
 
 
 def _package_files(package: str, prefix: str = "") -> dict[str, Path]:
@@ -116,13 +115,12 @@ def lambda_zips() -> list[LambdaZip]:
                 "efs_model_stager.py": SOURCE / "custom_resources" / "efs_model_stager.py",
                 **{f"superres/{m}.py": SOURCE / "superres" / f"{m}.py" for m in store_modules},
             },
-            ("crhelper", "httpx"),
+            "lambda-model-stager",
         ),
         LambdaZip(
             "invoke-endpoint.zip",
             {**_package_files("lambda_sr"), **_package_files("superres")},
-            # What lambda_sr.invoke_endpoint imports (no torch, no OpenCV, no numpy).
-            ("starlette", "mangum", "jsonschema", "pyyaml", "pydantic-settings", "httpx", "pillow", "boto3"),
+            "lambda-invoke-endpoint",
         ),
     ]
 
@@ -165,52 +163,52 @@ def read_requirement_names(path: Path) -> list[str]:
     return [name for name in names if name]
 
 
-def environment_constraints() -> str:
-    """``name==version`` of every distribution in the environment running the build.
-
-    Packages pyproject.toml does not pin (the dependencies' dependencies) then ship at the
-    versions the tests ran with, and a rebuild later gives the same zip.
-    """
-    from importlib.metadata import distributions
-
-    pins = {
-        f"{dist.metadata['Name']}=={dist.version}"
-        for dist in distributions()
-        if dist.metadata["Name"] and _normalise(dist.metadata["Name"]) != "superres-kit"
-    }
-    return "".join(f"{line}\n" for line in sorted(pins))
-
-
-def pip_install_for_lambda(requirements: Sequence[str], target: Path) -> None:
-    """Install wheels built for the Lambda platform (python3.12, x86_64) into ``target``."""
-    platforms = [arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)]
-    constraints = target.with_name(target.name + "-constraints.txt")
-    constraints.write_text(environment_constraints())
+def locked_requirements(group: str, destination: Path) -> Path:
+    """The hashed pins of ``group``'s whole closure, exported from uv.lock into ``destination``."""
     command = [
-        sys.executable,
-        "-m",
+        find_uv_bin(),
+        "export",
+        "--quiet",
+        "--locked",
+        "--only-group",
+        group,
+        "--no-emit-project",
+        "--no-emit-workspace",
+        "--output-file",
+        str(destination),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    if result.returncode:
+        raise BuildError(f"uv.lock has no current pins for {group} (run make lock):\n{result.stderr.strip()}")
+    return destination
+
+
+def install_for_lambda(requirements: Path, target: Path) -> None:
+    """Install the hashed wheels of ``requirements``, built for the Lambda platform, into ``target``.
+
+    uv evaluates the lock's environment markers for the target (python3.12 on x86_64
+    Linux), not for the machine running the build; every file must match its hash.
+    """
+    command = [
+        find_uv_bin(),
         "pip",
         "install",
         "--quiet",
-        "--disable-pip-version-check",
-        "--no-compile",
-        "--only-binary=:all:",
-        "--implementation",
-        "cp",
+        "--require-hashes",
+        "--no-deps",
+        "--no-build",
+        "--python-platform",
+        LAMBDA_PLATFORM,
         "--python-version",
         LAMBDA_PYTHON_VERSION,
-        *platforms,
-        "--constraint",
-        str(constraints),
         "--target",
         str(target),
-        *requirements,
+        "--requirements",
+        str(requirements),
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode:
-        raise BuildError(
-            f"pip could not install {' '.join(requirements)} for the Lambda platform:\n{result.stderr.strip()}"
-        )
+        raise BuildError(f"could not install {requirements.name} for the Lambda platform:\n{result.stderr.strip()}")
     # Console scripts carry this machine's interpreter path and are never run in Lambda.
     shutil.rmtree(target / "bin", ignore_errors=True)
 
@@ -248,17 +246,17 @@ def write_tar_gz(destination: Path, entries: dict[str, Path], epoch: int) -> Non
     with (
         destination.open("wb") as raw,
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
     ):
-        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            for name in sorted(entries):
-                info = tarfile.TarInfo(name)
-                info.size = entries[name].stat().st_size
-                info.mtime = epoch
-                info.mode = _mode(entries[name])
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with entries[name].open("rb") as handle:
-                    archive.addfile(info, handle)
+        for name in sorted(entries):
+            info = tarfile.TarInfo(name)
+            info.size = entries[name].stat().st_size
+            info.mtime = epoch
+            info.mode = _mode(entries[name])
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with entries[name].open("rb") as handle:
+                archive.addfile(info, handle)
 
 
 def tree_entries(base: Path, prefix: str = "") -> dict[str, Path]:
@@ -293,10 +291,10 @@ def build_templates(out: Path, values: dict[str, str]) -> list[Path]:
     return written
 
 
-def build_lambda_zip(spec: LambdaZip, out: Path, epoch: int, pins: dict[str, str]) -> Path:
+def build_lambda_zip(spec: LambdaZip, out: Path, epoch: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="superres-zip-") as scratch:
         site = Path(scratch) / "site"
-        pip_install_for_lambda(pinned(spec.requirements, pins), site)
+        install_for_lambda(locked_requirements(spec.group, Path(scratch) / "requirements.txt"), site)
         entries = tree_entries(site)
         clash = sorted(set(entries) & set(spec.files))
         if clash:
@@ -384,7 +382,7 @@ def build_all(
     written = build_templates(global_dir, values)
     for spec in lambda_zips():
         log(f"building {spec.name} ...")
-        written.append(build_lambda_zip(spec, regional_dir, epoch, pins))
+        written.append(build_lambda_zip(spec, regional_dir, epoch))
     log(f"packing {len(weights)} model files ...")
     written += build_model_artifacts(regional_dir, weights, epoch)
     written += build_container_contexts(out / "container-contexts", pins)

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -29,6 +28,7 @@ import sys
 import tarfile
 import threading
 import time
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -43,26 +43,20 @@ from click.testing import CliRunner
 
 from conftest import SHARED
 from lambda_events import api_gateway_event
+from repo_modules import load_script
 from servers import running
 from superres import cli
 from superres.operate import keys as api_keys
 from superres.operate import links, publish, stack
+from superres.operate.regions import REGIONS
 from superres.store import ModelStore, sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENT = ROOT / "deployment"
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load("templates_build", ROOT / "templates" / "build.py")
-package = _load("deployment_package", DEPLOYMENT / "package.py")
+build = load_script("templates_build", "templates/build.py")
+package = load_script("deployment_package", "deployment/package.py")
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 
@@ -102,6 +96,7 @@ def run_build(out: Path, *extra: str, env: dict[str, str] | None = None) -> subp
         capture_output=True,
         text=True,
         timeout=1200,
+        check=False,
     )
 
 
@@ -159,6 +154,34 @@ def _assert_reproducible_zip(archive: zipfile.ZipFile) -> None:
         assert (info.external_attr >> 16) & 0o777 in (0o644, 0o755), info.filename
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.parametrize(
+    ("asset", "group"),
+    [("efs-model-stager.zip", "lambda-model-stager"), ("invoke-endpoint.zip", "lambda-invoke-endpoint")],
+)
+def test_zip_carries_exactly_the_locked_versions(built: Path, asset: str, group: str) -> None:
+    """Every distribution in a zip is at uv.lock's version, and its group's direct members are all there."""
+    locked = {
+        _canonical(entry["name"]): entry["version"]
+        for entry in tomllib.loads((ROOT / "uv.lock").read_text())["package"]
+        if "version" in entry
+    }
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"][group]
+    with zipfile.ZipFile(built / "regional-s3-assets" / asset) as archive:
+        shipped = dict(
+            name.removesuffix(".dist-info").rsplit("-", 1)
+            for name in top_levels(archive)
+            if name.endswith(".dist-info")
+        )
+    assert {_canonical(name): version for name, version in shipped.items()} == {
+        name: locked[name] for name in map(_canonical, shipped)
+    }
+    assert {_canonical(name) for name in wanted} <= set(map(_canonical, shipped))
+
+
 def test_stager_zip_is_self_contained(built: Path, tmp_path: Path) -> None:
     with zipfile.ZipFile(built / "regional-s3-assets" / "efs-model-stager.zip") as archive:
         _assert_reproducible_zip(archive)
@@ -167,7 +190,6 @@ def test_stager_zip_is_self_contained(built: Path, tmp_path: Path) -> None:
         tops = top_levels(archive)
         assert {"efs_model_stager.py", "crhelper", "httpx", "httpcore", "h11", "anyio", "idna", "certifi"} <= tops
         assert not tops & {"torch", "numpy", "cv2", "boto3"}
-        assert "crhelper-2.0.12.dist-info" in tops and "httpx-0.28.1.dist-info" in tops  # pyproject.toml's pins
         archive.extractall(tmp_path)
     # The Lambda runtime brings boto3 (crhelper imports it): a folder with just boto3 and
     # its dependencies stands in for it. Else only the zip and the standard library (-S).
@@ -175,6 +197,7 @@ def test_stager_zip_is_self_contained(built: Path, tmp_path: Path) -> None:
     runtime.mkdir()
     for name in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"):
         module = sys.modules.get(name) or __import__(name)
+        assert module.__file__, f"{name} is a namespace package"
         origin = Path(module.__file__)
         (runtime / (origin.parent.name if origin.name == "__init__.py" else origin.name)).symlink_to(
             origin.parent if origin.name == "__init__.py" else origin
@@ -184,7 +207,11 @@ def test_stager_zip_is_self_contained(built: Path, tmp_path: Path) -> None:
         "print(efs_model_stager.__file__, superres.store.__file__, httpx.__file__, crhelper.__file__, sep='\\n')"
     )
     result = subprocess.run(
-        [sys.executable, "-S", "-c", probe, str(tmp_path), str(runtime)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-S", "-c", probe, str(tmp_path), str(runtime)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert all(line.startswith(str(tmp_path) + "/") for line in result.stdout.split())
@@ -194,10 +221,10 @@ def python312() -> str:
     """Python 3.12 (the Lambda runtime's): on PATH, or one of pyenv's versions."""
     candidates = [shutil.which("python3.12")]
     if shutil.which("pyenv"):
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False).stdout.strip()
         candidates += sorted(str(p) for p in Path(root).glob("versions/3.12*/bin/python3.12"))
     for found in filter(None, candidates):
-        if subprocess.run([found, "-c", "pass"], capture_output=True).returncode == 0:
+        if subprocess.run([found, "-c", "pass"], capture_output=True, check=False).returncode == 0:
             return found
     pytest.skip("no python3.12 on this machine to import the Lambda zip with")
 
@@ -241,6 +268,7 @@ def test_invoke_endpoint_zip_answers_under_python_312(built: Path, tmp_path: Pat
         text=True,
         timeout=120,
         env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
@@ -262,7 +290,9 @@ def test_model_artifacts_hold_the_verified_weights(built: Path) -> None:
         assert [m.name for m in members] == sorted(expected)  # at the root: /opt/ml/model/<file>
         for member in members:
             assert (member.mtime, member.uid, member.gid, member.uname, member.mode) == (EPOCH, 0, 0, "", 0o644)
-            digest = hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+            content = archive.extractfile(member)
+            assert content is not None, f"{member.name} is not a regular file"
+            digest = hashlib.sha256(content.read()).hexdigest()
             assert digest == sha256_of(expected[member.name])
 
 
@@ -305,12 +335,15 @@ def test_build_refuses_bad_names(tmp_path: Path, names: list[str], message: str)
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_build_without_arguments_prints_usage() -> None:
-    result = subprocess.run(["bash", str(DEPLOYMENT / "build-s3-dist.sh")], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["bash", str(DEPLOYMENT / "build-s3-dist.sh")], capture_output=True, text=True, timeout=30, check=False
+    )
     assert result.returncode == 2 and "usage:" in result.stderr
 
 
@@ -403,7 +436,7 @@ def test_neuron_adapter_matches_the_eager_engine(shared_models: ModelStore, tmp_
 RELEASE = links.Release("superres-releases", SOLUTION, VERSION, china_global_bucket="superres-releases-cn")
 
 
-@pytest.mark.parametrize("region", sorted(links.REGIONS))
+@pytest.mark.parametrize("region", sorted(REGIONS))
 @pytest.mark.parametrize("variant", sorted(links.VARIANTS))
 def test_quick_create_url_opens_the_right_console_and_template(region: str, variant: str, asset_names: Path) -> None:
     url = urlsplit(links.quick_create_url(RELEASE, region, variant))
@@ -497,7 +530,9 @@ def aws_url(usage_counts: UsageCounts) -> Iterator[str]:
         found = usage_path.fullmatch(request.path)
         if request.method != "GET" or not found:
             return moto_app(environ, start_response)
-        region = re.search(r"/(\w\w-\w+-\d)/apigateway/", request.headers.get("Authorization", "")).group(1)
+        signed = re.search(r"/(\w\w-\w+-\d)/apigateway/", request.headers.get("Authorization", ""))
+        assert signed, "GetUsage must be SigV4-signed for a region"
+        region = signed.group(1)
         backend = apigateway_backends[DEFAULT_ACCOUNT_ID][region]
         plan = backend.get_usage_plan(found.group(1))
         limit = int(plan.quota["limit"]) if plan.quota else None
@@ -950,7 +985,9 @@ def test_keys_issue_list_usage_revoke(
 
     beta = superres("keys", "issue", "beta-42", "--usage-plan-id", plan_stack)
     assert beta.exit_code == 0, beta.output
-    beta_id = re.search(r"^key id:\s+(\S+)$", beta.output, re.M).group(1)
+    beta_match = re.search(r"^key id:\s+(\S+)$", beta.output, re.M)
+    assert beta_match, beta.output
+    beta_id = beta_match.group(1)
 
     listed = superres("keys", "list", "--stack", "superres-customers")
     assert listed.exit_code == 0 and f"usage plan {plan_stack}: 2 key(s)" in listed.output
