@@ -226,7 +226,7 @@ def python312() -> str:
     for found in filter(None, candidates):
         if subprocess.run([found, "-c", "pass"], capture_output=True, check=False).returncode == 0:
             return found
-    pytest.skip("no python3.12 on this machine to import the Lambda zip with")
+    pytest.fail("no python3.12 on this machine to import the Lambda zip with: install one (pyenv install 3.12)")
 
 
 def test_invoke_endpoint_zip_answers_under_python_312(built: Path, tmp_path: Path) -> None:
