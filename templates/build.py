@@ -5,7 +5,8 @@
 
 Why plain dicts rather than troposphere or nested stacks:
 - every piece shared by the stacks (API + usage plan + auth, logging/alarms/dashboard,
-  VPC, EFS, SageMaker endpoint + autoscaling) is one function below, so nothing is
+  VPC, EFS, SageMaker endpoint + autoscaling) is one function of templates/generator/
+  (see its __init__ for the modules), so nothing is
   copy-pasted between templates, and the output is plain CloudFormation JSON that the
   AWS console, cfn-lint, checkov and moto read directly;
 - nested stacks would need their child templates in S3 at deploy time (one more asset

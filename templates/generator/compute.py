@@ -228,32 +228,29 @@ def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
         AllowedValues=INSTANCE_TYPES[kind],
         Description="SageMaker instance type of the endpoint.",
     )
-    min_instances = t.parameter(
+    min_instances = t.number(
         group,
         "MinInstances",
         "Minimum instances",
-        Type="Number",
-        Default=1,
-        MinValue=1,
-        Description="Instances always running (billed by the hour, also at rest).",
+        default=1,
+        minimum=1,
+        description="Instances always running (billed by the hour, also at rest).",
     )
-    max_instances = t.parameter(
+    max_instances = t.number(
         group,
         "MaxInstances",
         "Maximum instances",
-        Type="Number",
-        Default=2,
-        MinValue=1,
-        Description="Upper bound for autoscaling.",
+        default=2,
+        minimum=1,
+        description="Upper bound for autoscaling.",
     )
-    target = t.parameter(
+    target = t.number(
         group,
         "TargetInvocationsPerInstance",
         "Scaling target (invocations/instance/minute)",
-        Type="Number",
-        Default=30,
-        MinValue=1,
-        Description="Target tracking on SageMakerVariantInvocationsPerInstance.",
+        default=30,
+        minimum=1,
+        description="Target tracking on SageMakerVariantInvocationsPerInstance.",
     )
     endpoint_role = role(t, "EndpointRole", "sagemaker.amazonaws.com")
     # One-off statements: each is about something the stack does not create (the asset

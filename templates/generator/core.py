@@ -202,6 +202,22 @@ class Template:
             self.groups.append((group, [name]))
         return Parameter(name)
 
+    def number(
+        self,
+        group: str,
+        name: str,
+        label: str,
+        default: int,
+        minimum: int,
+        description: str,
+        maximum: int | None = None,
+    ) -> Parameter:
+        """A Number parameter with a lower (and optional upper) bound."""
+        bounds: dict[str, int] = (
+            {"MinValue": minimum} if maximum is None else {"MinValue": minimum, "MaxValue": maximum}
+        )
+        return self.parameter(group, name, label, Type="Number", Default=default, **bounds, Description=description)
+
     def condition(self, name: str, expression: Json) -> Condition:
         assert name not in self.conditions, name
         self.conditions[name] = expression

@@ -119,50 +119,45 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool) ->
             "APIs need an ICP recordal)."
         ),
     )
-    usage_rate = t.parameter(
+    usage_rate = t.number(
         api,
         "UsagePlanRateLimit",
         "Per-key rate (requests/second)",
-        Type="Number",
-        Default=5,
-        MinValue=1,
-        Description="Steady-state requests per second allowed per API key (usage plan throttle).",
+        default=5,
+        minimum=1,
+        description="Steady-state requests per second allowed per API key (usage plan throttle).",
     )
-    usage_burst = t.parameter(
+    usage_burst = t.number(
         api,
         "UsagePlanBurstLimit",
         "Per-key burst",
-        Type="Number",
-        Default=10,
-        MinValue=1,
-        Description="Requests allowed in a burst per API key (usage plan throttle).",
+        default=10,
+        minimum=1,
+        description="Requests allowed in a burst per API key (usage plan throttle).",
     )
-    daily_quota = t.parameter(
+    daily_quota = t.number(
         api,
         "UsagePlanDailyQuota",
         "Per-key daily quota (0 = none)",
-        Type="Number",
-        Default=10000,
-        MinValue=0,
-        Description="Requests per key per day; 0 disables the quota.",
+        default=10000,
+        minimum=0,
+        description="Requests per key per day; 0 disables the quota.",
     )
-    stage_rate = t.parameter(
+    stage_rate = t.number(
         api,
         "StageRateLimit",
         "Stage-wide rate (requests/second)",
-        Type="Number",
-        Default=50,
-        MinValue=1,
-        Description="Requests per second for POST /resolution across all keys.",
+        default=50,
+        minimum=1,
+        description="Requests per second for POST /resolution across all keys.",
     )
-    stage_burst = t.parameter(
+    stage_burst = t.number(
         api,
         "StageBurstLimit",
         "Stage-wide burst",
-        Type="Number",
-        Default=100,
-        MinValue=1,
-        Description="Burst for POST /resolution across all keys.",
+        default=100,
+        minimum=1,
+        description="Burst for POST /resolution across all keys.",
     )
     service = "Service"
     model_name = t.parameter(

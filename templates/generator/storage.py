@@ -46,28 +46,26 @@ def output_bucket(t: Template) -> Output:
     """The bucket of "output": "s3" results and job results: encrypted, private, TLS only,
     every object expired after ResultExpiryDays."""
     group = "Results and jobs"
-    expiry_days = t.parameter(
+    expiry_days = t.number(
         group,
         "ResultExpiryDays",
         "Days results are kept",
-        Type="Number",
-        Default=7,
-        MinValue=1,
-        MaxValue=3650,
-        Description="The output bucket deletes every result (and job input) this many days after it was written.",
+        default=7,
+        minimum=1,
+        description="The output bucket deletes every result (and job input) this many days after it was written.",
+        maximum=3650,
     )
-    url_seconds = t.parameter(
+    url_seconds = t.number(
         group,
         "ResultUrlSeconds",
         "Presigned URL lifetime (seconds)",
-        Type="Number",
-        Default=3600,
-        MinValue=60,
-        MaxValue=43200,
-        Description=(
+        default=3600,
+        minimum=60,
+        description=(
             "How long the presigned GET URL of a result works. It is signed with the function's "
             "temporary credentials, so it never outlives them (a few hours at most)."
         ),
+        maximum=43200,
     )
     bucket = t.add(
         "OutputBucket",
