@@ -1,0 +1,265 @@
+"""The REST API: the contract's operations, validation, auth, usage plan, key, stage and access log."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from superres.service.contract import contract, schema
+
+from .core import NO_VALUE, Resource, Template, alnum, if_, skip, sub
+from .observability import API_NAME, log_group
+from .parameters import Common
+
+
+def request_model_schema() -> dict[str, Any]:
+    """The contract's request schema as an API Gateway (JSON Schema draft 4) model."""
+    body = schema("ResolutionRequest")
+    return {"$schema": "http://json-schema.org/draft-04/schema#", "title": "ResolutionRequest", **body}
+
+
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "extendedRequestId": "$context.extendedRequestId",
+        "ip": "$context.identity.sourceIp",
+        "caller": "$context.identity.caller",
+        "user": "$context.identity.user",
+        "apiKeyId": "$context.identity.apiKeyId",
+        "requestTime": "$context.requestTime",
+        "httpMethod": "$context.httpMethod",
+        "resourcePath": "$context.resourcePath",
+        "status": "$context.status",
+        "protocol": "$context.protocol",
+        "responseLength": "$context.responseLength",
+        "latency": "$context.responseLatency",
+        "integrationLatency": "$context.integrationLatency",
+        "integrationStatus": "$context.integrationStatus",
+        "errorMessage": "$context.error.message",
+        "errorType": "$context.error.responseType",
+    },
+    separators=(",", ":"),
+)
+
+CORS_HEADERS = {
+    "gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
+    "gatewayresponse.header.Access-Control-Allow-Headers": (
+        "'Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token'"
+    ),
+    "gatewayresponse.header.Access-Control-Allow-Methods": "'POST,OPTIONS'",
+}
+#: API Gateway's own errors in the contract's Error shape ({"message", "code"}).
+GATEWAY_ERROR_TEMPLATE = '{"message":$context.error.messageString,"code":"$context.error.responseType"}'
+
+#: The contract's operations as API Gateway methods: logical-name prefix of each.
+METHOD_NAMES = {"resolution": "Resolution", "createJob": "CreateJob", "getJob": "GetJob"}
+
+
+def path_resources(t: Template, api: Resource, paths: list[str]) -> dict[str, Resource]:
+    """One AWS::ApiGateway::Resource per path segment of the contract's paths: {path: resource}."""
+    made: dict[str, Resource] = {}
+    for path in paths:
+        parts = path.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if prefix in made:
+                continue
+            parent = made.get("/".join(parts[: depth - 1]))
+            made[prefix] = t.add(
+                alnum(prefix.replace("{", "").replace("}", "").replace("/", " ")) + "Resource",
+                "AWS::ApiGateway::Resource",
+                {
+                    "RestApiId": api.ref,
+                    "ParentId": parent.ref if parent else api.att("RootResourceId"),
+                    "PathPart": parts[depth - 1],
+                },
+            )
+    return {path: made[path.strip("/")] for path in paths}
+
+
+def api(t: Template, common: Common, function: Resource) -> None:
+    """REST API, the contract's operations validated by it, auth, usage plan, key, stage."""
+    operations = [
+        (path, method.upper(), spec)
+        for path, methods in contract()["paths"].items()
+        for method, spec in methods.items()
+    ]
+    rest_api = t.add(
+        "Api",
+        "AWS::ApiGateway::RestApi",
+        {
+            "Name": sub(API_NAME),
+            "Description": "Image super-resolution: POST /resolution, POST /jobs, GET /jobs/{id}",
+            "EndpointConfiguration": {"Types": ["REGIONAL"]},
+            "ApiKeySourceType": "HEADER",
+        },
+    )
+    resources = path_resources(t, rest_api, [path for path, _, _ in operations])
+    request_model = t.add(
+        "ResolutionRequestModel",
+        "AWS::ApiGateway::Model",
+        {
+            "RestApiId": rest_api.ref,
+            "Name": "ResolutionRequest",
+            "ContentType": "application/json",
+            "Description": "components/schemas/ResolutionRequest of openapi.yaml",
+            "Schema": request_model_schema(),
+        },
+    )
+    body_validator = t.add(
+        "BodyValidator",
+        "AWS::ApiGateway::RequestValidator",
+        {"RestApiId": rest_api.ref, "Name": "body", "ValidateRequestBody": True, "ValidateRequestParameters": False},
+    )
+    uri = sub(
+        "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Function.Arn}/invocations",
+        variables={"Function.Arn": function.arn},
+    )
+    methods = []
+    for path, method, spec in operations:
+        name = METHOD_NAMES[spec["operationId"]]
+        properties: dict[str, Any] = {
+            "RestApiId": rest_api.ref,
+            "ResourceId": resources[path].ref,
+            "HttpMethod": method,
+            "OperationName": spec["operationId"],
+            "AuthorizationType": if_(common.use_iam, "AWS_IAM", "NONE"),
+            "ApiKeyRequired": True,
+            "Integration": {"Type": "AWS_PROXY", "IntegrationHttpMethod": "POST", "TimeoutInMillis": 29000, "Uri": uri},
+        }
+        if "requestBody" in spec:
+            model = spec["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+            assert model == "ResolutionRequest", model
+            properties["RequestValidatorId"] = body_validator.ref
+            properties["RequestModels"] = {"application/json": request_model.ref}
+        parameters = {
+            f"method.request.{p['in']}.{p['name']}": bool(p.get("required")) for p in spec.get("parameters", [])
+        }
+        if parameters:
+            properties["RequestParameters"] = parameters
+        methods.append(t.add(name + "Method", "AWS::ApiGateway::Method", properties))
+        # Each method may invoke the function, and nothing else of this API may.
+        t.add(
+            ("Api" if name == "Resolution" else name) + "InvokePermission",
+            "AWS::Lambda::Permission",
+            {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": function.arn,
+                "Principal": "apigateway.amazonaws.com",
+                "SourceArn": sub(
+                    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/*/"
+                    + method
+                    + path.replace("{id}", "*"),
+                    rest_api,
+                ),
+            },
+        )
+    gateway_responses = [
+        t.add(
+            "GatewayResponse" + kind.replace("DEFAULT_", "Default"),
+            "AWS::ApiGateway::GatewayResponse",
+            {
+                "RestApiId": rest_api.ref,
+                "ResponseType": kind,
+                "ResponseParameters": CORS_HEADERS,
+                "ResponseTemplates": {"application/json": GATEWAY_ERROR_TEMPLATE},
+            },
+        )
+        for kind in ("DEFAULT_4XX", "DEFAULT_5XX")
+    ]
+    access_log = log_group(t, common, "AccessLogGroup")
+    deployment = t.add(
+        "ApiDeployment",
+        "AWS::ApiGateway::Deployment",
+        {"RestApiId": rest_api.ref, "Description": "POST /resolution, POST /jobs, GET /jobs/{id}"},
+        depends_on=[*methods, *gateway_responses],
+    )
+    stage = t.add(
+        "ApiStage",
+        "AWS::ApiGateway::Stage",
+        {
+            "RestApiId": rest_api.ref,
+            "DeploymentId": deployment.ref,
+            "StageName": common.stage_name.ref,
+            "TracingEnabled": True,
+            "AccessLogSetting": {"DestinationArn": access_log.arn, "Format": ACCESS_LOG_FORMAT},
+            "MethodSettings": [
+                {
+                    "ResourcePath": "/*",
+                    "HttpMethod": "*",
+                    "MetricsEnabled": True,
+                    "ThrottlingRateLimit": common.stage_rate.ref,
+                    "ThrottlingBurstLimit": common.stage_burst.ref,
+                    "CachingEnabled": False,
+                }
+            ],
+        },
+        Metadata=skip(
+            (
+                "CKV_AWS_120",
+                "Every request carries its own image: a cache would never hit and would bill by the hour at rest.",
+            ),
+        ),
+    )
+    usage_plan = t.add(
+        "UsagePlan",
+        "AWS::ApiGateway::UsagePlan",
+        {
+            "UsagePlanName": sub("${AWS::StackName}-default"),
+            "Description": "Default plan; add one per customer tier",
+            "ApiStages": [{"ApiId": rest_api.ref, "Stage": stage.ref}],
+            "Throttle": {"RateLimit": common.usage_rate.ref, "BurstLimit": common.usage_burst.ref},
+            "Quota": if_(common.has_quota, {"Limit": common.daily_quota.ref, "Period": "DAY"}, NO_VALUE),
+        },
+    )
+    api_key = t.add(
+        "ApiKey",
+        "AWS::ApiGateway::ApiKey",
+        {"Name": sub("${AWS::StackName}-default"), "Enabled": True, "Description": "First key, in the default plan"},
+    )
+    t.add(
+        "UsagePlanKey",
+        "AWS::ApiGateway::UsagePlanKey",
+        {"KeyId": api_key.ref, "KeyType": "API_KEY", "UsagePlanId": usage_plan.ref},
+    )
+    invoke_url = "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${ApiStage}/"
+    t.output(
+        "aikitsInvokeURLresolution",
+        "POST here (header x-api-key; SigV4-signed when customAuthType is AWS_IAM)",
+        sub(invoke_url + "resolution", rest_api, stage),
+    )
+    t.output(
+        "JobsURL",
+        "POST here to start an asynchronous job; GET <this>/<id> for its state",
+        sub(invoke_url + "jobs", rest_api, stage),
+    )
+    t.output("ApiKeyId", "Id of the first API key (in the default usage plan)", api_key.ref)
+    t.output(
+        "GetApiKeyCommand",
+        "Prints the value of the first API key",
+        sub(
+            "aws apigateway get-api-key --api-key ${ApiKey} --include-value --query value "
+            "--output text --region ${AWS::Region}",
+            api_key,
+        ),
+    )
+    t.output("UsagePlanId", "Usage plan the keys belong to", usage_plan.ref)
+    t.output(
+        "IssueApiKeyCommand",
+        "Issues a key for a new customer and adds it to the usage plan (replace CUSTOMER)",
+        sub(
+            "aws apigateway create-usage-plan-key --region ${AWS::Region} --usage-plan-id ${UsagePlan} "
+            "--key-type API_KEY --key-id $(aws apigateway create-api-key --region ${AWS::Region} "
+            "--name CUSTOMER --enabled --query id --output text)",
+            usage_plan,
+        ),
+    )
+    t.output(
+        "RevokeApiKeyCommand",
+        "Disables a customer's key (replace KEY_ID); list keys with: aws apigateway get-api-keys",
+        sub(
+            "aws apigateway update-api-key --region ${AWS::Region} --api-key KEY_ID "
+            "--patch-operations op=replace,path=/enabled,value=false"
+        ),
+    )
+    t.output("AccessLogGroupName", "API access logs (JSON, one line per request)", access_log.ref)

@@ -1,0 +1,230 @@
+"""The output bucket, and the jobs' table, topic and queues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from superres.service.jobs import INPUT_PREFIX
+from superres.service.settings import ServiceSettings
+
+from .core import Condition, Parameter, Resource, Template, skip, sub
+from .iam import objects
+from .observability import dead_letter_alarm
+from .parameters import Common
+
+#: The key prefixes the service writes (IAM grants exactly these).
+RESULTS_PREFIX = ServiceSettings.model_fields["output_prefix"].default
+JOB_INPUT_PREFIX = INPUT_PREFIX
+#: The worker runs up to Lambda's limit; SQS hides a message longer than that.
+WORKER_TIMEOUT = 900
+
+AWS_SNS_KEY = sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/aws/sns")
+SQS_ENCRYPTION = skip(
+    (
+        "CKV_AWS_27",
+        (
+            "Encrypted at rest with SQS-managed keys (SqsManagedSseEnabled), which checkov does not "
+            "recognise; a KMS key would bill every message for ids that are not secret."
+        ),
+    )
+)
+
+
+@dataclass(frozen=True)
+class Output:
+    """The bucket of "output": "s3" results, and how long their presigned URLs work."""
+
+    bucket: Resource
+    url_seconds: Parameter
+
+    def env(self) -> dict[str, Any]:
+        return {"SUPERRES_OUTPUT_BUCKET": self.bucket.ref, "SUPERRES_OUTPUT_URL_SECONDS": self.url_seconds.ref}
+
+
+def output_bucket(t: Template) -> Output:
+    """The bucket of "output": "s3" results and job results: encrypted, private, TLS only,
+    every object expired after ResultExpiryDays."""
+    group = "Results and jobs"
+    expiry_days = t.number(
+        group,
+        "ResultExpiryDays",
+        "Days results are kept",
+        default=7,
+        minimum=1,
+        description="The output bucket deletes every result (and job input) this many days after it was written.",
+        maximum=3650,
+    )
+    url_seconds = t.number(
+        group,
+        "ResultUrlSeconds",
+        "Presigned URL lifetime (seconds)",
+        default=3600,
+        minimum=60,
+        description=(
+            "How long the presigned GET URL of a result works. It is signed with the function's "
+            "temporary credentials, so it never outlives them (a few hours at most)."
+        ),
+        maximum=43200,
+    )
+    bucket = t.add(
+        "OutputBucket",
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "LifecycleConfiguration": {
+                "Rules": [
+                    {
+                        "Id": "expire-results",
+                        "Status": "Enabled",
+                        "ExpirationInDays": expiry_days.ref,
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                    }
+                ]
+            },
+        },
+        # Results are disposable and expire anyway; a stack deletion must not fail on them,
+        # but CloudFormation cannot empty a bucket: Retain leaves it to expire and be deleted.
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+        Metadata=skip(
+            (
+                "CKV_AWS_18",
+                (
+                    "Results are written by the stack's own functions and read through presigned URLs; "
+                    "the API access log already records every request, and a second logging bucket "
+                    "would cost at rest for no extra trace."
+                ),
+            ),
+            (
+                "CKV_AWS_21",
+                (
+                    "Every object is a disposable result that the lifecycle rule expires; versioning would "
+                    "keep deleted results and bill for them."
+                ),
+            ),
+        ),
+    )
+    t.add(
+        "OutputBucketPolicy",
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": bucket.ref,
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "TlsOnly",
+                        "Effect": "Deny",
+                        "Principal": {"AWS": "*"},
+                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
+                        "Resource": [bucket.arn, objects(bucket, "")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ],
+            },
+        },
+    )
+    t.output("OutputBucketName", "Bucket of results answered as presigned URLs", bucket.ref)
+    return Output(bucket, url_seconds)
+
+
+@dataclass(frozen=True)
+class JobRecords:
+    """The jobs' records and the topic told of every finished job (both job engines)."""
+
+    table: Resource
+    topic: Resource
+
+
+def job_table_and_topic(t: Template, condition: Condition | None = None) -> JobRecords:
+    table = t.add(
+        "JobTable",
+        "AWS::DynamoDB::Table",
+        {
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "expires", "Enabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+        condition=condition,
+        DeletionPolicy="Delete",
+        UpdateReplacePolicy="Delete",
+        Metadata=skip(
+            (
+                "CKV_AWS_28",
+                (
+                    "Job records are transient (a TTL deletes them after days) and hold no result, only "
+                    "its URL; point-in-time recovery would bill for restoring what expires anyway."
+                ),
+            ),
+            (
+                "CKV_AWS_119",
+                (
+                    "Encrypted with the AWS managed DynamoDB key; a customer managed key adds $1/month and "
+                    "a key policy for records that hold no image data."
+                ),
+            ),
+        ),
+    )
+    topic = encrypted_topic(t, "JobTopic", "superres jobs", condition)
+    t.output(
+        "JobTopicArn",
+        "SNS topic told of every finished job (subscribe a queue, a function or an HTTPS endpoint)",
+        topic.ref,
+        condition,
+    )
+    t.output("JobTableName", "DynamoDB table of the jobs", table.ref, condition)
+    return JobRecords(table, topic)
+
+
+def encrypted_topic(t: Template, name: str, display_name: str, condition: Condition | None = None) -> Resource:
+    return t.add(
+        name,
+        "AWS::SNS::Topic",
+        {"DisplayName": display_name, "KmsMasterKeyId": AWS_SNS_KEY},
+        condition=condition,
+    )
+
+
+def dead_letter_queue(t: Template, name: str, condition: Condition | None = None) -> Resource:
+    """A queue that keeps what failed for 14 days, the longest SQS allows."""
+    return t.add(
+        name,
+        "AWS::SQS::Queue",
+        {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+        condition=condition,
+        Metadata=SQS_ENCRYPTION,
+    )
+
+
+def job_queue(t: Template, common: Common) -> Resource:
+    """The Lambda stack's work queue, with a dead-letter queue and its alarm."""
+    dead_letters = dead_letter_queue(t, "JobDeadLetterQueue")
+    queue = t.add(
+        "JobQueue",
+        "AWS::SQS::Queue",
+        {
+            # Longer than the worker may run, so a job being computed is never handed out twice.
+            "VisibilityTimeout": WORKER_TIMEOUT + 60,
+            "MessageRetentionPeriod": 345600,
+            "SqsManagedSseEnabled": True,
+            "RedrivePolicy": {"deadLetterTargetArn": dead_letters.arn, "maxReceiveCount": 3},
+        },
+        Metadata=SQS_ENCRYPTION,
+    )
+    dead_letter_alarm(t, common, "JobDeadLetterAlarm", dead_letters, "Job messages the worker failed on three times")
+    t.output("JobDeadLetterQueueUrl", "Jobs whose worker failed three times", dead_letters.ref)
+    return queue
