@@ -160,7 +160,7 @@ class ServiceSettings(BaseSettings):
     def for_variant(cls, variant: Variant | None = None, **overrides: Any) -> ServiceSettings:
         """Settings of ``variant`` (else ``$SUPERRES_VARIANT``, else local); ``overrides`` win
         over the environment, which wins over the variant's defaults."""
-        return cls(**({"variant": variant} if variant else {}), **overrides)
+        return cls(**overrides) if variant is None else cls(variant=variant, **overrides)
 
 
 class _VariantDefaultsSource(PydanticBaseSettingsSource):
