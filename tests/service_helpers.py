@@ -76,13 +76,15 @@ class HeldBackend:
         assert self.entered.wait(timeout=60), "no job reached the backend"
 
 
-def load_lambda(module: str, wrap: Callable[[Backend], Backend] | None = None, **env: str) -> Any:
+def load_lambda(
+    module: str, env: dict[str, str] | None = None, wrap: Callable[[Backend], Backend] | None = None
+) -> Any:
     """The handler of ``module`` (lambda_sr.handler, lambda_sr.worker) as Lambda's init phase
-    builds it from these environment variables, on the fast network; ``wrap`` wraps its backend."""
+    builds it from ``env`` (environment variables), on the fast network; ``wrap`` wraps its backend."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SUPERRES_MODEL_X4", "realesr-animevideov3")
         patch.setenv("SUPERRES_MODEL_DIR", str(SHARED / "models"))
-        for name, value in env.items():
+        for name, value in (env or {}).items():
             patch.setenv(name, value)
         if wrap is not None:
             real = local.LocalBackend

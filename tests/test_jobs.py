@@ -345,7 +345,7 @@ def lambda_jobs(moto: str):
 
 def lambda_pair(env: dict[str, str]):
     """The API and worker functions of the CPU stack, built from the same environment."""
-    return load_lambda("lambda_sr.handler", **env), load_lambda("lambda_sr.worker", **env)
+    return load_lambda("lambda_sr.handler", env), load_lambda("lambda_sr.worker", env)
 
 
 def call(api, method: str, path: str, body: dict | None = None, **options) -> tuple[int, dict, dict]:

@@ -229,7 +229,7 @@ def test_unknown_routes_keep_the_error_shape(base_url: str) -> None:
 
 
 def load_lambda_handler(wrap: Callable[[Backend], Backend] | None = None, **env: str) -> Any:
-    return load_lambda("lambda_sr.handler", wrap, **env)
+    return load_lambda("lambda_sr.handler", env, wrap)
 
 
 @pytest.fixture(scope="module")

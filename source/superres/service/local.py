@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from .. import codec
 from ..errors import TimeBudgetError
@@ -93,7 +94,7 @@ def local_app(settings: ServiceSettings) -> Starlette:
 
 
 @contextmanager
-def serving(app: Starlette, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0) -> Iterator[str]:
+def serving(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0) -> Iterator[str]:
     """Run ``app`` under uvicorn on a thread; yields its base URL (port 0 picks a free one)."""
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
