@@ -26,7 +26,7 @@ def jobs_for(settings: ServiceSettings, backend: Backend) -> Jobs | None:
     store = MemoryJobStore(settings.job_history)
     # Without an output bucket, this process keeps the results and serves them itself.
     kept = None if settings.output_bucket else LocalResults(settings.job_history)
-    results: ResultStore = kept or S3Results(settings)
+    results: ResultStore = kept if kept is not None else S3Results(settings)
     runner = JobRunner(settings, backend, store, results, notifier_for(settings))
     return Jobs(settings, store, LocalJobQueue(settings, runner), kept)
 
