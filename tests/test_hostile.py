@@ -49,14 +49,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED, load_photo
+from conftest import load_photo
 from servers import file_server, serving
+from service_helpers import b64, settings
 from superres import codec
 from superres.service.contract import schema
 from superres.service.local import local_app
-from superres.service.settings import ServiceSettings
 
-FAST = {"model_x4": "realesr-animevideov3", "model_dir": SHARED / "models"}
 #: Request and fetch cap of both servers.
 STRICT_CAP = 1_000_000
 LOOPBACK_CAP = 200_000
@@ -88,7 +87,7 @@ def tripwire() -> Iterator[Tripwire]:
     real_getaddrinfo = socket.getaddrinfo
     real_connect = socket.socket.connect
 
-    def getaddrinfo(host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def getaddrinfo(host, port, *args, **kwargs):
         name = host.decode() if isinstance(host, bytes) else host
         if name is not None and name.lower() != "localhost":
             try:
@@ -98,7 +97,7 @@ def tripwire() -> Iterator[Tripwire]:
                 raise socket.gaierror(socket.EAI_NONAME, "name lookups are blocked in this test") from None
         return real_getaddrinfo(host, port, *args, **kwargs)
 
-    def connect(sock: socket.socket, address):  # type: ignore[no-untyped-def]
+    def connect(sock: socket.socket, address):
         if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
             wire.attempts.append(("connect", address))
             raise ConnectionRefusedError("connections beyond loopback are blocked in this test")
@@ -204,10 +203,6 @@ def encoded(fmt: str) -> bytes:
     return codec.encode(crop(), fmt)
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -266,7 +261,7 @@ PHP = b"<?php system($_GET['c']); ?>"
 
 
 def nested(depth: int, inner: str = "1", kind: str = "[]") -> str:
-    opening, closing = kind
+    opening, closing = kind[0], kind[1]
     return opening * depth + inner + closing * depth
 
 
@@ -309,7 +304,10 @@ def img(data_or_text: bytes | str, **fields: object) -> Make:
 
 
 def lazy_img(build: Callable[[], bytes | str], **fields: object) -> Make:
-    return lambda env: img(build(), **fields)(env)
+    def make(env: Env) -> Sent:
+        return img(build(), **fields)(env)
+
+    return make
 
 
 def raw(body: bytes | Callable[[], bytes], content_type: str = "application/json", **headers: str) -> Make:
@@ -424,7 +422,7 @@ STRUCTURE = [
     bad("lone-surrogate-escape-in-img", raw(b'{"img": "\\ud800\\udfff\\ud800"}')),
     bad("nested-arrays-100000", raw(lambda: nested(100_000).encode())),
     bad("nested-objects-100000", raw(lambda: nested_objects(100_000).encode())),
-    bad("nested-arrays-in-img-200000", raw(lambda: ('{"img": ' + nested(200_000) + "}").encode())),
+    bad("nested-arrays-in-img-200000", raw(lambda: b'{"img": ' + nested(200_000).encode() + b"}")),
     bad("nested-arrays-800-in-format", raw(('{"img": "aGVsbG8=", "format": ' + nested(800) + "}").encode())),
     bad("nested-objects-800-in-scale", raw(('{"img": "aGVsbG8=", "scale": ' + nested_objects(800) + "}").encode())),
     bad("nested-mixed-unknown-field", raw(('{"img": "aGVsbG8=", "x": ' + nested(900, '{"a": []}') + "}").encode())),
@@ -458,25 +456,26 @@ STRUCTURE = [
     too_large("request-over-cap-chunked", _chunked(STRICT_CAP + 100_000)),
 ]
 
+WRONG_VALUES: dict[str, dict[str, object]] = {
+    "scale": {
+        "string": "4",
+        "float": 2.5,
+        "float-integral": 4.0,
+        "true": True,
+        "null": None,
+        "array": [2],
+        "object": {"value": 2},
+        "negative": -2,
+        "zero": 0,
+        "huge": 2**64,
+    },
+    "face": {"string": "true", "int": 1, "zero": 0, "null": None, "array": [True]},
+    "format": {"gif": "gif", "bmp-output": "bmp", "uppercase": "PNG", "null": None, "number": 1},
+    "quality": {"zero": 0, "over-100": 101, "string": "95", "float": 95.5, "null": None},
+}
 WRONG_TYPES = [
     bad(f"{name}-{label}", img(b"x", **{name: value}))
-    for name, values in {
-        "scale": {
-            "string": "4",
-            "float": 2.5,
-            "float-integral": 4.0,
-            "true": True,
-            "null": None,
-            "array": [2],
-            "object": {"value": 2},
-            "negative": -2,
-            "zero": 0,
-            "huge": 2**64,
-        },
-        "face": {"string": "true", "int": 1, "zero": 0, "null": None, "array": [True]},
-        "format": {"gif": "gif", "bmp-output": "bmp", "uppercase": "PNG", "null": None, "number": 1},
-        "quality": {"zero": 0, "over-100": 101, "string": "95", "float": 95.5, "null": None},
-    }.items()
+    for name, values in WRONG_VALUES.items()
     for label, value in values.items()
 ] + [
     bad("img-number", as_json({"img": 12345})),
@@ -486,7 +485,7 @@ WRONG_TYPES = [
     bad("img-true", as_json({"img": True})),
     bad("img-empty-string", as_json({"img": ""})),
     bad("url-number", as_json({"url": 2130706433})),
-    bad("url-null-with-valid-img", lambda env: img(encoded("png"), url=None)(env)),
+    bad("url-null-with-valid-img", lazy_img(lambda: encoded("png"), url=None)),
     bad("url-array", as_json({"url": ["http://127.0.0.1/"]})),
     bad("url-empty-string", as_json({"url": ""})),
     bad("url-longer-than-2048", url("http://127.0.0.1/" + "a" * 2100)),
@@ -506,7 +505,7 @@ IMAGES = [
     not_image("png-magic-only", img(PNG_MAGIC)),
     not_image("png-magic-then-html", img(PNG_MAGIC + HTML)),
     not_image("png-header-then-html", img(png_chunks(16, 16)[:33] + HTML)),
-    not_image("png-magic-then-zip", lambda env: img(PNG_MAGIC + zip_bytes())(env)),
+    not_image("png-magic-then-zip", lazy_img(lambda: PNG_MAGIC + zip_bytes())),
     not_image("png-magic-then-pdf", img(PNG_MAGIC + PDF)),
     not_image(
         "jpeg-header-then-php", img(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + PHP)
@@ -530,7 +529,7 @@ IMAGES = [
     not_image("pdf-from-pillow", lazy_img(lambda: pillow("PDF"))),
     not_image("svg-with-xxe-and-script", img(SVG)),
     not_image("pdf-with-javascript", img(PDF)),
-    not_image("zip", lambda env: img(zip_bytes())(env)),
+    not_image("zip", lazy_img(zip_bytes)),
     not_image("gzipped-png", lazy_img(lambda: gzip.compress(encoded("png")))),
     not_image("html", img(HTML)),
     not_image("php", img(PHP)),
@@ -548,7 +547,7 @@ BASE64 = [
     bad("b64-url-safe-alphabet", lazy_img(_b64_variant(_urlsafe))),
     bad("b64-missing-padding", lazy_img(_unpadded)),
     bad("b64-non-ascii", lazy_img(_b64_variant(lambda t: t[:40] + "é" + t[40:]))),
-    bad("b64-fullwidth-letters", img("ＡＢＣＤ")),
+    bad("b64-fullwidth-letters", img("\uff21\uff22\uff23\uff24")),
     bad("b64-nul-byte", lazy_img(_b64_variant(lambda t: t[:40] + "\x00" + t[40:]))),
     bad("b64-only-padding", img("====")),
     bad("b64-percent-encoded", lazy_img(_b64_variant(lambda t: quote(t, safe="")))),
@@ -684,17 +683,10 @@ assert len({case.id for case in CORPUS}) == len(CORPUS), "case ids must be uniqu
 # --- servers and the run -----------------------------------------------------------------------
 
 
-def _settings(**overrides: object) -> ServiceSettings:
-    chosen = ServiceSettings.for_variant("local", **{**FAST, **overrides})
-    for name, value in overrides.items():  # SUPERRES_* in the environment would win over these
-        assert getattr(chosen, name) == value, f"the environment overrides {name}"
-    return chosen
-
-
 @pytest.fixture(scope="module")
 def env(tripwire: Tripwire) -> Iterator[Env]:
-    strict = _settings(max_request_bytes=STRICT_CAP, allow_loopback_urls=False)
-    loopback = _settings(max_request_bytes=LOOPBACK_CAP, allow_loopback_urls=True, fetch_timeout_seconds=FETCH_TIMEOUT)
+    strict = settings(max_request_bytes=STRICT_CAP, allow_loopback_urls=False)
+    loopback = settings(max_request_bytes=LOOPBACK_CAP, allow_loopback_urls=True, fetch_timeout_seconds=FETCH_TIMEOUT)
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _upstream_handler({"/ok.png": encoded("png")}))
     upstream.daemon_threads = True
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
@@ -758,7 +750,7 @@ def test_nesting_just_under_the_parser_limit_is_a_400(where: str, env: Env) -> N
     failures = []
     for depth in range(930, 1000):
         value = nested(depth)
-        body = '{"img": %s}' % value if where == "img" else '{"img": "aGVsbG8=", "%s": %s}' % (where, value)
+        body = f'{{"img": {value}}}' if where == "img" else f'{{"img": "aGVsbG8=", "{where}": {value}}}'
         response = send(env.strict, Sent(body.encode(), {"content-type": "application/json"}))
         try:
             assert_documented_error(response, 400, "bad_request")

@@ -16,7 +16,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -29,14 +31,10 @@ from starlette.routing import Route
 from conftest import SHARED
 from lambda_events import LambdaContext, api_gateway_event
 from servers import serving
+from service_helpers import b64
 from superres import codec
 from superres.service.local import local_app
 from superres.service.settings import ServiceSettings
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
 
 ENDPOINT = "superres-endpoint"
 
@@ -48,14 +46,18 @@ class FakeRuntime:
         self.container = ""
         self.mode = "forward"
         self.calls = 0
+        #: The "hang" mode answers only once this is set: past the client's read timeout.
+        self.hung = threading.Event()
+        #: lambda_sr.invoke_endpoint's handler, pointed at this runtime.
+        self.handler: Any = None
 
     async def invoke(self, request: Request) -> Response:
         self.calls += 1
         assert request.path_params["name"] == ENDPOINT
         if self.mode == "throttle":
             return _runtime_error(400, "ThrottlingException", {"message": "Rate exceeded"})
-        if self.mode == "slow":
-            await asyncio.sleep(5)
+        if self.mode == "hang":
+            await asyncio.to_thread(self.hung.wait)
         if self.mode == "crash":
             return _model_error(500, "Traceback (most recent call last): ... CUDA error")
         async with httpx.AsyncClient(timeout=60) as client:
@@ -114,8 +116,11 @@ def runtime() -> Iterator[FakeRuntime]:
         }.items():
             patch.setenv(name, value)
         fake.handler = importlib.reload(importlib.import_module("lambda_sr.invoke_endpoint")).handler
-        yield fake
-        patch.undo()
+        try:
+            yield fake
+        finally:
+            fake.hung.set()
+            patch.undo()
 
 
 def invoke(runtime: FakeRuntime, payload: dict) -> tuple[int, dict]:
@@ -155,7 +160,7 @@ def test_the_containers_own_4xx_passes_through(runtime: FakeRuntime, astronaut) 
     assert status == 413 and "the limit is 10,000 pixels" in body["message"] and body["code"] == "too_large"
 
 
-@pytest.mark.parametrize(("mode", "status"), [("crash", 502), ("throttle", 429), ("slow", 504)])
+@pytest.mark.parametrize(("mode", "status"), [("crash", 502), ("throttle", 429), ("hang", 504)])
 def test_endpoint_failures_map_to_the_error_shape(
     runtime: FakeRuntime, small_png: bytes, mode: str, status: int
 ) -> None:

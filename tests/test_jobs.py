@@ -14,7 +14,7 @@ import importlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -23,13 +23,13 @@ import jsonschema
 import numpy as np
 import pytest
 
-from conftest import SHARED
 from lambda_events import LambdaContext, api_gateway_event, sqs_event
 from servers import file_server, serving
+from service_helpers import HeldBackend, assert_error, b64, load_lambda, post, settings
 from superres import codec
+from superres.service.app import create_app
 from superres.service.contract import contract, schema
-from superres.service.local import local_app
-from test_service import assert_error, b64, load_lambda_handler, post, settings
+from superres.service.local import LocalBackend, local_app
 
 REGION = "us-east-1"
 BUCKET = "superres-outputs"
@@ -60,7 +60,7 @@ def moto() -> Iterator[str]:
 
 
 @pytest.fixture
-def topic(moto: str) -> Iterator[tuple[str, callable]]:
+def topic(moto: str) -> Iterator[tuple[str, Callable[[], list[dict]]]]:
     """A fresh SNS topic with an SQS queue subscribed (raw delivery); yields the topic ARN and
     a function that drains the notifications delivered so far."""
     sns, sqs = boto3.client("sns"), boto3.client("sqs")
@@ -71,7 +71,7 @@ def topic(moto: str) -> Iterator[tuple[str, callable]]:
     sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
 
     def delivered() -> list[dict]:
-        found = []
+        found: list[dict] = []
         while True:
             batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
             if not batch:
@@ -181,18 +181,27 @@ def states_until_done(base: str, job_id: str, timeout: float = 120.0) -> tuple[l
 
 def test_local_jobs_go_queued_running_succeeded_and_notify(topic, astronaut) -> None:
     arn, delivered = topic
-    with serving(local_app(settings(job_topic_arn=arn, job_workers=1))) as url:
-        first = submit(url, {"img": b64(png(astronaut, 256)), "scale": 4})
-        second = submit(url, {"img": b64(png(astronaut, 256)), "scale": 4, "format": "jpeg", "context": {"abc": 123}})
-        assert first.status_code == second.status_code == 202, second.text
-        job = second.json()
-        check(job, "Job")
-        assert job["state"] == "queued" and job["context"] == {"abc": 123}
-        assert second.headers["location"] == f"/jobs/{job['id']}"
-        # The one worker computes the first job while the second waits.
-        seen, done = states_until_done(url, job["id"])
-        assert seen == ["queued", "running", "succeeded"]
+    chosen = settings(job_topic_arn=arn, job_workers=1)
+    backend = HeldBackend(LocalBackend(chosen))
+    with serving(create_app(chosen, backend)) as url:
+        try:
+            first = submit(url, {"img": b64(png(astronaut, 256)), "scale": 4})
+            second = submit(
+                url, {"img": b64(png(astronaut, 256)), "scale": 4, "format": "jpeg", "context": {"abc": 123}}
+            )
+            assert first.status_code == second.status_code == 202, second.text
+            job = second.json()
+            check(job, "Job")
+            assert first.json()["state"] == job["state"] == "queued" and job["context"] == {"abc": 123}
+            assert second.headers["location"] == f"/jobs/{job['id']}"
+            # The one worker computes the first job while the second waits.
+            backend.wait_entered()
+            assert httpx.get(f"{url}/jobs/{first.json()['id']}").json()["state"] == "running"
+            assert httpx.get(f"{url}/jobs/{job['id']}").json()["state"] == "queued"
+        finally:
+            backend.release.set()
         assert states_until_done(url, first.json()["id"])[1]["state"] == "succeeded"
+        _, done = states_until_done(url, job["id"])
         result = done["result"]
         assert result["result_url"] == f"{url}/jobs/{job['id']}/result" and result["context"] == {"abc": 123}
         pixels, info, _ = fetch_image(result["result_url"])
@@ -277,20 +286,25 @@ def test_a_burst_of_50_jobs_loses_and_duplicates_none(topic, astronaut) -> None:
 
 
 def test_a_full_job_queue_answers_429_at_once(astronaut) -> None:
-    slow = b64(png(astronaut, 256))
-    with serving(local_app(settings(job_workers=1, job_queue_size=1))) as url:
-        running = submit(url, {"img": slow, "scale": 4})
-        time.sleep(0.3)  # the worker has taken it: the queue is empty again
-        waiting = submit(url, {"img": slow, "scale": 4})
-        started = time.monotonic()
-        refused = submit(url, {"img": slow, "scale": 4}, key="refused")
-        assert time.monotonic() - started < 1.0
+    request = {"img": b64(png(astronaut, 64)), "scale": 4}
+    chosen = settings(job_workers=1, job_queue_size=1)
+    backend = HeldBackend(LocalBackend(chosen))
+    with serving(create_app(chosen, backend)) as url:
+        try:
+            running = submit(url, request)
+            backend.wait_entered()  # the worker has taken it: the queue is empty again
+            waiting = submit(url, request)
+            started = time.monotonic()
+            refused = submit(url, request, key="refused")
+            assert time.monotonic() - started < 1.0
+        finally:
+            backend.release.set()
         assert_error(refused, 429, "job queue is full")
         assert refused.headers["retry-after"] == "1"
         assert running.status_code == waiting.status_code == 202
-        states_until_done(url, waiting.json()["id"])
+        assert states_until_done(url, waiting.json()["id"])[1]["state"] == "succeeded"
         # A refused key was not used up: the retry makes the job.
-        retried = submit(url, {"img": slow, "scale": 4}, key="refused")
+        retried = submit(url, request, key="refused")
         assert retried.status_code == 202
         assert states_until_done(url, retried.json()["id"])[1]["state"] == "succeeded"
 
@@ -330,14 +344,8 @@ def lambda_jobs(moto: str):
 
 
 def lambda_pair(env: dict[str, str]):
-    api = load_lambda_handler(**env)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SUPERRES_MODEL_X4", "realesr-animevideov3")
-        patch.setenv("SUPERRES_MODEL_DIR", str(SHARED / "models"))
-        for name, value in env.items():
-            patch.setenv(name, value)
-        worker = importlib.reload(importlib.import_module("lambda_sr.worker")).handler
-    return api, worker
+    """The API and worker functions of the CPU stack, built from the same environment."""
+    return load_lambda("lambda_sr.handler", env), load_lambda("lambda_sr.worker", env)
 
 
 def call(api, method: str, path: str, body: dict | None = None, **options) -> tuple[int, dict, dict]:
@@ -404,7 +412,7 @@ def test_lambda_variant_jobs_through_dynamodb_sqs_and_the_worker(lambda_jobs, to
 
 
 def test_lambda_variant_without_job_resources_answers_501() -> None:
-    api = load_lambda_handler()
+    api = load_lambda("lambda_sr.handler")
     status, body, _ = call(api, "POST", "/jobs", {"img": "aGVsbG8="})
     assert status == 501 and body["code"] == "jobs_not_enabled"
     assert call(api, "GET", f"/jobs/{uuid.uuid4().hex}")[0] == 501

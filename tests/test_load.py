@@ -199,7 +199,7 @@ def client(base_url: str, work: list[Payload], seed: int, end: float, tally: Tal
             try:
                 response = http.post("/resolution", content=payload.body, headers={"content-type": "application/json"})
                 problem = check_answer(response, payload)
-            except Exception as error:  # timeouts, resets, bad JSON: all of them count against the server
+            except Exception as error:  # noqa: BLE001 (timeouts, resets, bad JSON: all count against the server)
                 with tally.lock:
                     tally.problems.append(f"{type(error).__name__}: {error}")
                 continue

@@ -44,12 +44,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import SHARED, load_photo
+from conftest import load_photo
 from servers import serving
+from service_helpers import settings as service_settings
 from superres import codec
 from superres.service.contract import contract, schema
 from superres.service.local import local_app
-from superres.service.settings import ServiceSettings
 from test_hostile import Tripwire, tripwire  # noqa: F401 (a fixture: no lookups or connections beyond loopback)
 
 NEGATIVE_EXAMPLES = 300
@@ -95,11 +95,7 @@ def base_url(tripwire: Tripwire) -> Iterator[str]:  # noqa: F811 (the fixture im
         "max_input_pixels": MAX_SIDE * MAX_SIDE,
         "allow_loopback_urls": False,
     }
-    chosen = ServiceSettings.for_variant(
-        "local", model_x4="realesr-animevideov3", model_dir=SHARED / "models", **limits
-    )
-    assert {name: getattr(chosen, name) for name in limits} == limits, "SUPERRES_* in the environment"
-    with serving(local_app(chosen)) as url:
+    with serving(local_app(service_settings(**limits))) as url:
         yield url
 
 
@@ -184,6 +180,7 @@ def test_valid_requests_succeed_or_get_a_documented_refusal(
     case: schemathesis.Case, image: str | tuple[str, int, int, str] | None, base_url: str
 ) -> None:
     kind = {type(None): "positive-generated", str: "positive-noise-image", tuple: "positive-real-image"}[type(image)]
+    assert isinstance(case.body, dict)
     if image is not None:
         body = {key: value for key, value in case.body.items() if key != "url"}
         # This deployment has neither a face model nor an output bucket (both a documented 400).
@@ -200,7 +197,9 @@ def test_valid_requests_succeed_or_get_a_documented_refusal(
     assert response.status_code == 200, response.text[:300]
     result = response.json()
     jsonschema.validate(result, schema("ResolutionResult"))
+    assert isinstance(case.body, dict)
     scale = case.body.get("scale", 2)
+    assert isinstance(scale, int)
     expected_format = case.body.get("format") or {"bmp": "png"}.get(fmt, fmt)
     info = codec.probe(base64.b64decode(result["result"]))
     assert (info.format, info.width, info.height) == (expected_format, width * scale, height * scale)

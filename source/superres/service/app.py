@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +28,8 @@ from starlette.staticfiles import StaticFiles
 from ..errors import ImageTooLargeError, OverloadedError, SuperResError
 from .backends import Backend
 from .contract import CONTRACT_FILE, contract_text
-from .jobs import JobNotFoundError, JobRecord, JobsUnavailableError, jobs_for
+from .jobs import jobs_for
+from .jobs.domain import JobNotFoundError, JobRecord, JobsUnavailableError
 from .outputs import S3Results, deliver
 from .request import build_job, parse_request
 from .settings import ServiceSettings
@@ -89,9 +89,8 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
         parsed = parse_request(body, settings)
         with admission:
             job = await run_in_threadpool(build_job, parsed, settings)
-            result: dict[str, Any] = await backend.run(job, deadline)
-        answer = await run_in_threadpool(deliver, result, parsed.output, settings, results)
-        answer.pop("location", None)
+            result = await backend.run(job, deadline)
+        answer, _ = await run_in_threadpool(deliver, result, parsed.output, settings, results)
         if parsed.context is not None:
             answer["context"] = parsed.context
         logger.info(

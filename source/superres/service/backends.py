@@ -1,6 +1,5 @@
-"""Backends compute validated jobs; this module holds what needs no torch: the SageMaker one.
-
-The in-process backend is ``service.local.LocalBackend``.
+"""Backends compute validated jobs into an ``Upscaled``; this module holds what needs no torch:
+the result type and the SageMaker backend. The in-process backend is ``service.local.LocalBackend``.
 
 ``deadline`` is a ``time.monotonic()`` value (or None): the moment the
 request's time budget runs out, counted from its arrival.
@@ -13,18 +12,45 @@ import base64
 import binascii
 import json
 import time
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from ..errors import OverloadedError, SuperResError, TimeBudgetError, UpstreamError
 from .request import Job
 from .settings import ServiceSettings
 
 
+@dataclass(frozen=True)
+class Upscaled:
+    """What a backend computed: the enlarged image, encoded (``outputs.deliver`` makes it
+    inline base64 or a stored URL), and the answer's fields about it."""
+
+    image: bytes
+    format: str
+    width: int
+    height: int
+    scale: int
+    model: str
+    #: Faces restored (0 when none were asked for).
+    faces: int
+    #: Time spent computing.
+    seconds: float
+
+    def fields(self) -> dict[str, Any]:
+        """The contract's fields about the image, in the answer's order."""
+        return {
+            "format": self.format,
+            "width": self.width,
+            "height": self.height,
+            "scale": self.scale,
+            "model": self.model,
+            "faces": self.faces,
+            "seconds": self.seconds,
+        }
+
+
 class Backend(Protocol):
-    async def run(self, job: Job, deadline: float | None) -> dict[str, Any]:
-        """The answer's fields, with the enlarged image as bytes under ``"image"``
-        (``outputs.deliver`` makes it inline base64 or a stored URL)."""
-        ...
+    async def run(self, job: Job, deadline: float | None) -> Upscaled: ...
 
 
 class SageMakerBackend:
@@ -43,14 +69,14 @@ class SageMakerBackend:
             config=Config(read_timeout=timeout, connect_timeout=5, retries={"mode": "standard", "max_attempts": 1}),
         )
 
-    async def run(self, job: Job, deadline: float | None) -> dict[str, Any]:
+    async def run(self, job: Job, deadline: float | None) -> Upscaled:
         # The client's read timeout bounds the call itself; time already spent
         # fetching the input counts too.
         if deadline is not None and time.monotonic() > deadline:
             raise TimeBudgetError("the time budget ran out before the model endpoint was called")
         return await asyncio.to_thread(self._invoke, job)
 
-    def _invoke(self, job: Job) -> dict[str, Any]:
+    def _invoke(self, job: Job) -> Upscaled:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
         body = container_request(job)
@@ -58,15 +84,13 @@ class SageMakerBackend:
             answer = self.client.invoke_endpoint(
                 EndpointName=self.endpoint_name, ContentType="application/json", Accept="application/json", Body=body
             )
-            result = json.loads(answer["Body"].read())
+            result: object = json.loads(answer["Body"].read())
         except ClientError as error:
             raise _endpoint_error(error) from None
         except (ReadTimeoutError, ConnectTimeoutError):
             raise TimeBudgetError("the model endpoint did not answer in time") from None
         except (BotoCoreError, json.JSONDecodeError) as error:
             raise UpstreamError(f"the model endpoint could not be reached: {type(error).__name__}") from None
-        if not isinstance(result, dict):
-            raise UpstreamError("the model endpoint answered without an image")
         return container_answer(result)
 
 
@@ -83,13 +107,39 @@ def container_request(job: Job) -> str:
     )
 
 
-def container_answer(answer: dict[str, Any]) -> dict[str, Any]:
-    """The container's JSON answer with the image as bytes, as backends answer."""
+def container_answer(answer: object) -> Upscaled:
+    """The container's JSON answer (real-time or async), as backends answer."""
+    if not isinstance(answer, dict):
+        raise UpstreamError("the model endpoint answered without an image")
     try:
-        image = base64.b64decode(answer.pop("result"), validate=True)
+        image = base64.b64decode(answer["result"], validate=True)
     except (KeyError, TypeError, AttributeError, binascii.Error, ValueError):
         raise UpstreamError("the model endpoint answered without an image") from None
-    return {**answer, "image": image}
+    return Upscaled(
+        image=image,
+        format=_field(answer, "format", str),
+        width=_field(answer, "width", int),
+        height=_field(answer, "height", int),
+        scale=_field(answer, "scale", int),
+        model=_field(answer, "model", str),
+        faces=_field(answer, "faces", int),
+        seconds=_field(answer, "seconds", float),
+    )
+
+
+_Field = TypeVar("_Field", str, int, float)
+
+
+def _field(answer: dict[str, Any], name: str, kind: type[_Field]) -> _Field:
+    """``answer[name]`` if it is a ``kind`` (an int is a float too; a bool is not an int)."""
+    value = answer.get(name)
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, kind):
+        return value
+    elif kind is float and isinstance(value, int):
+        return kind(value)
+    raise UpstreamError(f"the model endpoint answered without a valid {name}")
 
 
 def model_error(status: object, body: str | bytes | None) -> SuperResError:

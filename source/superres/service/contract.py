@@ -27,11 +27,13 @@ def contract_text() -> str:
 
 @cache
 def contract() -> dict[str, Any]:
-    return yaml.safe_load(contract_text())
+    loaded: dict[str, Any] = yaml.safe_load(contract_text())
+    return loaded
 
 
 def schema(name: str) -> dict[str, Any]:
-    return contract()["components"]["schemas"][name]
+    found: dict[str, Any] = contract()["components"]["schemas"][name]
+    return found
 
 
 @cache
@@ -52,11 +54,11 @@ def parse_json_request(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise BadRequestError("the body must be a JSON object")
     try:
-        error = jsonschema.exceptions.best_match(_request_validator().iter_errors(payload))
+        invalid = jsonschema.exceptions.best_match(_request_validator().iter_errors(payload))
     except RecursionError:  # parsed, but too deep to describe what is wrong with it
         raise BadRequestError("the body is nested too deeply") from None
-    if error is not None:
-        raise BadRequestError(_describe(error))
+    if invalid is not None:
+        raise BadRequestError(_describe(invalid))
     return payload
 
 

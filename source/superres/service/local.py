@@ -9,14 +9,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from .. import codec
 from ..errors import TimeBudgetError
 from .app import create_app
+from .backends import Upscaled
 from .request import Job, model_for_scale
 from .settings import ServiceSettings
 
@@ -54,10 +55,10 @@ class LocalBackend:
             )
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="superres")
 
-    async def run(self, job: Job, deadline: float | None) -> dict[str, Any]:
+    async def run(self, job: Job, deadline: float | None) -> Upscaled:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._compute, job, deadline)
 
-    def _compute(self, job: Job, deadline: float | None) -> dict[str, Any]:
+    def _compute(self, job: Job, deadline: float | None) -> Upscaled:
         started = time.monotonic()
 
         def check_deadline(_done: int, _total: int) -> None:
@@ -73,16 +74,16 @@ class LocalBackend:
         faces = 0
         if job.face and self.faces is not None:
             result, faces = self.faces.restore(pixels, result, job.scale, on_progress=check_deadline)
-        return {
-            "image": codec.encode(result, job.format, quality=job.quality),
-            "format": job.format,
-            "width": result.shape[1],
-            "height": result.shape[0],
-            "scale": job.scale,
-            "model": name,
-            "faces": faces,
-            "seconds": round(time.monotonic() - started, 3),
-        }
+        return Upscaled(
+            image=codec.encode(result, job.format, quality=job.quality),
+            format=job.format,
+            width=result.shape[1],
+            height=result.shape[0],
+            scale=job.scale,
+            model=name,
+            faces=faces,
+            seconds=round(time.monotonic() - started, 3),
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -93,7 +94,7 @@ def local_app(settings: ServiceSettings) -> Starlette:
 
 
 @contextmanager
-def serving(app: Starlette, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0) -> Iterator[str]:
+def serving(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0) -> Iterator[str]:
     """Run ``app`` under uvicorn on a thread; yields its base URL (port 0 picks a free one)."""
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

@@ -2,8 +2,8 @@
 output bucket and answered with a presigned GET URL; and, for a local server without a
 bucket, kept in this process for ``GET /jobs/{id}/result``.
 
-Backends answer the image as bytes under ``"image"``; ``deliver`` turns that into the
-contract's answer. Nothing here imports torch.
+Backends answer an ``Upscaled`` (the image as bytes); ``deliver`` turns it into the contract's
+answer. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import math
 import threading
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import ImageTooLargeError, SuperResError
+from .backends import Upscaled
 from .settings import ServiceSettings
 
 #: JSON around the base64 result: keys, metadata, quotes.
@@ -61,10 +63,22 @@ def aws_client(service: str, **config: Any) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    #: What the client fetches: a presigned URL, or a path of this server.
+    url: str
+    #: Where the image is (s3://bucket/key, or that path): job records and notifications name it.
+    location: str
+    #: When ``url`` stops working, for URLs that expire.
+    expires_at: str | None = None
+
+    def fields(self) -> dict[str, str]:
+        """The contract's fields about a stored result."""
+        return {"result_url": self.url, **({"expires_at": self.expires_at} if self.expires_at else {})}
+
+
 class ResultStore(Protocol):
-    def store(self, name: str, data: bytes, fmt: str) -> dict[str, Any]:
-        """Keeps ``data``; answers ``result_url`` (and ``expires_at``, ``location``)."""
-        ...
+    def store(self, name: str, data: bytes, fmt: str) -> StoredResult: ...
 
 
 class S3Results:
@@ -81,7 +95,7 @@ class S3Results:
     def key(self, name: str, fmt: str) -> str:
         return f"{self.prefix}{name}.{_EXTENSIONS[fmt]}"
 
-    def store(self, name: str, data: bytes, fmt: str) -> dict[str, Any]:
+    def store(self, name: str, data: bytes, fmt: str) -> StoredResult:
         from botocore.exceptions import BotoCoreError, ClientError
 
         key = self.key(name, fmt)
@@ -95,7 +109,7 @@ class S3Results:
             raise OutputStoreError(
                 f"the result could not be stored in the output bucket ({type(error).__name__})"
             ) from None
-        return {"result_url": url, "expires_at": utc_iso(expires), "location": f"s3://{self.bucket}/{key}"}
+        return StoredResult(url=url, location=f"s3://{self.bucket}/{key}", expires_at=utc_iso(expires))
 
 
 class LocalResults:
@@ -107,13 +121,13 @@ class LocalResults:
         self._items: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def store(self, name: str, data: bytes, fmt: str) -> dict[str, Any]:
+    def store(self, name: str, data: bytes, fmt: str) -> StoredResult:
         with self._lock:
             self._items[name] = (data, CONTENT_TYPES[fmt])
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         path = f"/jobs/{name}/result"
-        return {"result_url": path, "location": path}
+        return StoredResult(url=path, location=path)
 
     def get(self, name: str) -> tuple[bytes, str] | None:
         with self._lock:
@@ -121,15 +135,14 @@ class LocalResults:
 
 
 def deliver(
-    result: dict[str, Any], output: str, settings: ServiceSettings, results: ResultStore | None, name: str | None = None
-) -> dict[str, Any]:
-    """The backend's answer (image bytes under ``"image"``) as the contract's answer; a stored
-    result also says where it is (``location``), which only jobs pass on."""
-    answer = {key: value for key, value in result.items() if key != "image"}
-    image: bytes = result["image"]
+    result: Upscaled, output: str, settings: ServiceSettings, results: ResultStore | None, name: str | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """The contract's answer for the backend's result, and where a stored result is (which
+    only jobs record)."""
     if output == "inline":
-        check_response_size(len(image), settings)
-        return {"result": base64.b64encode(image).decode("ascii"), **answer}
+        check_response_size(len(result.image), settings)
+        return {"result": base64.b64encode(result.image).decode("ascii"), **result.fields()}, None
     assert results is not None  # parse_request refused "s3" without a bucket
     # A fresh uuid4 per result: keys never collide, however many requests arrive at once.
-    return {**results.store(name or uuid.uuid4().hex, image, answer["format"]), **answer}
+    stored = results.store(name or uuid.uuid4().hex, result.image, result.format)
+    return {**stored.fields(), **result.fields()}, stored.location

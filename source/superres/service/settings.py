@@ -1,18 +1,20 @@
 """Deployment settings: one set of defaults per variant, every field overridable by environment.
 
-``SUPERRES_VARIANT`` picks the defaults (``local``, ``lambda``, ``gpu``);
-any field can then be set as ``SUPERRES_<FIELD>`` (e.g. ``SUPERRES_MAX_INPUT_PIXELS``,
-``SUPERRES_ALLOWED_S3_BUCKETS='["my-bucket"]'``). The CloudFormation stacks
-set them from their parameters.
+Each field comes from, in this order: an explicit argument (``ServiceSettings(model_dir=...)``,
+``superres serve --model-dir``), the environment as ``SUPERRES_<FIELD>`` (e.g.
+``SUPERRES_MAX_INPUT_PIXELS``, ``SUPERRES_ALLOWED_S3_BUCKETS='["my-bucket"]'``), the defaults
+of the variant, the field's own default. The variant (``local``, ``lambda``, ``gpu``) is
+itself a field: an explicit one, else ``SUPERRES_VARIANT``, else local; its defaults are the
+ones applied. The CloudFormation stacks set the environment from their parameters.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypedDict, get_args
 
 from pydantic import Field
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 Variant = Literal["local", "lambda", "gpu"]
@@ -26,9 +28,23 @@ _API_GATEWAY_PAYLOAD = 10 * 1000 * 1000
 #: A Lambda function runs 900 s at most; the job worker stops computing before.
 _LAMBDA_WORKER_BUDGET = 840.0
 
+
+class VariantDefaults(TypedDict, total=False):
+    """The fields whose defaults differ by variant."""
+
+    max_request_bytes: int
+    max_response_bytes: int
+    max_input_pixels: int
+    time_budget_seconds: float
+    job_time_budget_seconds: float
+    face_enabled: bool
+    device: str
+    throughput_mflops: float
+
+
 # The guide's size advice per variant: Lambda "about 400 x 400", GPU 1920 x 1080,
 # 1280 x 720 with face enhancement.
-VARIANT_DEFAULTS: dict[str, dict[str, object]] = {
+VARIANT_DEFAULTS: dict[Variant, VariantDefaults] = {
     "local": {
         "max_request_bytes": _API_GATEWAY_PAYLOAD,
         "max_response_bytes": _API_GATEWAY_PAYLOAD,
@@ -71,42 +87,42 @@ class ServiceSettings(BaseSettings):
     #: unset = wherever the CPU runs bf16 natively, false = always fp32.
     cpu_bf16: bool | None = None
 
-    max_request_bytes: int = Field(_API_GATEWAY_PAYLOAD, gt=0)
+    max_request_bytes: int = Field(default=_API_GATEWAY_PAYLOAD, gt=0)
     #: The whole JSON answer, base64 result included.
-    max_response_bytes: int = Field(_API_GATEWAY_PAYLOAD, gt=0)
-    max_input_pixels: int = Field(1920 * 1080, gt=0)
-    max_face_input_pixels: int = Field(1280 * 720, gt=0)
-    max_output_pixels: int = Field(7680 * 4320, gt=0)
+    max_response_bytes: int = Field(default=_API_GATEWAY_PAYLOAD, gt=0)
+    max_input_pixels: int = Field(default=1920 * 1080, gt=0)
+    max_face_input_pixels: int = Field(default=1280 * 720, gt=0)
+    max_output_pixels: int = Field(default=7680 * 4320, gt=0)
     #: Requests predicted to compute longer are refused up front (413), and a
     #: computation that runs past it is stopped (504). 0 = no budget.
-    time_budget_seconds: float = Field(0.0, ge=0)
+    time_budget_seconds: float = Field(default=0.0, ge=0)
     #: Sustained network throughput used for that prediction, in MFLOP/s
     #: (bench/engine_bench.py measures it; 2 CPU threads reach about 110 000).
-    throughput_mflops: float = Field(110_000.0, gt=0)
+    throughput_mflops: float = Field(default=110_000.0, gt=0)
 
     face_enabled: bool = False
     face_model: str = "GFPGANv1.4"
     #: The largest faces first; each costs one 512x512 GFPGAN pass.
-    face_max_faces: int = Field(10, ge=0)
+    face_max_faces: int = Field(default=10, ge=0)
     #: Faces smaller than this (shorter box side, input pixels) are left as upscaled.
-    face_min_size: int = Field(32, ge=0)
+    face_min_size: int = Field(default=32, ge=0)
     #: 1 = the restored face as GFPGAN makes it; lower mixes in the upscaled face.
-    face_weight: float = Field(1.0, ge=0, le=1)
+    face_weight: float = Field(default=1.0, ge=0, le=1)
     #: Computations running at once, and requests allowed to wait for one;
     #: past both, answers are 429 at once.
-    workers: int = Field(1, ge=1)
-    queue_size: int = Field(4, ge=0)
+    workers: int = Field(default=1, ge=1)
+    queue_size: int = Field(default=4, ge=0)
 
     allowed_s3_buckets: frozenset[str] = frozenset()
     #: Only for tests that serve images from 127.0.0.1.
     allow_loopback_urls: bool = False
-    fetch_timeout_seconds: float = Field(10.0, gt=0)
+    fetch_timeout_seconds: float = Field(default=10.0, gt=0)
 
     #: S3 output (``"output": "s3"`` and job results): the bucket, a key prefix, and how long
     #: the presigned GET URL answered stays valid. No bucket: ``"output": "s3"`` is a 400.
     output_bucket: str | None = None
     output_prefix: str = "results/"
-    output_url_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    output_url_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
 
     #: Asynchronous jobs (POST /jobs). With ``job_table`` (DynamoDB) and ``job_queue_url``
     #: (SQS) set, jobs are kept and queued in AWS and a worker function runs them; otherwise
@@ -118,15 +134,15 @@ class ServiceSettings(BaseSettings):
     async_endpoint_name: str | None = None
     #: SNS topic told of every finished job (succeeded or failed); none: no notification.
     job_topic_arn: str | None = None
-    job_workers: int = Field(1, ge=1)
-    job_queue_size: int = Field(16, ge=1)
+    job_workers: int = Field(default=1, ge=1)
+    job_queue_size: int = Field(default=16, ge=1)
     #: Finished jobs (and their results, without an output bucket) this process keeps.
-    job_history: int = Field(256, ge=1)
+    job_history: int = Field(default=256, ge=1)
     #: How long a job record is kept in the table (DynamoDB TTL).
-    job_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
+    job_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     #: Jobs have their own limits: no API Gateway cut, so a longer budget and larger inputs.
-    job_time_budget_seconds: float = Field(0.0, ge=0)
-    job_max_input_pixels: int = Field(1920 * 1080, gt=0)
+    job_time_budget_seconds: float = Field(default=0.0, ge=0)
+    job_max_input_pixels: int = Field(default=1920 * 1080, gt=0)
 
     @classmethod
     def settings_customise_sources(
@@ -137,13 +153,25 @@ class ServiceSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the variant defaults passed as init values.
-        return env_settings, init_settings
+        # First source wins: explicit arguments, then the environment, then the variant's defaults.
+        return init_settings, env_settings, _VariantDefaultsSource(settings_cls)
 
     @classmethod
-    def for_variant(cls, variant: Variant | None = None, **overrides: object) -> ServiceSettings:
-        """Defaults of ``variant`` (else ``$SUPERRES_VARIANT``, else local), then the environment."""
-        chosen = variant or os.environ.get("SUPERRES_VARIANT", "local")
-        if chosen not in VARIANT_DEFAULTS:
-            raise ValueError(f"SUPERRES_VARIANT must be one of {', '.join(VARIANT_DEFAULTS)}")
-        return cls(variant=chosen, **{**VARIANT_DEFAULTS[chosen], **overrides})
+    def for_variant(cls, variant: Variant | None = None, **overrides: Any) -> ServiceSettings:
+        """Settings of ``variant`` (else ``$SUPERRES_VARIANT``, else local); ``overrides`` win
+        over the environment, which wins over the variant's defaults."""
+        return cls(**overrides) if variant is None else cls(variant=variant, **overrides)
+
+
+class _VariantDefaultsSource(PydanticBaseSettingsSource):
+    """The defaults of the variant the sources before it chose (explicit, else environment),
+    else of local; so the variant reported is always the one whose defaults apply."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        chosen = self.current_state.get("variant", "local")
+        if chosen not in get_args(Variant):
+            raise ValueError(f"SUPERRES_VARIANT must be one of {', '.join(get_args(Variant))}, not {chosen!r}")
+        return {"variant": chosen, **VARIANT_DEFAULTS[chosen]}
