@@ -22,14 +22,10 @@ from service_helpers import settings
 from superres import codec
 from superres.service.local import local_app, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: the page tests need Debian's Chromium (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
+from playwright.sync_api import ConsoleMessage, Page, Playwright, Route, expect, sync_playwright
 
-from playwright.sync_api import ConsoleMessage, Page, Playwright, Route, expect, sync_playwright  # noqa: E402
+#: `make test` installs it; a missing browser fails the page tests, it never skips them.
+CHROMIUM = Path("/usr/bin/chromium")
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 ASTRONAUT = SHARED / "images" / "astronaut.png"
@@ -59,6 +55,9 @@ def base_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    assert CHROMIUM.exists(), (
+        f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)"
+    )
     with sync_playwright() as driver:
         yield driver
 
