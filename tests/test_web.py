@@ -16,13 +16,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from playwright.sync_api import ConsoleMessage, Page, Playwright, Route, expect, sync_playwright
 
 from conftest import SHARED
 from service_helpers import settings
 from superres import codec
 from superres.service.local import local_app, serving
-
-from playwright.sync_api import ConsoleMessage, Page, Playwright, Route, expect, sync_playwright
 
 #: `make test` installs it; a missing browser fails the page tests, it never skips them.
 CHROMIUM = Path("/usr/bin/chromium")
