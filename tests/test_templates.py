@@ -31,7 +31,7 @@ from typing import Any
 
 import boto3
 import httpx
-import jsonschema  # type: ignore[import-untyped]  # jsonschema ships no type information and its stubs are not installed
+import jsonschema
 import pytest
 
 from superres.service.contract import contract, schema
