@@ -145,22 +145,25 @@ class GuardedBackend(httpcore.NetworkBackend):
         time.sleep(seconds)
 
 
-# httpcore exceptions -> httpx, most specific first (what httpx's own
+# httpcore exceptions -> httpx's of the same name, most specific first (what httpx's own
 # HTTPTransport does, which cannot be given a network backend in 0.28).
-_EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+_EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = tuple(
+    (getattr(httpcore, name), getattr(httpx, name))
+    for name in (
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "TimeoutException",
+        "ConnectError",
+        "ReadError",
+        "WriteError",
+        "NetworkError",
+        "RemoteProtocolError",
+        "LocalProtocolError",
+        "ProtocolError",
+        "UnsupportedProtocol",
+    )
 )
 
 
