@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +36,7 @@ def main() -> None:
     crop = center_crop(load_rgb(args.image), args.size)
     spec = get_spec(args.model)
     path = ModelStore(args.model_dir).path(spec)
-    engines = {
+    engines: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "ncnn fp32": NcnnUpscaler(args.model, threads=args.threads).upscale,
         "torch eager whole image (RealESRGANer tile=0)": TorchWholeImage(path).upscale,
         # Default tiling (seamless, bounded memory) as the service runs it.

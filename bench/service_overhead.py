@@ -53,7 +53,7 @@ def main() -> None:
         def direct() -> None:
             upscaler.upscale(crop, 4)
 
-        runs = dict(zip(best, (direct, over_http)))
+        runs = dict(zip(best, (direct, over_http), strict=True))
         for run in runs.values():  # warm-up
             run()
         for _ in range(args.rounds):
