@@ -45,11 +45,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.inputs import PHOTO, center_crop, load_rgb  # noqa: E402  (light: no torch in the parent)
-from bench.machine import describe_machine, peak_rss_mb  # noqa: E402
-from bench.metrics import psnr  # noqa: E402
-from bench.references import NCNN_MODELS  # noqa: E402
-from superres.tiling import TileConfig  # noqa: E402
+from bench.inputs import PHOTO, center_crop, load_rgb  # noqa: E402 -- after sys.path gets the repository root (light: no torch in the parent)
+from bench.machine import describe_machine, peak_rss_mb  # noqa: E402 -- after sys.path gets the repository root
+from bench.metrics import psnr  # noqa: E402 -- after sys.path gets the repository root
+from bench.references import NCNN_MODELS  # noqa: E402 -- after sys.path gets the repository root
+from superres.tiling import TileConfig  # noqa: E402 -- after sys.path gets the repository root
 
 SCALE = 4
 

@@ -40,10 +40,10 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.inputs import SHARED  # noqa: E402
-from bench.machine import describe_machine  # noqa: E402
-from superres.codec import decode  # noqa: E402
-from superres.face import (  # noqa: E402
+from bench.inputs import SHARED  # noqa: E402 -- after sys.path gets the repository root
+from bench.machine import describe_machine  # noqa: E402 -- after sys.path gets the repository root
+from superres.codec import decode  # noqa: E402 -- after sys.path gets the repository root
+from superres.face import (  # noqa: E402 -- after sys.path gets the repository root
     FACE_SIZE,
     FaceDetector,
     FaceModel,
@@ -51,7 +51,7 @@ from superres.face import (  # noqa: E402
     alignment_matrix,
     paste_face,
 )
-from superres.manifest import get_spec  # noqa: E402
+from superres.manifest import get_spec  # noqa: E402 -- after sys.path gets the repository root
 
 SPEC = get_spec("GFPGANv1.4")
 _T = TypeVar("_T")

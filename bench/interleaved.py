@@ -22,12 +22,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.inputs import center_crop, load_rgb, turn_about_arguments  # noqa: E402
-from bench.metrics import psnr  # noqa: E402
-from bench.references import NcnnUpscaler, TorchWholeImage  # noqa: E402
-from superres.engine import BF16_TRUNK_ARCHITECTURES, Upscaler, native_bf16_cpu  # noqa: E402
-from superres.manifest import get_spec  # noqa: E402
-from superres.store import ModelStore  # noqa: E402
+from bench.inputs import center_crop, load_rgb, turn_about_arguments  # noqa: E402 -- after sys.path gets the repository root
+from bench.metrics import psnr  # noqa: E402 -- after sys.path gets the repository root
+from bench.references import NcnnUpscaler, TorchWholeImage  # noqa: E402 -- after sys.path gets the repository root
+from superres.engine import BF16_TRUNK_ARCHITECTURES, Upscaler, native_bf16_cpu  # noqa: E402 -- after sys.path gets the repository root
+from superres.manifest import get_spec  # noqa: E402 -- after sys.path gets the repository root
+from superres.store import ModelStore  # noqa: E402 -- after sys.path gets the repository root
 
 
 def main() -> None:
