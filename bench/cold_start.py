@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.inputs import PHOTO, SHARED  # noqa: E402
-from bench.machine import describe_machine  # noqa: E402
+from bench.inputs import PHOTO, SHARED  # noqa: E402 -- after sys.path gets the repository root
+from bench.machine import describe_machine  # noqa: E402 -- after sys.path gets the repository root
 
 CHILD = """
 import time

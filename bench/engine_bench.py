@@ -45,11 +45,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.inputs import PHOTO, center_crop, load_rgb  # noqa: E402  (light: no torch in the parent)
-from bench.machine import describe_machine, peak_rss_mb  # noqa: E402
-from bench.metrics import psnr  # noqa: E402
-from bench.references import NCNN_MODELS  # noqa: E402
-from superres.tiling import TileConfig  # noqa: E402
+from bench.inputs import PHOTO, center_crop, load_rgb  # noqa: E402 -- after sys.path gets the repository root (light: no torch in the parent)
+from bench.machine import describe_machine, peak_rss_mb  # noqa: E402 -- after sys.path gets the repository root
+from bench.metrics import psnr  # noqa: E402 -- after sys.path gets the repository root
+from bench.references import NCNN_MODELS  # noqa: E402 -- after sys.path gets the repository root
+from superres.tiling import TileConfig  # noqa: E402 -- after sys.path gets the repository root
 
 SCALE = 4
 
@@ -150,6 +150,13 @@ def tile_up(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(rgb, reps)[:height, :width])
 
 
+def saved_output(job: Job) -> np.ndarray:
+    """The result ``job`` saved (``compare`` gives every job an output file)."""
+    if job.output is None:
+        raise ValueError(f"the {job.engine} job saved no output")
+    return np.load(job.output)
+
+
 def compare(args: argparse.Namespace, workdir: Path) -> list[dict]:
     crop = center_crop(load_rgb(args.image), args.size)
     source = workdir / "input.npy"
@@ -157,20 +164,20 @@ def compare(args: argparse.Namespace, workdir: Path) -> list[dict]:
     kpx = crop.shape[0] * crop.shape[1] / 1000
     rows = []
     for model in args.models:
-        common = dict(
-            model=model,
-            model_dir=str(args.model_dir),
-            input=str(source),
-            threads=args.threads,
-            repeat=args.repeat,
-            warmup=True,
-        )
+        common = {
+            "model": model,
+            "model_dir": str(args.model_dir),
+            "input": str(source),
+            "threads": args.threads,
+            "repeat": args.repeat,
+            "warmup": True,
+        }
         jobs = [
             Job("ncnn", output=str(workdir / f"{model}-ncnn.npy"), **common),
             Job("torch-whole", output=str(workdir / f"{model}-torch.npy"), **common),
         ]
         for tile in args.tiles:
-            ours = dict(tile=tile, pad=args.pad, device=args.device, **common)
+            ours = {"tile": tile, "pad": args.pad, "device": args.device, **common}
             jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}.npy"), **ours))
             if args.bf16:
                 jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-bf16.npy"), bf16=True, **ours))
@@ -189,8 +196,8 @@ def compare(args: argparse.Namespace, workdir: Path) -> list[dict]:
             print(f"running {model} {job.engine} tile={job.tile} ...", file=sys.stderr, flush=True)
             results.append(spawn(job))
         ncnn_speed, torch_speed = (kpx / result["seconds"] for result in results[:2])
-        torch_output = np.load(jobs[1].output)
-        for job, result in zip(jobs, results):
+        torch_output = saved_output(jobs[1])
+        for job, result in zip(jobs, results, strict=True):
             speed = kpx / result["seconds"]
             rows.append(
                 {
@@ -200,7 +207,7 @@ def compare(args: argparse.Namespace, workdir: Path) -> list[dict]:
                     "kpx_per_s": speed,
                     "vs_ncnn": speed / ncnn_speed,
                     "vs_torch_whole": speed / torch_speed,
-                    "psnr_vs_torch_whole_db": None if job is jobs[1] else psnr(np.load(job.output), torch_output),
+                    "psnr_vs_torch_whole_db": None if job is jobs[1] else psnr(saved_output(job), torch_output),
                     "load_rss_mb": result["load_rss_mb"],
                     "peak_rss_mb": result["peak_rss_mb"],
                 }

@@ -27,9 +27,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import cv2
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -37,10 +40,10 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.inputs import SHARED  # noqa: E402
-from bench.machine import describe_machine  # noqa: E402
-from superres.codec import decode  # noqa: E402
-from superres.face import (  # noqa: E402
+from bench.inputs import SHARED  # noqa: E402 -- after sys.path gets the repository root
+from bench.machine import describe_machine  # noqa: E402 -- after sys.path gets the repository root
+from superres.codec import decode  # noqa: E402 -- after sys.path gets the repository root
+from superres.face import (  # noqa: E402 -- after sys.path gets the repository root
     FACE_SIZE,
     FaceDetector,
     FaceModel,
@@ -48,22 +51,23 @@ from superres.face import (  # noqa: E402
     alignment_matrix,
     paste_face,
 )
-from superres.manifest import get_spec  # noqa: E402
+from superres.manifest import get_spec  # noqa: E402 -- after sys.path gets the repository root
 
 SPEC = get_spec("GFPGANv1.4")
+_T = TypeVar("_T")
 # GFPGANer's "clean" configuration for v1.3 and v1.4 (spandrel builds the same).
-GFPGAN_CONFIG = dict(
-    out_size=512,
-    num_style_feat=512,
-    channel_multiplier=2,
-    decoder_load_path=None,
-    fix_decoder=False,
-    num_mlp=8,
-    input_is_latent=True,
-    different_w=True,
-    narrow=1,
-    sft_half=True,
-)
+GFPGAN_CONFIG: dict[str, Any] = {
+    "out_size": 512,
+    "num_style_feat": 512,
+    "channel_multiplier": 2,
+    "decoder_load_path": None,
+    "fix_decoder": False,
+    "num_mlp": 8,
+    "input_is_latent": True,
+    "different_w": True,
+    "narrow": 1,
+    "sft_half": True,
+}
 
 
 def random_weights(directory: Path) -> Path:
@@ -76,13 +80,22 @@ def random_weights(directory: Path) -> Path:
     return path
 
 
-def timed(run: Callable[[], object], repeat: int) -> tuple[list[float], object]:
-    times, result = [], None
+def timed(run: Callable[[], _T], repeat: int) -> tuple[list[float], _T]:
+    """Seconds of each of ``repeat`` (at least 1) runs, and the last run's result."""
+    times: list[float] = []
     for _ in range(repeat):
         start = time.perf_counter()
         result = run()
         times.append(time.perf_counter() - start)
     return times, result
+
+
+def align(pixels: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The alignment matrix of a face's landmarks and its 512x512 crop (the alignment stage)."""
+    matrix = alignment_matrix(landmarks)
+    if matrix is None:
+        raise SystemExit("a face with degenerate landmarks: try another image")
+    return matrix, align_face(pixels, matrix)
 
 
 def parse_args() -> argparse.Namespace:
@@ -125,25 +138,22 @@ def main() -> None:
     stages: dict[str, list[float]] = {"alignment": [], "GFPGAN forward": [], "paste-back": []}
     flops = 0
     for face in faces:
-
-        def align():
-            matrix = alignment_matrix(face.landmarks)
-            return matrix, align_face(pixels, matrix)
-
-        align()
-        times, (matrix, crop) = timed(align, args.repeat)
+        align_this = partial(align, pixels, face.landmarks)
+        align_this()
+        times, (matrix, crop) = timed(align_this, args.repeat)
         stages["alignment"].append(min(times))
         with FlopCounterMode(display=False) as counter:  # the warm-up pass
             restored = model.restore(crop)
         flops = counter.get_total_flops()
-        times, restored = timed(lambda: model.restore(crop), args.repeat)
+        times, restored = timed(partial(model.restore, crop), args.repeat)
         stages["GFPGAN forward"] += times
         canvas = background.copy()  # once per image in FaceRestorer; pasting again costs the same
-        paste_face(canvas, restored, matrix, args.scale)
-        times, _ = timed(lambda: paste_face(canvas, restored, matrix, args.scale), args.repeat)
+        paste = partial(paste_face, canvas, restored, matrix, args.scale)
+        paste()
+        times, _ = timed(paste, args.repeat)
         stages["paste-back"] += times
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"stage": "detection (per image)", "best_s": min(detect_times), "median_s": statistics.median(detect_times)}
     ]
     rows += [

@@ -13,19 +13,21 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.inputs import center_crop, load_rgb, turn_about_arguments  # noqa: E402
-from bench.metrics import psnr  # noqa: E402
-from bench.references import NcnnUpscaler, TorchWholeImage  # noqa: E402
-from superres.engine import BF16_TRUNK_ARCHITECTURES, Upscaler, native_bf16_cpu  # noqa: E402
-from superres.manifest import get_spec  # noqa: E402
-from superres.store import ModelStore  # noqa: E402
+from bench.inputs import center_crop, load_rgb, turn_about_arguments  # noqa: E402 -- after sys.path gets the repository root
+from bench.metrics import psnr  # noqa: E402 -- after sys.path gets the repository root
+from bench.references import NcnnUpscaler, TorchWholeImage  # noqa: E402 -- after sys.path gets the repository root
+from superres.engine import BF16_TRUNK_ARCHITECTURES, Upscaler, native_bf16_cpu  # noqa: E402 -- after sys.path gets the repository root
+from superres.manifest import get_spec  # noqa: E402 -- after sys.path gets the repository root
+from superres.store import ModelStore  # noqa: E402 -- after sys.path gets the repository root
 
 
 def main() -> None:
@@ -34,7 +36,7 @@ def main() -> None:
     crop = center_crop(load_rgb(args.image), args.size)
     spec = get_spec(args.model)
     path = ModelStore(args.model_dir).path(spec)
-    engines = {
+    engines: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "ncnn fp32": NcnnUpscaler(args.model, threads=args.threads).upscale,
         "torch eager whole image (RealESRGANer tile=0)": TorchWholeImage(path).upscale,
         # Default tiling (seamless, bounded memory) as the service runs it.

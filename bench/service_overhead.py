@@ -23,12 +23,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.inputs import center_crop, load_rgb, turn_about_arguments  # noqa: E402
-from bench.machine import describe_machine  # noqa: E402
-from superres import codec  # noqa: E402
-from superres.service.app import create_app  # noqa: E402
-from superres.service.local import LocalBackend, serving  # noqa: E402
-from superres.service.settings import ServiceSettings  # noqa: E402
+from bench.inputs import center_crop, load_rgb, turn_about_arguments  # noqa: E402 -- after sys.path gets the repository root
+from bench.machine import describe_machine  # noqa: E402 -- after sys.path gets the repository root
+from superres import codec  # noqa: E402 -- after sys.path gets the repository root
+from superres.service.app import create_app  # noqa: E402 -- after sys.path gets the repository root
+from superres.service.local import LocalBackend, serving  # noqa: E402 -- after sys.path gets the repository root
+from superres.service.settings import ServiceSettings  # noqa: E402 -- after sys.path gets the repository root
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
         def direct() -> None:
             upscaler.upscale(crop, 4)
 
-        runs = dict(zip(best, (direct, over_http)))
+        runs = dict(zip(best, (direct, over_http), strict=True))
         for run in runs.values():  # warm-up
             run()
         for _ in range(args.rounds):

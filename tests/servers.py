@@ -36,7 +36,7 @@ def file_server(files: dict[str, tuple[int, bytes]]) -> Iterator[str]:
 
 
 @contextmanager
-def running(server: socketserver.BaseServer) -> Iterator[str]:
+def running(server: socketserver.TCPServer) -> Iterator[str]:
     """Serve ``server`` (bound to 127.0.0.1) on a thread; yields its base URL, then shuts it down."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

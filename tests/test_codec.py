@@ -129,4 +129,5 @@ def test_16_bit_to_8_bit_formats_keeps_the_high_byte() -> None:
 
 def test_shared_images_are_where_the_tests_expect_them() -> None:
     assert (SHARED / "images" / "astronaut.png").is_file()
-    assert cv2.imread(str(SHARED / "images" / "astronaut.png")).shape == (512, 512, 3)
+    image = cv2.imread(str(SHARED / "images" / "astronaut.png"))
+    assert image is not None and image.shape == (512, 512, 3)

@@ -17,6 +17,7 @@ from bench.metrics import psnr
 from spandrel.architectures.SPAN import SPAN
 
 from conftest import SHARED, WHOLE, load_photo, with_round_alpha
+from superres import engine
 from superres.engine import Upscaler, load_descriptor, native_bf16_cpu
 from superres.errors import BadRequestError, InferenceError, ModelMismatchError
 from superres.manifest import get_spec
@@ -120,7 +121,7 @@ def test_concurrent_calls_never_mix_outputs(x4plus, astronaut) -> None:
 
     with ThreadPoolExecutor(len(crops)) as pool:
         results = list(pool.map(run, range(len(crops))))
-    for index, (got, want) in enumerate(zip(results, expected)):
+    for index, (got, want) in enumerate(zip(results, expected, strict=True)):
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, f"call {index} got another call's pixels"
 
 
@@ -231,12 +232,22 @@ def test_bf16_trunk_is_the_default_exactly_where_the_cpu_runs_it_natively(
     assert _has_bf16_trunk(Upscaler(exact.descriptor, name="auto", device="cpu")) == native_bf16_cpu()
 
 
-def test_bf16_is_refused_where_it_was_not_measured() -> None:
-    """An architecture without a measured bf16 trunk: refused when asked for, fp32 by default."""
+def test_bf16_is_refused_where_it_was_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU that runs bf16 natively, an architecture without a measured bf16 trunk is
+    refused by name when asked for, and runs fp32 by default."""
+    monkeypatch.setattr(engine, "native_bf16_cpu", lambda: True)  # the machine qualifies on any host
     span = spandrel.ModelLoader().load_from_state_dict(SPAN(num_in_ch=3, num_out_ch=3, upscale=2).state_dict())
-    with pytest.raises(ValueError, match="ESRGAN and Compact networks, not SPAN|native bf16"):
+    with pytest.raises(ValueError, match=r"^bf16 is measured for ESRGAN and Compact networks, not SPAN$"):
         Upscaler(span, name="span", device="cpu", bf16=True)
     assert not _has_bf16_trunk(Upscaler(span, name="span", device="cpu"))
+
+
+def test_bf16_is_refused_on_a_cpu_without_native_bf16(compact: Upscaler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A measured architecture on a CPU without AMX or AVX512-BF16: refused when asked for, fp32 by default."""
+    monkeypatch.setattr(engine, "native_bf16_cpu", lambda: False)  # the machine does not qualify, on any host
+    with pytest.raises(ValueError, match=r"^bf16 needs a CPU with native bf16 support \(AMX or AVX512-BF16\)$"):
+        Upscaler(compact.descriptor, name="compact", device="cpu", bf16=True)
+    assert not _has_bf16_trunk(Upscaler(compact.descriptor, name="compact", device="cpu"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on CI)")

@@ -90,7 +90,7 @@ def test_detector_finds_no_face_in_a_rocket_or_a_cat(name) -> None:
 
 def test_detector_takes_gray_rgba_and_16_bit(detector, astronaut) -> None:
     reference = detector.detect(astronaut)[0].landmarks
-    alpha = np.full(astronaut.shape[:2] + (1,), 255, np.uint8)
+    alpha = np.full((*astronaut.shape[:2], 1), 255, np.uint8)
     variants = {
         "rgba": np.concatenate([astronaut, alpha], axis=2),
         "16-bit": astronaut.astype(np.uint16) * 257,
@@ -134,6 +134,13 @@ def least_squares_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, (dst_mean - scale * rotation @ src_mean)[:, None]])
 
 
+def aligned(landmarks: np.ndarray) -> np.ndarray:
+    """``alignment_matrix`` of landmarks that are not degenerate (it is None only for those)."""
+    matrix = alignment_matrix(landmarks)
+    assert matrix is not None, f"degenerate landmarks {landmarks.tolist()}"
+    return matrix
+
+
 def residuals(matrix: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return np.linalg.norm(landmarks @ matrix[:, :2].T + matrix[:, 2] - FFHQ_TEMPLATE, axis=1)
 
@@ -142,12 +149,12 @@ def test_alignment_is_exact_for_a_face_with_the_template_proportions() -> None:
     angle = np.radians(12)
     similarity = 0.35 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     landmarks = FFHQ_TEMPLATE @ similarity.T + (150.0, 80.0)
-    assert residuals(alignment_matrix(landmarks), landmarks).max() < 1e-3
+    assert residuals(aligned(landmarks), landmarks).max() < 1e-3
 
 
 def test_alignment_is_the_best_similarity_for_the_real_landmarks(detector, astronaut) -> None:
     landmarks = detector.detect(astronaut)[0].landmarks
-    matrix = alignment_matrix(landmarks)
+    matrix = aligned(landmarks)
     ours = residuals(matrix, landmarks)
     optimum = residuals(least_squares_similarity(landmarks, FFHQ_TEMPLATE), landmarks)
     # A similarity cannot reshape a face: the astronaut's five points miss the FFHQ template by
@@ -162,7 +169,7 @@ def test_alignment_is_the_best_similarity_for_the_real_landmarks(detector, astro
 
 def test_paste_matrix_inverts_the_alignment_at_any_scale(detector, astronaut) -> None:
     landmarks = detector.detect(astronaut)[0].landmarks
-    matrix = alignment_matrix(landmarks)
+    matrix = aligned(landmarks)
     on_crop = landmarks @ matrix[:, :2].T + matrix[:, 2]
     for scale in (1, 2, 4):
         back = on_crop @ paste_matrix(matrix, scale)[:, :2].T + paste_matrix(matrix, scale)[:, 2]
@@ -175,14 +182,16 @@ def test_pasting_the_aligned_crop_back_lands_on_the_face(detector, astronaut, sc
 
     At x4 the crop is enlarged 1.4x on the way back; at x1 it shrinks 2.9x (the reduce-first path).
     """
-    matrix = alignment_matrix(detector.detect(astronaut)[0].landmarks)
+    matrix = aligned(detector.detect(astronaut)[0].landmarks)
     crop = align_face(astronaut, matrix).astype(np.float32) / 255
     background = cv2.resize(astronaut, None, fx=scale, fy=scale, interpolation=cv2.INTER_LANCZOS4)
 
     def shift_of(matrix: np.ndarray) -> tuple[np.ndarray, float]:
         """Sub-pixel shift (phase correlation) of the pasted face against the background, and PSNR."""
         output = background.copy()
-        (x0, y0, _, _), alpha = paste_face(output, crop, matrix, scale)
+        placed = paste_face(output, crop, matrix, scale)
+        assert placed is not None, "the face missed the image"
+        (x0, y0, _, _), alpha = placed
         rows, cols = np.nonzero(alpha > 0.99)
         quality = psnr(background[rows + y0, cols + x0], output[rows + y0, cols + x0])
         # The middle of the fully pasted area: nothing but pasted pixels.
@@ -207,7 +216,7 @@ def test_pasting_the_aligned_crop_back_lands_on_the_face(detector, astronaut, sc
 
 
 def test_a_face_larger_than_the_crop_is_reduced_without_aliasing(detector, astronaut) -> None:
-    matrix = alignment_matrix(detector.detect(astronaut)[0].landmarks)
+    matrix = aligned(detector.detect(astronaut)[0].landmarks)
     reference = align_face(astronaut, matrix)
     big = cv2.resize(astronaut, None, fx=6, fy=6, interpolation=cv2.INTER_LANCZOS4)
     # The same alignment in the 6x image's pixels (x = (X - 2.5) / 6): it shrinks about 2x.
@@ -227,30 +236,62 @@ def test_the_mask_is_soft_and_zero_at_the_crop_edge() -> None:
     assert (np.diff(ramp) >= -1e-7).all() and ((ramp > 0.01) & (ramp < 0.99)).sum() > 20
 
 
-def test_paste_keeps_alpha_and_writes_gray_as_gray(detector, astronaut) -> None:
-    matrix = alignment_matrix(detector.detect(astronaut)[0].landmarks)
-    white = np.ones((FACE_SIZE, FACE_SIZE, 3), np.float32)
+# Alignment by a pure translation: crop pixel (u, v) is image pixel (u - 40, v + 30). Pasting
+# back is then an integer shift, so the expected blend follows from the inputs in closed form:
+# no interpolation, and the face hangs 40 px over the image's left edge.
+SHIFT_X, SHIFT_Y = 40, -30
+SHIFTED = np.array([[1.0, 0.0, SHIFT_X], [0.0, 1.0, SHIFT_Y]])
+
+
+def _gradient_face() -> np.ndarray:
+    """A 512x512 crop whose every pixel differs from its neighbours: red follows u, green v."""
+    v, u = np.mgrid[:FACE_SIZE, :FACE_SIZE].astype(np.float32) / (FACE_SIZE - 1)
+    return np.dstack([u, v, np.full_like(u, 0.5)])
+
+
+def _shifted_mask(shape: tuple[int, ...]) -> np.ndarray:
+    """face_mask() placed by SHIFTED in an image of ``shape``: 0 where the crop does not reach."""
+    alpha = np.zeros(shape[:2])
+    alpha[-SHIFT_Y : -SHIFT_Y + FACE_SIZE, : FACE_SIZE - SHIFT_X] = face_mask()[:, SHIFT_X:][: shape[0] + SHIFT_Y]
+    return alpha
+
+
+def _shifted(crop: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``crop`` placed by SHIFTED in an image of ``shape`` (zero where it does not reach)."""
+    placed = np.zeros(shape[:2] + crop.shape[2:])
+    placed[-SHIFT_Y : -SHIFT_Y + FACE_SIZE, : FACE_SIZE - SHIFT_X] = crop[:, SHIFT_X:][: shape[0] + SHIFT_Y]
+    return placed
+
+
+def test_paste_blends_16_bit_colour_and_keeps_alpha(astronaut: np.ndarray) -> None:
+    face = _gradient_face()
     alpha_channel = (np.arange(astronaut.size // 3).reshape(astronaut.shape[:2]) % 256).astype(np.uint8)
     rgba16 = np.dstack([astronaut, alpha_channel]).astype(np.uint16) * 257
     before = rgba16.copy()
-    (x0, y0, x1, y1), alpha = paste_face(rgba16, white, matrix, 1)
+    assert paste_face(rgba16, face, SHIFTED, 1) is not None
     assert np.array_equal(rgba16[:, :, 3], before[:, :, 3])
-    # out = a * face + (1 - a) * background, 16 bits deep (away from the crop's very edge,
-    # where the warped face itself fades into the border).
-    inner = alpha > 0.05
-    background = before[y0:y1, x0:x1, :3].astype(np.float64)
-    expected = np.rint(background + alpha[:, :, None] * (65535 - background))
-    assert np.abs(rgba16[y0:y1, x0:x1, :3] - expected)[inner].max() <= 1
+    # out = a * face + (1 - a) * background, 16 bits deep.
+    a = _shifted_mask(astronaut.shape)[:, :, None]
+    background = before[:, :, :3].astype(np.float64)
+    expected = np.rint(background + a * (_shifted(face, astronaut.shape) * 65535 - background))
+    assert np.abs(rgba16[:, :, :3] - expected).max() <= 1
+    assert (a > 0.99).sum() > 100_000  # most of the face is pasted, not a sliver
+    untouched = a[:, :, 0] == 0
+    assert np.array_equal(rgba16[untouched], before[untouched])
 
+
+def test_paste_writes_gray_as_gray(astronaut: np.ndarray) -> None:
+    face = _gradient_face()
     gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[:, :, None]
-    untouched = gray.copy()
-    (x0, y0, x1, y1), alpha = paste_face(gray, white, matrix, 1)
-    background = untouched[y0:y1, x0:x1, 0].astype(np.float64)
-    expected = np.rint(background + alpha * (255 - background))
-    assert np.abs(gray[y0:y1, x0:x1, 0] - expected)[alpha > 0.05].max() <= 1
-    outside = np.ones(gray.shape[:2], bool)
-    outside[y0:y1, x0:x1] = alpha == 0
-    assert np.array_equal(gray[outside], untouched[outside])
+    before = gray.copy()
+    assert paste_face(gray, face, SHIFTED, 1) is not None
+    # ITU-R BT.601 luma of the face, as the gray image's own conversion weighs R, G and B.
+    luma = _shifted(face, astronaut.shape) @ np.array([0.299, 0.587, 0.114])
+    a = _shifted_mask(astronaut.shape)
+    background = before[:, :, 0].astype(np.float64)
+    expected = np.rint(background + a * (luma * 255 - background))
+    assert np.abs(gray[:, :, 0] - expected).max() <= 1
+    assert np.array_equal(gray[a == 0], before[a == 0])
 
 
 # --- GFPGAN -------------------------------------------------------------------------------
@@ -293,14 +334,19 @@ def test_end_to_end_restores_the_face_and_nothing_else(detector, model, compact,
     assert (result.image != upscaled).any(axis=2)[core].mean() > 0.9
 
     # The official normalisation: the network gets the crop in [-1, 1] ...
-    matrix = alignment_matrix(pasted.face.landmarks)
+    matrix = aligned(pasted.face.landmarks)
     crop = align_face(face_crop, matrix).astype(np.float32) / 255
     assert torch.allclose(seen["input"][0].permute(1, 2, 0), torch.from_numpy(crop * 2 - 1), atol=1e-6)
-    # ... and its output, read as [-1, 1], is exactly what was pasted.
+    # ... and its output, read as [-1, 1], is what was pasted: it and the mask carried to the x4
+    # image by the inverse alignment (input pixel centre x is output 4x + 1.5), then blended.
     face = ((seen["output"][0].permute(1, 2, 0).numpy() + 1) * 0.5).clip(0, 1)
-    manual = upscaled.copy()
-    paste_face(manual, face, matrix, 4)
-    assert np.array_equal(manual, result.image)
+    to_output = np.asarray(cv2.invertAffineTransform(matrix), np.float64) * 4
+    to_output[:, 2] += 1.5
+    size = (upscaled.shape[1], upscaled.shape[0])
+    a = cv2.warpAffine(face_mask(), to_output, size, flags=cv2.INTER_LINEAR, borderValue=0)[:, :, None]
+    warped = cv2.warpAffine(face, to_output, size, flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+    expected = np.rint(upscaled + a.astype(np.float64) * (warped * 255.0 - upscaled))
+    assert np.abs(result.image - expected).max() <= 1  # float32 rounding: measured 1
 
 
 def test_an_image_without_faces_comes_back_as_it_was(detector, model, compact) -> None:

@@ -27,7 +27,8 @@ from superres.errors import (
     UrlFetchError,
     UrlNotAllowedError,
 )
-from superres.fetch import FetchPolicy, _refusal, fetch_url
+from superres.fetch import FetchPolicy, fetch_url
+from superres.fetch.addresses import refusal
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8  # any bytes: probing is the caller's job
 MAX = 64 * 1024
@@ -281,9 +282,9 @@ def test_refuses_bad_schemes_credentials_and_malformed_urls(url):
 
 def test_allow_loopback_still_refuses_everything_else():
     for address in ("10.0.0.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "fe80::1", "fc00::1"):
-        assert _refusal(ipaddress.ip_address(address), allow_loopback=True) is not None, address
+        assert refusal(ipaddress.ip_address(address), allow_loopback=True) is not None, address
     for address in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"):
-        assert _refusal(ipaddress.ip_address(address), allow_loopback=True) is None, address
+        assert refusal(ipaddress.ip_address(address), allow_loopback=True) is None, address
 
 
 @pytest.mark.parametrize(
@@ -299,7 +300,7 @@ def test_allow_loopback_still_refuses_everything_else():
     ],
 )  # fmt: skip
 def test_non_public_addresses_are_refused(address):
-    assert _refusal(ipaddress.ip_address(address)) is not None
+    assert refusal(ipaddress.ip_address(address)) is not None
 
 
 @pytest.mark.parametrize(
@@ -308,7 +309,7 @@ def test_non_public_addresses_are_refused(address):
      "2002:808:808::1", "64:ff9b::808:808"],
 )  # fmt: skip
 def test_public_addresses_pass(address):
-    assert _refusal(ipaddress.ip_address(address)) is None
+    assert refusal(ipaddress.ip_address(address)) is None
 
 
 # ------------------------------------------------------------ redirect hops
@@ -394,7 +395,7 @@ def test_name_with_any_non_public_answer_is_refused(server, fake_dns):
     answers["mixed.rebind.test"] = [["127.0.0.1", "10.0.0.1"]]
     answers["mapped.rebind.test"] = [["127.0.0.1", "::ffff:169.254.169.254"]]
     for host in ("mixed", "mapped"):
-        with pytest.raises(UrlNotAllowedError, match="resolves to a (private|link-local) address"):
+        with pytest.raises(UrlNotAllowedError, match=r"resolves to a (private|link-local) address"):
             fetch_url(f"http://{host}.rebind.test:{server.port}/image", _loopback())
     assert server.total_hits == 0
 
@@ -419,7 +420,7 @@ def test_slow_resolver_is_bounded_by_the_connect_timeout(fake_dns):
     answers, _ = fake_dns
     answers["slow.rebind.test"] = [["127.0.0.1"]]
     started = time.monotonic()
-    with pytest.raises(UrlFetchError, match="timed out after 0.4 s"):
+    with pytest.raises(UrlFetchError, match=r"timed out after 0\.4 s"):
         fetch_url("http://slow.rebind.test/x.png", _loopback(connect_timeout=0.4))
     assert time.monotonic() - started < 1.0
 
@@ -496,7 +497,7 @@ def test_total_timeout_spans_redirect_hops(server):
     # The deadline is per fetch, not per hop: a redirect does not restart it.
     policy = _loopback(read_timeout=1.0, total_timeout=1.2)
     started = time.monotonic()
-    with pytest.raises(UrlFetchError, match="total limit of 1.2 s"):
+    with pytest.raises(UrlFetchError, match=r"total limit of 1\.2 s"):
         fetch_url(f"http://127.0.0.1:{server.port}/redirect-to?url=/slow", policy)
     assert time.monotonic() - started < 1.7
 
@@ -505,7 +506,7 @@ def test_a_single_stalled_read_is_cut_at_the_total_deadline(server):
     # read_timeout alone would wait 5 s; the deadline bounds every wait.
     policy = _loopback(read_timeout=5.0, total_timeout=0.8)
     started = time.monotonic()
-    with pytest.raises(UrlFetchError, match="total limit of 0.8 s"):
+    with pytest.raises(UrlFetchError, match=r"total limit of 0\.8 s"):
         fetch_url(f"http://127.0.0.1:{server.port}/stall-head", policy)
     assert time.monotonic() - started < 1.3
 

@@ -8,8 +8,10 @@ path, so the tests can tell a retried failure from a final one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import itertools
 import os
 import random
 import stat
@@ -21,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED
 from superres.errors import ModelDownloadError, ModelNotFoundError
 from superres.manifest import ModelSpec, get_spec
 from superres.store import FileStatus, ModelStore, download, sha256_of
 
-SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+SHARED_MODELS = SHARED / "models"
 
 PAYLOAD = random.Random(20240521).randbytes(3 * 1024 * 1024)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -37,6 +40,11 @@ STALL = 10.0
 TIMEOUT = 0.5
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up on a stalled handler is expected; keep stderr quiet."""
+
+
 class LocalServer:
     """A threaded HTTP server on 127.0.0.1:<free port> serving PAYLOAD by behaviour."""
 
@@ -44,16 +52,13 @@ class LocalServer:
         self.requests: Counter[str] = Counter()
         self.stop = threading.Event()
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self.httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         self.httpd.daemon_threads = True
-        # A client that hangs up on a stalled handler is expected; keep stderr quiet.
-        self.httpd.handle_error = lambda request, client_address: None
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}{path}"
+        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
 
     def count(self, path: str) -> int:
         """Number of requests seen so far for ``path`` (its n-th request gets n)."""
@@ -97,10 +102,8 @@ def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = self.path
             nth = server.count(path)
-            try:
+            with contextlib.suppress(OSError):  # the client gave up (timeout) and closed the socket
                 self._serve(path, nth)
-            except OSError:  # the client gave up (timeout) and closed the socket
-                pass
             self.close_connection = True
 
         def _serve(self, path: str, nth: int) -> None:
@@ -179,7 +182,7 @@ def entries(directory: Path) -> list[str]:
 
 
 def fetch_kwargs(**overrides):
-    kwargs = dict(size=len(PAYLOAD), sha256=PAYLOAD_SHA256, retries=3, timeout=5.0, backoff=0)
+    kwargs = {"size": len(PAYLOAD), "sha256": PAYLOAD_SHA256, "retries": 3, "timeout": 5.0, "backoff": 0}
     kwargs.update(overrides)
     return kwargs
 
@@ -203,7 +206,7 @@ def test_good_file_is_written_verified_with_progress(server, tmp_path):
     assert server.hits("/good") == 1
     counts = [done for done, _ in progress]
     assert len(counts) >= 2
-    assert all(a < b for a, b in zip(counts, counts[1:])), counts
+    assert all(a < b for a, b in itertools.pairwise(counts)), counts
     assert counts[-1] == len(PAYLOAD)
     assert {total for _, total in progress} == {len(PAYLOAD)}
 

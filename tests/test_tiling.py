@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from bench.metrics import psnr
 
-from conftest import PHOTOS, WHOLE, load_photo
+from conftest import WHOLE, load_photo, photo_names
 from superres.engine import Upscaler
 from superres.tiling import TileConfig, plan
 
@@ -63,13 +63,14 @@ def test_x4plus_tiles_leave_no_seams(x4plus, face_crop, x4plus_untiled, tile_siz
     bench/engine_bench.py sweeps every photo and larger tiles.
     """
     config = TileConfig(tile=tile_size, pad=32)
-    assert len(plan(*face_crop.shape[:2], config)) > 1
+    height, width = face_crop.shape[:2]
+    assert len(plan(height, width, config)) > 1
     tiled = x4plus.upscale(face_crop, tiles=config)
     assert tiled.shape == x4plus_untiled.shape == (640, 640, 3)
     assert psnr(tiled, x4plus_untiled) >= 50
 
 
-@pytest.mark.parametrize("photo", [p.name for p in PHOTOS])
+@pytest.mark.parametrize("photo", photo_names())
 def test_every_photo_tiled_matches_untiled(compact, photo: str) -> None:
     pixels = load_photo(photo)
     top, left = (pixels.shape[0] - 200) // 2, (pixels.shape[1] - 200) // 2

@@ -63,7 +63,7 @@ class _OnceResource(CfnResource):
     def _crhelper_init(self, event: dict[str, Any], context: Any) -> bool:
         with self._send_lock:
             self._sent = False
-        return super()._crhelper_init(event, context)
+        return super()._crhelper_init(event, context)  # type: ignore[misc]  # crhelper's stubs leave out its private methods
 
     def _send(self, status: str | None = None, reason: str = "", **kwargs: Any) -> None:
         with self._send_lock:
@@ -71,7 +71,7 @@ class _OnceResource(CfnResource):
                 logger.info("response already sent for this request; not sending %s", status or self.Status)
                 return
             self._sent = True
-        super()._send(status, reason, **kwargs)
+        super()._send(status, reason, **kwargs)  # type: ignore[misc]  # crhelper's stubs leave out its private methods
 
 
 # json_logging: one JSON object per line, with RequestType, StackId, RequestId, LogicalResourceId.

@@ -43,7 +43,7 @@ class ResolutionAPIError(Exception):
         self.message = message
 
 
-class MissingCredentialsError(NoCredentialsError):
+class MissingCredentialsError(NoCredentialsError):  # type: ignore[misc]  # botocore ships no types: its base class is Any to mypy
     """SigV4 asked for, but botocore's credential chain found nothing to sign with."""
 
     fmt = (

@@ -13,6 +13,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -99,13 +100,13 @@ class Upscaler:
         self.tiles = tiles or TileConfig()
 
     @classmethod
-    def from_file(cls, path: Path | str, spec: ModelSpec | None = None, **options) -> Upscaler:
+    def from_file(cls, path: Path | str, spec: ModelSpec | None = None, **options: Any) -> Upscaler:
         name = spec.name if spec else Path(path).stem
         return cls(load_descriptor(path, spec), name=name, **options)
 
     @property
     def native_scale(self) -> int:
-        return self.descriptor.scale
+        return int(self.descriptor.scale)
 
     def upscale(
         self,
@@ -150,7 +151,7 @@ class Upscaler:
         tiles = plan(height, width, config)
         done = 0
         for batch in _batches(tiles, config.batch):
-            for tile, result in zip(batch, self._forward_tiles(rgb, batch, config)):
+            for tile, result in zip(batch, self._forward_tiles(rgb, batch, config), strict=True):
                 rows, cols = tile.rows, tile.cols
                 output[rows.core_start * s : rows.core_end * s, cols.core_start * s : cols.core_end * s] = result[
                     (rows.core_start - rows.window_start) * s : (rows.core_end - rows.window_start) * s,
@@ -206,7 +207,10 @@ class Upscaler:
                 raise InferenceError(f"{self.name} produced non-finite values on a tile")
             out = out.float().mul_(top).round_().permute(0, 2, 3, 1).cpu().numpy()
         s = self.native_scale
-        return [out[i, : h * s, : w * s].astype(windows[0].dtype) for i, (h, w) in enumerate(zip(heights, widths))]
+        return [
+            out[i, : h * s, : w * s].astype(windows[0].dtype)
+            for i, (h, w) in enumerate(zip(heights, widths, strict=True))
+        ]
 
 
 class _Bf16(torch.nn.Module):
@@ -218,7 +222,8 @@ class _Bf16(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return self.inner(x).float()
+            out: torch.Tensor = self.inner(x)
+            return out.float()
 
 
 #: Architectures whose bf16 trunk was measured against fp32 on real photos.

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -133,11 +134,11 @@ class FaceDetector:
         #: faces of about 10 to 300 px well; beyond that its scores fall and false
         #: positives rise, and a large image costs time for nothing.
         self.max_side = max_side
-        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[cv2.FaceDetectorYN] = queue.SimpleQueue()
         self._idle.put(self._create())  # a wrong file fails here, not on the first request
 
     @classmethod
-    def from_store(cls, store: ModelStore, name: str = "YuNet", **options) -> FaceDetector:
+    def from_store(cls, store: ModelStore, name: str = "YuNet", **options: Any) -> FaceDetector:
         return cls(store.path(get_spec(name)), **options)
 
     def _create(self) -> cv2.FaceDetectorYN:
@@ -286,10 +287,15 @@ def _warp(src: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: fl
     When the transform reduces by more than 1.5x, the part of ``src`` it reads
     is first reduced with INTER_AREA to about the result's scale.
     """
-    flags = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+
+    def warp(image: np.ndarray, transform: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(
+            image, transform, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border
+        )
+
     linear = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if linear >= _SHRINK_LIMIT:
-        return cv2.warpAffine(src, matrix, size, **flags)
+        return warp(src, matrix)
     height, width = src.shape[:2]
     inverse = cv2.invertAffineTransform(matrix)
     w, h = size
@@ -300,13 +306,13 @@ def _warp(src: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: fl
     x1 = min(int(np.ceil(corners[:, 0].max())) + margin + 1, width)
     y1 = min(int(np.ceil(corners[:, 1].max())) + margin + 1, height)
     if x0 >= x1 or y0 >= y1:  # reads nothing of src: all border
-        return cv2.warpAffine(src, matrix, size, **flags)
+        return warp(src, matrix)
     reduced = (max(1, round((x1 - x0) * linear)), max(1, round((y1 - y0) * linear)))
     small = cv2.resize(src[y0:y1, x0:x1], reduced, interpolation=cv2.INTER_AREA)
     fx, fy = (x1 - x0) / reduced[0], (y1 - y0) / reduced[1]
     # A pixel centre u of ``small`` is at x0 + (u + 0.5) * fx - 0.5 in ``src``.
     to_src = np.array([[fx, 0, x0 + 0.5 * fx - 0.5], [0, fy, y0 + 0.5 * fy - 0.5], [0, 0, 1]])
-    return cv2.warpAffine(small, matrix @ to_src, size, **flags)
+    return warp(small, matrix @ to_src)
 
 
 def load_face_descriptor(path: Path | str, spec: ModelSpec | None = None) -> ImageModelDescriptor:
@@ -359,7 +365,7 @@ class FaceModel:
         self.randomize_noise = randomize_noise
 
     @classmethod
-    def from_file(cls, path: Path | str, spec: ModelSpec | None = None, **options) -> FaceModel:
+    def from_file(cls, path: Path | str, spec: ModelSpec | None = None, **options: Any) -> FaceModel:
         name = spec.name if spec else Path(path).stem
         return cls(load_face_descriptor(path, spec), name=name, **options)
 
@@ -372,7 +378,7 @@ class FaceModel:
         x = x.mul_(2 / top).sub_(1).to(self.dtype)
         with torch.inference_mode():
             try:
-                out = self.descriptor.model(x, return_rgb=False, randomize_noise=self.randomize_noise)[0]
+                out: torch.Tensor = self.descriptor.model(x, return_rgb=False, randomize_noise=self.randomize_noise)[0]
             except torch.OutOfMemoryError:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -444,7 +450,7 @@ class FaceRestorer:
         score_threshold: float = 0.8,
         nms_threshold: float = 0.3,
         max_side: int = 1280,
-        **options,
+        **options: Any,
     ) -> FaceRestorer:
         detector = FaceDetector(
             detector_path, score_threshold=score_threshold, nms_threshold=nms_threshold, max_side=max_side
@@ -453,7 +459,7 @@ class FaceRestorer:
 
     @classmethod
     def from_store(
-        cls, store: ModelStore, name: str = "GFPGANv1.4", detector: str = "YuNet", **options
+        cls, store: ModelStore, name: str = "GFPGANv1.4", detector: str = "YuNet", **options: Any
     ) -> FaceRestorer:
         spec = get_spec(name)
         return cls.from_files(store.path(get_spec(detector)), store.path(spec), spec, **options)
@@ -464,7 +470,9 @@ class FaceRestorer:
         faces.sort(key=lambda face: (face.area, face.score), reverse=True)
         return faces[: self.max_faces]
 
-    def restore(self, original: np.ndarray, upscaled: np.ndarray, scale: float, **options) -> tuple[np.ndarray, int]:
+    def restore(
+        self, original: np.ndarray, upscaled: np.ndarray, scale: float, **options: Any
+    ) -> tuple[np.ndarray, int]:
         """``upscaled`` with the faces of ``original`` restored, and how many were.
 
         Without a face to restore, ``upscaled`` itself comes back (not a copy).
@@ -521,7 +529,7 @@ class FaceRestorer:
                     pasted.append(PastedFace(face, *placed))
             if on_progress:
                 on_progress(done, len(faces))
-        return FaceRestoration(output if pasted else upscaled, pasted)
+        return FaceRestoration(output if pasted and output is not None else upscaled, pasted)
 
 
 def _check_pixels(pixels: np.ndarray, name: str) -> None:

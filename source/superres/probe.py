@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import cast
 
 from PIL import Image, UnidentifiedImageError
 
@@ -40,10 +41,13 @@ def probe(data: bytes, max_pixels: int | None = None) -> ImageInfo:
         with Image.open(io.BytesIO(data), formats=tuple(INPUT_FORMATS)) as image:
             width, height = image.size
             orientation = _orientation(image.info.get("exif"))
-            fmt = INPUT_FORMATS[image.format]
+            # Image.open(formats=...) opens only those formats, so ``format`` is one of them.
+            fmt = INPUT_FORMATS[cast(str, image.format)]
     except Image.DecompressionBombError:
         # Pillow's own guard fires first for the most absurd headers.
-        raise ImageTooLargeError(f"input image has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; {limit}") from None
+        # Pillow raises it only while its limit is set, so MAX_IMAGE_PIXELS is an int here.
+        bomb = 2 * cast(int, Image.MAX_IMAGE_PIXELS)
+        raise ImageTooLargeError(f"input image has more than {bomb:,} pixels; {limit}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise UnsupportedImageError(
             f"not a supported image: expected one of {', '.join(INPUT_FORMATS.values())}"

@@ -14,7 +14,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import httpx
@@ -35,7 +35,7 @@ def default_model_dir() -> Path:
     return Path(cache) / "superres" / "models"
 
 
-class FileStatus(str, Enum):
+class FileStatus(StrEnum):
     OFFICIAL = "official"
     KNOWN_COPY = "known copy"
     MISMATCH = "mismatch"

@@ -11,6 +11,7 @@ any practical overlap: what matters is how much context each kept pixel saw.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -64,7 +65,7 @@ def plan_axis(length: int, config: TileConfig) -> list[Span]:
     count = math.ceil(length / config.tile)
     bounds = [round(i * length / count) for i in range(count + 1)]
     spans = []
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         if config.fixed_shape:
             # Shift the window inward at the edges instead of padding: same
             # shape, and the network sees real pixels rather than padding.

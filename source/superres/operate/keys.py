@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -89,7 +89,7 @@ def _key(item: Mapping[str, Any]) -> ApiKey:
         name=item.get("name", ""),
         customer=tags.get(CUSTOMER_TAG, item.get("name", "")),
         enabled=bool(item.get("enabled")),
-        created=created.isoformat(timespec="seconds") if hasattr(created, "isoformat") else str(created or ""),
+        created=created.isoformat(timespec="seconds") if isinstance(created, datetime) else str(created or ""),
         value=item.get("value"),
     )
 
