@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import click
-from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no types; types-tqdm is not a dependency
+from tqdm import tqdm
 
 from ..manifest import DEFAULT_MODEL, MODELS, ModelSpec, get_spec
 from ..store import FileStatus, ModelStore
