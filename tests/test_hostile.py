@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypedDict, Unpack
 from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
@@ -338,24 +339,29 @@ class Case:
     within: float = 10.0
 
 
-def bad(case_id: str, make: Make, code: str = "bad_request", **kw: object) -> Case:
-    return Case(case_id, make, 400, code, **kw)  # type: ignore[arg-type]
+class CaseOptions(TypedDict, total=False):
+    server: str
+    within: float
 
 
-def refused(case_id: str, make: Make, **kw: object) -> Case:
-    return Case(case_id, make, 400, "url_not_allowed", **kw)  # type: ignore[arg-type]
+def bad(case_id: str, make: Make, code: str = "bad_request", **kw: Unpack[CaseOptions]) -> Case:
+    return Case(case_id, make, 400, code, **kw)
 
 
-def not_image(case_id: str, make: Make, **kw: object) -> Case:
-    return Case(case_id, make, 415, "unsupported_image", **kw)  # type: ignore[arg-type]
+def refused(case_id: str, make: Make, **kw: Unpack[CaseOptions]) -> Case:
+    return Case(case_id, make, 400, "url_not_allowed", **kw)
 
 
-def too_large(case_id: str, make: Make, **kw: object) -> Case:
-    return Case(case_id, make, 413, "too_large", **kw)  # type: ignore[arg-type]
+def not_image(case_id: str, make: Make, **kw: Unpack[CaseOptions]) -> Case:
+    return Case(case_id, make, 415, "unsupported_image", **kw)
 
 
-def fetch_failed(case_id: str, make: Make, **kw: object) -> Case:
-    return Case(case_id, make, 502, "url_fetch_failed", server="loopback", **kw)  # type: ignore[arg-type]
+def too_large(case_id: str, make: Make, **kw: Unpack[CaseOptions]) -> Case:
+    return Case(case_id, make, 413, "too_large", **kw)
+
+
+def fetch_failed(case_id: str, make: Make, **kw: Unpack[CaseOptions]) -> Case:
+    return Case(case_id, make, 502, "url_fetch_failed", server="loopback", **kw)
 
 
 def _truncated(fmt: str, fraction: float) -> Callable[[], bytes]:

@@ -76,7 +76,7 @@ def page(playwright: Playwright, tmp_path: Path) -> Iterator[Page]:
     problems: list[str] = []
     page.on("console", lambda message: _console_problem(message, problems))
     page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
-    page.problems = problems  # type: ignore[attr-defined]
+    page.problems = problems  # type: ignore[attr-defined]  # the fixture hangs the page's console problems on it
     try:
         yield page
     finally:
@@ -167,7 +167,7 @@ def test_upscale_the_astronaut_at_scale_2(page: Page, base_url: str) -> None:
     assert (info.format, info.width, info.height) == ("png", 1024, 1024)
     assert pixels.shape[:2] == (1024, 1024)
 
-    assert page.problems == []  # type: ignore[attr-defined]
+    assert page.problems == []  # type: ignore[attr-defined]  # hung on the page by the fixture
 
 
 def test_a_text_file_named_png_shows_the_api_message(page: Page, base_url: str, tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_a_text_file_named_png_shows_the_api_message(page: Page, base_url: str, 
     expect(page.locator("#result")).to_be_hidden()
     expect(page.get_by_role("button", name="Upscale")).to_be_enabled()
     page.screenshot(path=ARTIFACTS / "web-error.png")
-    assert page.problems == []  # type: ignore[attr-defined]
+    assert page.problems == []  # type: ignore[attr-defined]  # hung on the page by the fixture
 
 
 def test_a_dropped_file(page: Page, base_url: str, astronaut) -> None:
@@ -216,7 +216,7 @@ def test_a_dropped_file(page: Page, base_url: str, astronaut) -> None:
     expect(page.locator("#result")).to_be_visible(timeout=UPSCALE_TIMEOUT_MS)
     assert page.locator("#result-image").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [256, 192]
     expect(page.get_by_role("link", name=re.compile("Download"))).to_have_attribute("download", "crop_x4.png")
-    assert page.problems == []  # type: ignore[attr-defined]
+    assert page.problems == []  # type: ignore[attr-defined]  # hung on the page by the fixture
 
 
 def test_nothing_chosen_says_so(page: Page, base_url: str) -> None:
