@@ -339,9 +339,12 @@ class Case:
     within: float = 10.0
 
 
-class CaseOptions(TypedDict, total=False):
-    server: str
+class TimedOptions(TypedDict, total=False):
     within: float
+
+
+class CaseOptions(TimedOptions, total=False):
+    server: str
 
 
 def bad(case_id: str, make: Make, code: str = "bad_request", **kw: Unpack[CaseOptions]) -> Case:
@@ -360,7 +363,7 @@ def too_large(case_id: str, make: Make, **kw: Unpack[CaseOptions]) -> Case:
     return Case(case_id, make, 413, "too_large", **kw)
 
 
-def fetch_failed(case_id: str, make: Make, **kw: Unpack[CaseOptions]) -> Case:
+def fetch_failed(case_id: str, make: Make, **kw: Unpack[TimedOptions]) -> Case:
     return Case(case_id, make, 502, "url_fetch_failed", server="loopback", **kw)
 
 
