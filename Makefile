@@ -1,5 +1,5 @@
 # Entry points for people and CI. `make demo` and `make test` are the README's
-# two commands; both set up .venv on first use from the lockfile (uv.lock).
+# two commands; both set up .venv on first use from the lockfile (requirements.lock).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,36 +8,32 @@ SHARED ?= ../shared
 # `make demo` downloads the official file into the user cache first.
 MODEL_DIR ?= $(if $(wildcard $(SHARED)/models/*.pth),$(SHARED)/models,$(HOME)/.cache/superres/models)
 DEMO_IMAGE ?= $(SHARED)/images/chelsea.png
-# The tool that reads uv.lock: the one package installed before the lock can be read.
-UV_VERSION := 0.13.9
-# checkov's environment is a workspace member that conflicts with the kit (pyproject.toml).
-export UV_PREVIEW_FEATURES := package-conflicts
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHECKOV_LOCK := tests/tools/checkov/requirements.lock
+# One resolution for every platform and Python the kit targets (3.11 here, 3.12 in Lambda).
+COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
-# uv exports the hashed pins of uv.lock (--locked: it fails when pyproject.toml changed
-# and the lock was not refreshed) and pip installs them: pip takes the wheels this
-# machine already holds (torch's 5.5 GB), where uv would download them again.
-$(STAMP): pyproject.toml uv.lock tests/tools/checkov/pyproject.toml
+# pip installs the hashed pins, every one of them (--no-deps: nothing unlocked slips in),
+# and takes the wheels this machine already holds (torch's 5.5 GB).
+$(STAMP): pyproject.toml requirements.lock $(CHECKOV_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q uv==$(UV_VERSION)
-	$(BIN)/uv export -q --locked --extra dev --no-emit-project --no-emit-workspace -o $(VENV)/requirements.txt
-	$(BIN)/pip install -q --require-hashes --no-deps -r $(VENV)/requirements.txt
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	# checkov pins a boto3 that conflicts with ours: its own venv, used by tests/test_templates.py.
 	$(PYTHON) -m venv $(VENV)/checkov
-	$(BIN)/uv export -q --locked --package checkov-env --no-emit-project --no-emit-workspace -o $(VENV)/checkov/requirements.txt
-	$(VENV)/checkov/bin/pip install -q --require-hashes --no-deps -r $(VENV)/checkov/requirements.txt
+	$(VENV)/checkov/bin/pip install -q --require-hashes --no-deps -r $(CHECKOV_LOCK)
 	touch $@
 
 .PHONY: install lock demo test lint browser bench templates
 install: $(STAMP)
 
-# Refreshes uv.lock: every unpinned (transitive) dependency to its newest release that
-# fits the exact pins of pyproject.toml. Commit the result with the change that needs it.
+# Rewrites both lockfiles from pyproject.toml (and checkov's requirements.in), keeping every
+# locked version that still fits; UPGRADE=1 moves the unpinned ones to their newest releases.
 lock: $(STAMP)
-	$(BIN)/uv lock --upgrade
+	$(COMPILE) $(if $(UPGRADE),--upgrade) --extra dev -o requirements.lock pyproject.toml
+	$(COMPILE) $(if $(UPGRADE),--upgrade) -o $(CHECKOV_LOCK) tests/tools/checkov/requirements.in
 
 demo: $(STAMP)
 	$(BIN)/superres models fetch RealESRGAN_x4plus --model-dir $(MODEL_DIR)

@@ -13,8 +13,8 @@ what a deployer and an operator need (``superres stack``, ``superres keys``). ``
 - ``global-s3-assets/``: the three templates of ``templates/`` with the placeholders
   substituted by ``templates/build.py``'s ``substitute``, named ``*.template``;
 - ``regional-s3-assets/``: ``efs-model-stager.zip``, ``invoke-endpoint.zip`` (code plus
-  third-party packages installed for the Lambda platform from ``uv.lock``: the zip's
-  dependency group in ``pyproject.toml``, exported with its hashes) and ``sagemaker-gpu-model.tar.gz`` / ``sagemaker-inf1-model.tar.gz``
+  third-party packages installed for the Lambda platform from ``requirements.lock``: the
+  zip's dependency group in ``pyproject.toml`` and its closure, at their locked hashes) and ``sagemaker-gpu-model.tar.gz`` / ``sagemaker-inf1-model.tar.gz``
   (the weight files of the chosen models, from the verifying model store);
 - ``container-contexts/<image>/``: each image's Dockerfile, its requirements pinned from
   ``pyproject.toml``, and the source packages it copies.
@@ -53,6 +53,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SOURCE = ROOT / "source"
 CONTAINERS = HERE / "containers"
+#: The kit's one lockfile (make lock): versions and hashes of everything it installs.
+LOCKFILE = ROOT / "requirements.lock"
 
 #: Global asset name -> generated template in templates/.
 TEMPLATES = {
@@ -163,23 +165,35 @@ def read_requirement_names(path: Path) -> list[str]:
     return [name for name in names if name]
 
 
-def locked_requirements(group: str, destination: Path) -> Path:
-    """The hashed pins of ``group``'s whole closure, exported from uv.lock into ``destination``."""
-    command = [
-        find_uv_bin(),
-        "export",
-        "--quiet",
-        "--locked",
-        "--only-group",
-        group,
-        "--no-emit-project",
-        "--no-emit-workspace",
-        "--output-file",
-        str(destination),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-    if result.returncode:
-        raise BuildError(f"uv.lock has no current pins for {group} (run make lock):\n{result.stderr.strip()}")
+def locked_versions(lock: Path = LOCKFILE) -> dict[str, set[str]]:
+    """``name -> versions`` of every package in ``requirements.lock``, names normalised
+    (a universal lock may hold a package at one version per Python or platform)."""
+    versions: dict[str, set[str]] = {}
+    for line in lock.read_text().splitlines():
+        if line[:1].isalnum() and "==" in line:
+            name, _, rest = line.partition("==")
+            versions.setdefault(_normalise(name), set()).add(rest.split(";")[0].split("\\")[0].strip())
+    return versions
+
+
+def group_requirements(group: str, destination: Path) -> Path:
+    """``group``'s members pinned at their locked versions, written to ``destination``.
+
+    Installed with ``requirements.lock`` as constraints, their whole closure comes at the
+    locked versions with the locked hashes.
+    """
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text()).get("dependency-groups", {})
+    if group not in groups:
+        raise BuildError(f"pyproject.toml has no dependency group {group}")
+    versions = locked_versions()
+    pins = []
+    for name in groups[group]:
+        found = versions.get(_normalise(name), set())
+        if len(found) != 1:
+            held = f"at {len(found)} versions" if found else "not at all"
+            raise BuildError(f"{LOCKFILE.name} holds {name} {held}; a zip needs one (run make lock)")
+        pins.append(f"{name}=={found.pop()}\n")
+    destination.write_text("".join(pins))
     return destination
 
 
@@ -187,7 +201,7 @@ def install_for_lambda(requirements: Path, target: Path) -> None:
     """Install the hashed wheels of ``requirements``, built for the Lambda platform, into ``target``.
 
     uv evaluates the lock's environment markers for the target (python3.12 on x86_64
-    Linux), not for the machine running the build; every file must match its hash.
+    Linux), not for the machine running the build; every file must match its locked hash.
     """
     command = [
         find_uv_bin(),
@@ -195,8 +209,9 @@ def install_for_lambda(requirements: Path, target: Path) -> None:
         "install",
         "--quiet",
         "--require-hashes",
-        "--no-deps",
         "--no-build",
+        "--constraints",
+        str(LOCKFILE),
         "--python-platform",
         LAMBDA_PLATFORM,
         "--python-version",
@@ -294,7 +309,7 @@ def build_templates(out: Path, values: dict[str, str]) -> list[Path]:
 def build_lambda_zip(spec: LambdaZip, out: Path, epoch: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="superres-zip-") as scratch:
         site = Path(scratch) / "site"
-        install_for_lambda(locked_requirements(spec.group, Path(scratch) / "requirements.txt"), site)
+        install_for_lambda(group_requirements(spec.group, Path(scratch) / "requirements.txt"), site)
         entries = tree_entries(site)
         clash = sorted(set(entries) & set(spec.files))
         if clash:
