@@ -31,7 +31,9 @@ install: $(STAMP)
 
 # Rewrites both lockfiles from pyproject.toml (and checkov's requirements.in), keeping every
 # locked version that still fits; UPGRADE=1 moves the unpinned ones to their newest releases.
-lock: $(STAMP)
+# It runs uv from the venv as it is (make install once): a changed pyproject.toml is what
+# it locks, so it must not reinstall from the stale lock first.
+lock:
 	$(COMPILE) $(if $(UPGRADE),--upgrade) --extra dev -o requirements.lock pyproject.toml
 	$(COMPILE) $(if $(UPGRADE),--upgrade) -o $(CHECKOV_LOCK) tests/tools/checkov/requirements.in
 
