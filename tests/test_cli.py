@@ -8,12 +8,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from conftest import SHARED
 from superres import codec
 from superres.cli import main
-from superres.engine import Upscaler, native_bf16_cpu
+from superres.engine import Upscaler
+from superres.manifest import get_spec
+from superres.runtimes import Runtime
+from superres.store import ModelStore
 
 MODELS = str(SHARED / "models")
 FAST = ["--model", "realesr-animevideov3", "--model-dir", MODELS]
@@ -55,16 +59,28 @@ def test_single_file_to_a_named_output_in_another_format(tmp_path: Path, astrona
     assert (info.format, info.width, info.height) == ("webp", 224, 160)
 
 
-def test_precision_flags_pick_the_engine_the_library_would(tmp_path: Path, astronaut, compact) -> None:
-    """--fp32 gives the fp32 engine's pixels exactly; the default gives the bf16 trunk's where native."""
+@pytest.mark.parametrize(
+    ("flags", "runtime", "bf16"),
+    [
+        ([], "auto", None),
+        (["--fp32"], "auto", False),
+        (["--runtime", "torch"], "torch", None),
+        (["--runtime", "torch", "--fp32"], "torch", False),
+        (["--runtime", "openvino", "--fp32"], "openvino", False),
+    ],
+)
+def test_runtime_and_precision_flags_pick_the_engine_the_library_would(
+    tmp_path: Path, astronaut: np.ndarray, flags: list[str], runtime: Runtime, bf16: bool | None
+) -> None:
+    """Each flag combination gives exactly the pixels of the library's engine with the same options."""
     source = _small_png(tmp_path / "in.png", astronaut)
     crop = codec.decode(source.read_bytes())[0]
-    for flags, bf16 in (["--fp32"], False), ([], native_bf16_cpu()):
-        target = tmp_path / f"out{len(flags)}.png"
-        result = CliRunner().invoke(main, ["upscale", str(source), "-o", str(target), *flags, *FAST])
-        assert result.exit_code == 0, result.output
-        expected = Upscaler(compact.descriptor, name="same", device="cpu", bf16=bf16).upscale(crop)
-        assert np.array_equal(codec.decode(target.read_bytes())[0], expected)
+    target = tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["upscale", str(source), "-o", str(target), *flags, *FAST])
+    assert result.exit_code == 0, result.output
+    spec = get_spec("realesr-animevideov3")
+    expected = Upscaler.from_file(ModelStore(MODELS).path(spec), spec, runtime=runtime, bf16=bf16).upscale(crop)
+    assert np.array_equal(codec.decode(target.read_bytes())[0], expected)
 
 
 def test_missing_model_says_how_to_get_it(tmp_path: Path, astronaut) -> None:

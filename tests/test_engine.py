@@ -16,11 +16,13 @@ import torch
 from bench.metrics import psnr
 from spandrel.architectures.SPAN import SPAN
 
-from conftest import SHARED, WHOLE, load_photo, with_round_alpha
-from superres import engine
-from superres.engine import Upscaler, load_descriptor, native_bf16_cpu
+from conftest import SHARED, WHOLE, descriptor_of, load_photo, torch_upscaler, with_round_alpha
+from superres.cpu import native_bf16_cpu
+from superres.engine import Upscaler
 from superres.errors import BadRequestError, InferenceError, ModelMismatchError
 from superres.manifest import get_spec
+from superres.runtimes import torch_runner
+from superres.runtimes.torch_runner import load_descriptor
 from superres.tiling import TileConfig
 
 
@@ -130,7 +132,7 @@ def _with_hook(upscaler: Upscaler, hook) -> Upscaler:
 
     The hook raises, or returns the output to use: how a failing device behaves.
     """
-    descriptor = copy.deepcopy(upscaler.descriptor)
+    descriptor = copy.deepcopy(descriptor_of(upscaler))
     real_forward = descriptor.model.forward
     calls = itertools.count(1)
 
@@ -138,7 +140,7 @@ def _with_hook(upscaler: Upscaler, hook) -> Upscaler:
         return hook(next(calls), batch, real_forward(batch))
 
     descriptor.model.forward = forward
-    return Upscaler(descriptor, name="hooked", tiles=upscaler.tiles, bf16=False)
+    return torch_upscaler(descriptor, name="hooked", tiles=upscaler.tiles, bf16=False)
 
 
 def test_out_of_memory_retries_with_smaller_tiles(compact, astronaut) -> None:
@@ -177,7 +179,7 @@ def test_bad_arguments_are_refused(compact, astronaut) -> None:
     with pytest.raises(BadRequestError):
         compact.upscale(astronaut[:8, :8].astype(np.float32), 4)
     with pytest.raises(ValueError):
-        Upscaler(compact.descriptor, name="x", device="cpu", half=True)
+        torch_upscaler(descriptor_of(compact), name="x", device="cpu", half=True)
 
 
 def test_a_compiled_network_runs_in_place_of_the_descriptor(compact, astronaut) -> None:
@@ -189,15 +191,17 @@ def test_a_compiled_network_runs_in_place_of_the_descriptor(compact, astronaut) 
 
     def compiled(batch: torch.Tensor) -> torch.Tensor:
         shapes.append((tuple(batch.shape), batch.dtype))
-        return compact.descriptor.model(batch) * 2  # raw: doubled, far past 1.0 in highlights
+        return descriptor_of(compact).model(batch) * 2  # raw: doubled, far past 1.0 in highlights
 
-    doubled = Upscaler(compact.descriptor, name="compiled", device="cpu", bf16=False, tiles=tiles, compiled=compiled)
+    doubled = torch_upscaler(
+        descriptor_of(compact), name="compiled", device="cpu", bf16=False, tiles=tiles, compiled=compiled
+    )
     out, plain = doubled.upscale(crop, 4), compact.upscale(crop, 4, tiles=tiles)
     assert shapes == [((2, 3, 48, 48), torch.float32)] * 2
     # Doubled, then clamped by the engine: twice the plain output, saturating at 255.
     assert np.abs(out.astype(int) - np.minimum(2 * plain.astype(int), 255)).max() <= 1
     with pytest.raises(ValueError, match="compiled"):
-        Upscaler(compact.descriptor, name="compiled", device="cpu", bf16=True, compiled=compiled)
+        torch_upscaler(descriptor_of(compact), name="compiled", device="cpu", bf16=True, compiled=compiled)
 
 
 needs_native_bf16 = pytest.mark.skipif(
@@ -206,7 +210,7 @@ needs_native_bf16 = pytest.mark.skipif(
 
 
 def _has_bf16_trunk(upscaler: Upscaler) -> bool:
-    return any(type(module).__name__ == "_Bf16" for module in upscaler.descriptor.model.modules())
+    return any(type(module).__name__ == "_Bf16" for module in descriptor_of(upscaler).model.modules())
 
 
 @needs_native_bf16
@@ -218,7 +222,7 @@ def test_cpu_bf16_keeps_50_db_against_fp32(request: pytest.FixtureRequest, fixtu
     pixels = load_photo(photo)
     top, left = (pixels.shape[0] - 96) // 2, (pixels.shape[1] - 96) // 2
     crop = np.ascontiguousarray(pixels[top : top + 96, left : left + 96, :3])
-    fast = Upscaler(exact.descriptor, name="bf16", bf16=True)
+    fast = torch_upscaler(descriptor_of(exact), name="bf16", bf16=True)
     assert _has_bf16_trunk(fast)
     assert psnr(fast.upscale(crop), exact.upscale(crop)) >= 50
 
@@ -229,32 +233,32 @@ def test_bf16_trunk_is_the_default_exactly_where_the_cpu_runs_it_natively(
 ) -> None:
     exact = request.getfixturevalue(fixture)
     assert not _has_bf16_trunk(exact)
-    assert _has_bf16_trunk(Upscaler(exact.descriptor, name="auto", device="cpu")) == native_bf16_cpu()
+    assert _has_bf16_trunk(torch_upscaler(descriptor_of(exact), name="auto", device="cpu")) == native_bf16_cpu()
 
 
 def test_bf16_is_refused_where_it_was_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a CPU that runs bf16 natively, an architecture without a measured bf16 trunk is
     refused by name when asked for, and runs fp32 by default."""
-    monkeypatch.setattr(engine, "native_bf16_cpu", lambda: True)  # the machine qualifies on any host
+    monkeypatch.setattr(torch_runner, "native_bf16_cpu", lambda: True)  # the machine qualifies on any host
     span = spandrel.ModelLoader().load_from_state_dict(SPAN(num_in_ch=3, num_out_ch=3, upscale=2).state_dict())
     with pytest.raises(ValueError, match=r"^bf16 is measured for ESRGAN and Compact networks, not SPAN$"):
-        Upscaler(span, name="span", device="cpu", bf16=True)
-    assert not _has_bf16_trunk(Upscaler(span, name="span", device="cpu"))
+        torch_upscaler(span, name="span", device="cpu", bf16=True)
+    assert not _has_bf16_trunk(torch_upscaler(span, name="span", device="cpu"))
 
 
 def test_bf16_is_refused_on_a_cpu_without_native_bf16(compact: Upscaler, monkeypatch: pytest.MonkeyPatch) -> None:
     """A measured architecture on a CPU without AMX or AVX512-BF16: refused when asked for, fp32 by default."""
-    monkeypatch.setattr(engine, "native_bf16_cpu", lambda: False)  # the machine does not qualify, on any host
+    monkeypatch.setattr(torch_runner, "native_bf16_cpu", lambda: False)  # the machine does not qualify, on any host
     with pytest.raises(ValueError, match=r"^bf16 needs a CPU with native bf16 support \(AMX or AVX512-BF16\)$"):
-        Upscaler(compact.descriptor, name="compact", device="cpu", bf16=True)
-    assert not _has_bf16_trunk(Upscaler(compact.descriptor, name="compact", device="cpu"))
+        torch_upscaler(descriptor_of(compact), name="compact", device="cpu", bf16=True)
+    assert not _has_bf16_trunk(torch_upscaler(descriptor_of(compact), name="compact", device="cpu"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on CI)")
 def test_cuda_fp16_matches_cpu_fp32(shared_models, astronaut) -> None:
     spec = get_spec("RealESRGAN_x4plus")
     gpu = Upscaler.from_file(shared_models.path(spec), spec, device="cuda")
-    assert gpu.dtype == torch.float16
-    cpu = Upscaler.from_file(shared_models.path(spec), spec, device="cpu")
+    assert (gpu.runner.info.runtime, gpu.runner.info.precision) == ("torch", "fp16")
+    cpu = Upscaler.from_file(shared_models.path(spec), spec, runtime="torch", device="cpu", bf16=False)
     crop = astronaut[:96, :96]
     assert psnr(gpu.upscale(crop), cpu.upscale(crop)) >= 40

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from bench.metrics import psnr
 
-from conftest import WHOLE, load_photo, photo_names
-from superres.engine import Upscaler
+from conftest import WHOLE, descriptor_of, load_photo, photo_names, torch_upscaler
 from superres.tiling import TileConfig, plan
 
 SIZES = [1, 2, 63, 64, 65, 127, 128, 129, 200, 333, 1080, 1920]
@@ -89,7 +88,7 @@ def test_fixed_shape_batches_match_single_tiles(compact, astronaut) -> None:
 
 def test_fixed_shape_feeds_only_one_shape(compact, astronaut) -> None:
     shapes = set()
-    descriptor = copy.deepcopy(compact.descriptor)
+    descriptor = copy.deepcopy(descriptor_of(compact))
     real_forward = descriptor.model.forward
 
     def recording_forward(batch):
@@ -97,7 +96,7 @@ def test_fixed_shape_feeds_only_one_shape(compact, astronaut) -> None:
         return real_forward(batch)
 
     descriptor.model.forward = recording_forward
-    upscaler = Upscaler(descriptor, name="recorded", bf16=False)
+    upscaler = torch_upscaler(descriptor, name="recorded", bf16=False)
     for crop in (astronaut[:37, :50], astronaut[:200, :333]):
         upscaler.upscale(crop, tiles=TileConfig(tile=64, pad=16, fixed_shape=True, batch=2))
     assert shapes == {(3, 96, 96)}

@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 from spandrel import ImageModelDescriptor
 
-from superres.engine import Upscaler, load_descriptor
+from superres.engine import Upscaler
 from superres.manifest import ModelSpec, get_spec
+from superres.runtimes.torch_runner import TorchRunner, load_descriptor
 from superres.service.app import create_app
 from superres.service.local import LocalBackend
 from superres.service.settings import ServiceSettings
@@ -65,7 +66,7 @@ def compile_network(descriptor: ImageModelDescriptor, config: TileConfig) -> tor
     example = torch.rand(config.batch, 3, config.window, config.window)
     with torch.inference_mode(False), torch.no_grad():
         if neuron_available():
-            return torch.neuron.trace(network, example, dynamic_batch_size=True)  # type: ignore[attr-defined]
+            return torch.neuron.trace(network, example, dynamic_batch_size=True)  # type: ignore[attr-defined]  # torch.neuron exists only in AWS's Neuron image
         return torch.jit.trace(network, example, check_trace=False)
 
 
@@ -87,7 +88,7 @@ def compiled_upscaler(spec: ModelSpec, store: ModelStore, config: TileConfig, ca
         module = compile_network(source, config)
         cache_dir.mkdir(parents=True, exist_ok=True)
         module.save(str(cache_dir / name))
-    return Upscaler(source, name=spec.name, device="cpu", bf16=False, tiles=config, compiled=module)
+    return Upscaler(TorchRunner(source, device="cpu", bf16=False, compiled=module), name=spec.name, tiles=config)
 
 
 class NeuronBackend(LocalBackend):

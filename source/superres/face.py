@@ -44,9 +44,9 @@ import spandrel
 import torch
 from spandrel import ImageModelDescriptor
 
-from .engine import pick_device, pick_dtype
 from .errors import BadRequestError, InferenceError, ModelMismatchError
 from .manifest import ModelSpec, get_spec
+from .runtimes.torch_runner import pick_device, pick_dtype
 from .store import ModelStore
 
 logger = logging.getLogger(__name__)

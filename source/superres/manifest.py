@@ -10,6 +10,7 @@ development machines without internet use); the store accepts them by name and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 _REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 _BSD3 = "BSD-3-Clause (xinntao/Real-ESRGAN)"
@@ -32,6 +33,10 @@ class KnownCopy:
     size: int
     sha256: str
     origin: str
+
+
+#: How a network runs in bf16 on OpenVINO (ModelSpec.openvino).
+OpenVinoPlan = Literal["bf16", "bf16 after fp32 head"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,12 @@ class ModelSpec:
     #: What loads the file: "spandrel" (a PyTorch state dict) or "opencv"
     #: (an ONNX graph for cv2.FaceDetectorYN).
     runtime: str = "spandrel"
+    #: How the network runs on OpenVINO (the CPU runtime for it: runtimes.load_runner) where
+    #: the CPU runs bf16 natively, as checked against torch fp32 on every shared photo
+    #: (tests/test_runtimes.py): "bf16" (every layer), "bf16 after fp32 head" (the first
+    #: layer in fp32, for networks whose every-layer bf16 came too close to 50 dB); None =
+    #: not checked on OpenVINO, torch runs it.
+    openvino: OpenVinoPlan | None = None
 
     @property
     def filenames(self) -> tuple[str, ...]:
@@ -86,6 +97,7 @@ MODELS: dict[str, ModelSpec] = {
             license=_BSD3,
             mflop_per_pixel=35.85,
             purpose="photos, general images",
+            openvino="bf16 after fp32 head",
             known_copies=(
                 KnownCopy(
                     "RealESRGAN_x4plus.ncnn-fp16.pth",
@@ -118,6 +130,7 @@ MODELS: dict[str, ModelSpec] = {
             license=_BSD3,
             mflop_per_pixel=2.42,
             purpose="photos, general images, small and fast",
+            openvino="bf16 after fp32 head",
         ),
         ModelSpec(
             name="RealESRGAN_x4plus_anime_6B",
@@ -130,6 +143,7 @@ MODELS: dict[str, ModelSpec] = {
             license=_BSD3,
             mflop_per_pixel=11.41,
             purpose="anime and illustrations",
+            openvino="bf16",
             known_copies=(
                 KnownCopy(
                     "RealESRGAN_x4plus_anime_6B.ncnn-fp16.pth",
@@ -150,6 +164,7 @@ MODELS: dict[str, ModelSpec] = {
             license=_BSD3,
             mflop_per_pixel=1.24,
             purpose="anime video frames, smallest and fastest",
+            openvino="bf16",
             known_copies=(
                 KnownCopy(
                     "realesr-animevideov3.ncnn-fp16.pth",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 from urllib.parse import urlsplit
 
 import click
@@ -15,6 +15,7 @@ from .. import codec
 from ..engine import Upscaler
 from ..errors import SuperResError
 from ..manifest import DEFAULT_MODEL, MODELS, get_spec
+from ..runtimes import Runtime
 from ..store import ModelStore
 from ..tiling import TileConfig
 from .options import model_dir_option
@@ -74,9 +75,17 @@ def _destination(source: Path, output: Path, scale: int, fmt: str | None, single
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option(
+    "--runtime",
+    type=click.Choice(get_args(Runtime)),
+    default="auto",
+    show_default=True,
+    help="auto: torch on CUDA, OpenVINO on the CPU.",
+)
+@click.option(
     "--bf16/--fp32",
     default=None,
-    help="Network trunk in bf16 (CPUs with AMX/AVX512-BF16; >= 50 dB vs fp32) or fp32 [default: bf16 where native].",
+    help="The network in bf16 after an fp32 first layer (CPUs with AMX/AVX512-BF16; >= 50 dB vs fp32) or fp32 "
+    "[default: bf16 where native].",
 )
 def upscale(
     inputs: tuple[Path, ...],
@@ -88,12 +97,18 @@ def upscale(
     fmt: str | None,
     output: Path,
     device: str,
+    runtime: Runtime,
     bf16: bool | None,
 ) -> None:
     """Upscale image files and folders of images."""
     spec = get_spec(model)
     upscaler = Upscaler.from_file(
-        ModelStore(model_dir).path(spec), spec, device=device, bf16=bf16, tiles=TileConfig(tile=tile, pad=pad)
+        ModelStore(model_dir).path(spec),
+        spec,
+        runtime=runtime,
+        device=device,
+        bf16=bf16,
+        tiles=TileConfig(tile=tile, pad=pad),
     )
     files = _collect(inputs)
     single = len(files) == 1 and not inputs[0].is_dir()

@@ -26,7 +26,8 @@ class LocalBackend:
     """Runs the engine in this process on a fixed pool of worker threads."""
 
     def __init__(self, settings: ServiceSettings) -> None:
-        from ..engine import Upscaler  # torch: only for hosts that compute
+        from ..cpu import usable_cores
+        from ..engine import Upscaler  # a runtime: only for hosts that compute
         from ..manifest import get_spec
         from ..store import ModelStore
         from ..tiling import TileConfig
@@ -35,9 +36,20 @@ class LocalBackend:
         store = ModelStore(settings.model_dir)
         tiles = TileConfig(tile=settings.tile, pad=settings.pad)
         names = {settings.model_x4, *([settings.model_x2] if settings.model_x2 else [])}
+        # Never more threads than cores: the workers share them (torch's pool collapses
+        # under oversubscription, and two workers of all cores each oversubscribe).
+        threads = max(settings.cpu_threads or usable_cores(), settings.workers)
         self.upscalers = {
             name: Upscaler.from_file(
-                store.path(get_spec(name)), get_spec(name), device=settings.device, bf16=settings.cpu_bf16, tiles=tiles
+                store.path(get_spec(name)),
+                get_spec(name),
+                runtime=settings.runtime,
+                device=settings.device,
+                bf16=settings.cpu_bf16,
+                threads=threads - threads % settings.workers,
+                streams=settings.workers,
+                converted_dir=settings.converted_dir,
+                tiles=tiles,
             )
             for name in names
         }

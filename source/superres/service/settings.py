@@ -17,6 +17,8 @@ from pydantic import Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ..runtimes import Runtime
+
 Variant = Literal["local", "lambda", "gpu"]
 
 #: API Gateway cuts every integration at 29 s; keep a margin for decoding,
@@ -81,11 +83,18 @@ class ServiceSettings(BaseSettings):
     model_x2: str | None = None
     model_dir: Path | None = None
     device: str = "auto"
+    #: What runs the network: auto = torch on CUDA, OpenVINO on the CPU (runtimes.load_runner).
+    runtime: Runtime = "auto"
+    #: Where networks converted for OpenVINO are kept (converted on first use when missing).
+    converted_dir: Path | None = None
     tile: int = 256
     pad: int = 32
-    #: The network's trunk in bf16 on CPUs with AMX/AVX512-BF16 (>= 50 dB against fp32):
-    #: unset = wherever the CPU runs bf16 natively, false = always fp32.
+    #: The network in bf16 on CPUs with AMX/AVX512-BF16, its first layer in fp32 (>= 50 dB
+    #: against fp32): unset = wherever the CPU runs bf16 natively, false = always fp32.
     cpu_bf16: bool | None = None
+    #: The CPU threads all ``workers`` share (each gets ``cpu_threads // workers``), so the
+    #: service never runs more threads than the cores it is given. Unset: the usable cores.
+    cpu_threads: int | None = Field(default=None, ge=1)
 
     max_request_bytes: int = Field(default=_API_GATEWAY_PAYLOAD, gt=0)
     #: The whole JSON answer, base64 result included.

@@ -1,0 +1,86 @@
+"""Runtimes behind the tiler: each turns a network file into a ``Runner``.
+
+- ``torch`` (``torch_runner``): spandrel's network on CPU or CUDA; every architecture
+  spandrel knows; the GPU container's runtime.
+- ``openvino`` (``openvino_runner``): the network converted to OpenVINO IR on the CPU;
+  faster than torch on every CPU measured here (README, Benchmarks), and small enough for
+  a Lambda zip.
+
+``load_runner`` picks one: CUDA runs torch; the CPU runs OpenVINO where it is installed
+and the architecture converts, else torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from ..manifest import ModelSpec
+from .base import Runner, RunnerInfo, RunnerOutOfMemoryError
+
+__all__ = ["Runner", "RunnerInfo", "RunnerOutOfMemoryError", "Runtime", "load_runner"]
+
+Runtime = Literal["auto", "torch", "openvino"]
+
+
+def default_converted_dir() -> Path:
+    """Where converted networks are kept when the caller names no folder:
+    ``$SUPERRES_CONVERTED_DIR``, else ``~/.cache/superres/converted``."""
+    return Path(os.environ.get("SUPERRES_CONVERTED_DIR") or Path.home() / ".cache" / "superres" / "converted")
+
+
+def pick_runtime(spec: ModelSpec, device: str) -> Literal["torch", "openvino"]:
+    """torch for CUDA (or where OpenVINO is missing or unchecked for the network), else OpenVINO."""
+    if device.startswith("cuda") or spec.openvino is None:
+        return "torch"
+    if device == "auto" and importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch"
+    return "openvino" if importlib.util.find_spec("openvino") is not None else "torch"
+
+
+def load_runner(
+    path: Path | str,
+    spec: ModelSpec,
+    *,
+    runtime: Runtime = "auto",
+    device: str = "auto",
+    half: bool | None = None,
+    bf16: bool | None = None,
+    threads: int | None = None,
+    streams: int = 1,
+    converted_dir: Path | None = None,
+    **torch_options: Any,
+) -> Runner:
+    """A runner for the network ``spec`` names, from its weight file ``path``.
+
+    ``bf16``: None = wherever it is native and measured, True = insist, False = fp32.
+    ``threads``/``streams``: the cores the runner uses in all, and how many calls may
+    compute at once, sharing them (OpenVINO: per compiled model; torch: its one pool per
+    process, set to ``threads // streams``).
+    ``converted_dir`` (OpenVINO): where converted networks are kept (converted on first use).
+    """
+    chosen = pick_runtime(spec, device) if runtime == "auto" else runtime
+    if chosen == "openvino":
+        if spec.openvino is None:
+            raise ValueError(f"{spec.name} is not checked on the OpenVINO runtime: use torch")
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"the OpenVINO runtime runs on the CPU, not {device}")
+        if half:
+            raise ValueError("fp16 is only supported on CUDA")
+        from .openvino_runner import OpenVinoRunner, ensure_converted
+
+        folder = ensure_converted(Path(path), spec, converted_dir or default_converted_dir())
+        return OpenVinoRunner(folder, spec, bf16=bf16, threads=threads, streams=streams)
+    from .torch_runner import TorchRunner, load_descriptor
+
+    if threads:
+        import torch
+
+        # Each thread that calls torch gets a team of this size: streams x it stays within threads.
+        torch.set_num_threads(max(1, threads // streams))
+    return TorchRunner(load_descriptor(path, spec), device=device, half=half, bf16=bf16, **torch_options)
