@@ -72,6 +72,7 @@ class Job:
     batch: int = 1
     bf16: bool = False
     device: str = "cpu"
+    runtime: str = "auto"
 
 
 def build(job: Job) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
@@ -100,8 +101,11 @@ def build(job: Job) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
         config = replace(config, tile=job.tile, fixed_shape=job.fixed_shape, batch=job.batch)
     if job.pad is not None:
         config = replace(config, pad=job.pad)
-    upscaler = Upscaler.from_file(weights, spec, device=job.device, tiles=config, bf16=job.bf16)
-    label = describe(config) + (" bf16" if job.bf16 else "") + ("" if job.device == "cpu" else f" {job.device}")
+    upscaler = Upscaler.from_file(
+        weights, spec, runtime=job.runtime, device=job.device, tiles=config, bf16=job.bf16, threads=job.threads
+    )
+    info = upscaler.runner.info
+    label = f"{describe(config)} {info.runtime} {info.precision}" + ("" if job.device == "cpu" else f" {job.device}")
     return partial(upscaler.upscale, scale=SCALE), label
 
 
@@ -177,7 +181,7 @@ def compare(args: argparse.Namespace, workdir: Path) -> list[dict]:
             Job("torch-whole", output=str(workdir / f"{model}-torch.npy"), **common),
         ]
         for tile in args.tiles:
-            ours = {"tile": tile, "pad": args.pad, "device": args.device, **common}
+            ours = {"tile": tile, "pad": args.pad, "device": args.device, "runtime": args.runtime, **common}
             jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}.npy"), **ours))
             if args.bf16:
                 jobs.append(Job("superres", output=str(workdir / f"{model}-{tile}-bf16.npy"), bf16=True, **ours))
@@ -237,6 +241,7 @@ def rss(args: argparse.Namespace, workdir: Path) -> list[dict]:
                     pad=args.pad,
                     bf16=args.bf16,
                     device=args.device,
+                    runtime=args.runtime,
                 )
             )
             rows.append(
@@ -310,6 +315,9 @@ def parse_args() -> argparse.Namespace:
         help="also run each configuration with the bf16 trunk (CPUs with AMX or AVX512-BF16)",
     )
     parser.add_argument("--device", default="cpu", help="where our engine runs: cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--runtime", default="auto", choices=["auto", "torch", "openvino"], help="what runs our engine's network"
+    )
     parser.add_argument("--size", type=int, default=128, help="edge of the square crop")
     parser.add_argument("--image", type=Path, default=PHOTO)
     parser.add_argument("--threads", type=int, default=2)

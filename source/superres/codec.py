@@ -69,7 +69,9 @@ def encode(pixels: np.ndarray, fmt: str, *, quality: int = 95) -> bytes:
     params = {
         "jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality],
         "webp": [cv2.IMWRITE_WEBP_QUALITY, quality],
-        "png": [cv2.IMWRITE_PNG_COMPRESSION, 6],
+        # zlib level 4: a 1024x1024 x4 result of a photo in 73 ms and 1.38 MB, against
+        # 255 ms and 1.33 MB at level 6 (measured 2026-11-30), which cost 8% of a request.
+        "png": [cv2.IMWRITE_PNG_COMPRESSION, 4],
         "bmp": [],
     }[fmt]
     ok, buffer = cv2.imencode(_EXTENSIONS[fmt], pixels, params)

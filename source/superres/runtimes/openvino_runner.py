@@ -43,10 +43,11 @@ CONVERSION_VERSION = 1
 
 
 def conversion_dir(cache: Path, spec: ModelSpec, weights: Path) -> Path:
-    """Where ``weights`` converted for this OpenVINO version live: a new weight file,
-    converter or OpenVINO gets a folder of its own."""
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    return cache / f"{spec.name}-{digest}-ov{ov.get_version().split('-')[0]}-c{CONVERSION_VERSION}"
+    """Where ``weights`` converted for this OpenVINO live: another weight file, plan,
+    converter or OpenVINO version gets a folder of its own."""
+    key = hashlib.sha256(weights.read_bytes())
+    key.update(f"{spec.openvino}|{CONVERSION_VERSION}".encode())
+    return cache / f"{spec.name}-{key.hexdigest()[:16]}-ov{ov.get_version().split('-')[0]}"
 
 
 class OpenVinoRunner:
