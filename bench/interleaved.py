@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench.inputs import center_crop, load_rgb, turn_about_arguments  # noqa: E402 -- after sys.path gets the repository root
 from bench.metrics import psnr  # noqa: E402 -- after sys.path gets the repository root
 from bench.references import (  # noqa: E402 -- after sys.path gets the repository root
+    NCNN_MODELS,
     NcnnUpscaler,
     OnnxRuntimeWholeImage,
     OpenVinoWholeImage,
@@ -41,6 +43,9 @@ from superres.manifest import get_spec  # noqa: E402 -- after sys.path gets the 
 from superres.runtimes.torch_runner import BF16_TRUNK_ARCHITECTURES  # noqa: E402 -- after sys.path gets the repository root
 from superres.store import ModelStore  # noqa: E402 -- after sys.path gets the repository root
 
+#: Networks with no weights on this machine, benchmarked for speed with random weights of
+#: their real architecture (their PSNR column then says nothing about the trained network).
+RANDOM_ARCHITECTURES = {"realesr-general-x4v3": {"num_feat": 64, "num_conv": 32, "upscale": 4, "act_type": "prelu"}}
 NCNN = "ncnn fp32"
 EAGER = "torch eager fp32 (RealESRGANer tile=0)"
 OPENVINO_DEFAULT = "OpenVINO default precision"
@@ -51,10 +56,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     crop = center_crop(load_rgb(args.image), args.size)
     spec = get_spec(args.model)
-    path = ModelStore(args.model_dir).path(spec)
+    store = ModelStore(args.model_dir)
+    path = (
+        store.path(spec) if store.find(spec) or args.model not in RANDOM_ARCHITECTURES else random_weights(args.model)
+    )
     threads = args.threads
-    engines: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        NCNN: NcnnUpscaler(args.model, threads=threads).upscale,
+    engines: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    if args.model in NCNN_MODELS:
+        engines[NCNN] = NcnnUpscaler(args.model, threads=threads).upscale
+    engines |= {
         EAGER: TorchWholeImage(path).upscale,
         OPENVINO_DEFAULT: OpenVinoWholeImage(path, threads=threads).upscale,
         "OpenVINO fp32": OpenVinoWholeImage(path, threads=threads, precision="f32").upscale,
@@ -77,12 +87,12 @@ def main() -> None:
             run(crop)
             best[name] = min(best[name], time.perf_counter() - started)
     kpx = args.size * args.size / 1000
-    ncnn, openvino = kpx / best[NCNN], kpx / best[OPENVINO_DEFAULT]
+    ncnn, openvino = kpx / best.get(NCNN, float("nan")), kpx / best[OPENVINO_DEFAULT]
     load = os.getloadavg()
     print(
         f"{args.model}, {args.size}x{args.size} crop of {args.image.name}, {threads} threads, "
         f"best of {args.rounds} interleaved rounds, load {load[0]:.2f}, torch {torch.__version__}, "
-        f"OpenVINO {ov_version()}, native bf16: {bf16}"
+        f"OpenVINO {ov_version()}, native bf16: {bf16}" + (", random weights" if path.parent != store.directory else "")
     )
     print("| engine | kpx/s | x ncnn | x OpenVINO default | PSNR vs torch fp32 |")
     print("|---|---|---|---|---|")
@@ -90,6 +100,15 @@ def main() -> None:
         speed = kpx / best[name]
         quality = "exact" if name == EAGER else f"{psnr(outputs[name], outputs[EAGER]):.1f} dB"
         print(f"| {name} | {speed:.2f} | {speed / ncnn:.2f} | {speed / openvino:.2f} | {quality} |")
+
+
+def random_weights(model: str) -> Path:
+    """Random weights of ``model``'s real architecture in the official key layout, in a temporary file."""
+    from spandrel.architectures.Compact import SRVGGNetCompact
+
+    path = Path(tempfile.mkdtemp(prefix="superres-bench-")) / f"{model}.pth"
+    torch.save({"params": SRVGGNetCompact(**RANDOM_ARCHITECTURES[model]).state_dict()}, path)
+    return path
 
 
 def ov_version() -> str:
