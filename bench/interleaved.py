@@ -104,10 +104,10 @@ def main() -> None:
 
 def random_weights(model: str) -> Path:
     """Random weights of ``model``'s real architecture in the official key layout, in a temporary file."""
-    from spandrel.architectures.Compact import SRVGGNetCompact
+    from spandrel.architectures.Compact import Compact
 
     path = Path(tempfile.mkdtemp(prefix="superres-bench-")) / f"{model}.pth"
-    torch.save({"params": SRVGGNetCompact(**RANDOM_ARCHITECTURES[model]).state_dict()}, path)
+    torch.save({"params": Compact(**RANDOM_ARCHITECTURES[model]).state_dict()}, path)
     return path
 
 
