@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import iam
 from .api import api
 from .async_jobs import async_jobs
 from .compute import (
@@ -20,19 +21,6 @@ from .compute import (
     zip_function,
 )
 from .core import Resource, Template, image_uri, skip
-from .iam import (
-    Role,
-    function_role,
-    grant_consume,
-    grant_efs_client,
-    grant_invoke_endpoint,
-    grant_publish,
-    grant_s3_read,
-    grant_s3_read_write,
-    grant_s3_write,
-    grant_send,
-    grant_table_read_write,
-)
 from .network import EFS_MOUNT, efs, vpc
 from .observability import log_group, observability
 from .parameters import common_parameters
@@ -58,29 +46,29 @@ def lambda_efs_template() -> dict[str, Any]:
     records = job_table_and_topic(t)
     queue = job_queue(t, common)
 
-    def cpu_role(name: str, log: Resource) -> Role:
-        made = function_role(t, name, log, vpc=True)
-        grant_efs_client(made.policy("read-models"), storage.file_system, storage.access_point, write=False)
+    def cpu_role(name: str, log: Resource) -> iam.Role:
+        made = iam.function_role(t, name, log, vpc=True)
+        iam.grant_efs_client(made.policy("read-models"), storage.file_system, storage.access_point, write=False)
         return made
 
     function_log = log_group(t, common, "FunctionLogGroup")
     api_role = cpu_role("FunctionRole", function_log)
     start_jobs = api_role.policy("results-and-jobs")
-    grant_s3_read_write(start_jobs, output.bucket, RESULTS_PREFIX)
-    grant_s3_write(start_jobs, output.bucket, JOB_INPUT_PREFIX)
-    grant_table_read_write(start_jobs, records.table, delete=True)
-    grant_send(start_jobs, queue)
+    iam.grant_s3_read_write(start_jobs, output.bucket, RESULTS_PREFIX)
+    iam.grant_s3_write(start_jobs, output.bucket, JOB_INPUT_PREFIX)
+    iam.grant_table_read_write(start_jobs, records.table, delete=True)
+    iam.grant_send(start_jobs, queue)
     worker_log = log_group(t, common, "WorkerLogGroup")
     worker_role = cpu_role("WorkerRole", worker_log)
     run_jobs = worker_role.policy("run-jobs")
-    grant_s3_read_write(run_jobs, output.bucket, RESULTS_PREFIX)
-    grant_s3_read(run_jobs, output.bucket, JOB_INPUT_PREFIX)
-    grant_table_read_write(run_jobs, records.table, delete=False)
-    grant_consume(run_jobs, queue)
-    grant_publish(run_jobs, records.topic)
+    iam.grant_s3_read_write(run_jobs, output.bucket, RESULTS_PREFIX)
+    iam.grant_s3_read(run_jobs, output.bucket, JOB_INPUT_PREFIX)
+    iam.grant_table_read_write(run_jobs, records.table, delete=False)
+    iam.grant_consume(run_jobs, queue)
+    iam.grant_publish(run_jobs, records.topic)
     common.allowed_buckets_policy(t, api_role, worker_role)
 
-    def cpu_function(description: str, command: str, role: Role, log: Resource, timeout: int) -> dict[str, Any]:
+    def cpu_function(description: str, command: str, role: iam.Role, log: Resource, timeout: int) -> dict[str, Any]:
         """The API function and the job worker: one image, one environment, two entry points."""
         return {
             "Description": description,
@@ -170,9 +158,9 @@ def sagemaker_template(kind: str) -> dict[str, Any]:
     output = output_bucket(t)
     jobs = async_jobs(t, common, kind, realtime, output)
     function_log = log_group(t, common, "FunctionLogGroup")
-    invoke_role = function_role(t, "FunctionRole", function_log, vpc=False)
-    grant_invoke_endpoint(invoke_role.policy("invoke-endpoint"), realtime.endpoint)
-    grant_s3_read_write(invoke_role.policy("results"), output.bucket, RESULTS_PREFIX)
+    invoke_role = iam.function_role(t, "FunctionRole", function_log, vpc=False)
+    iam.grant_invoke_endpoint(invoke_role.policy("invoke-endpoint"), realtime.endpoint)
+    iam.grant_s3_read_write(invoke_role.policy("results"), output.bucket, RESULTS_PREFIX)
     # After the role it is attached to (AsyncJobsPolicy needs the role's handle).
     jobs.allow_start(t, invoke_role)
     common.allowed_buckets_policy(t, invoke_role)
