@@ -60,6 +60,8 @@ VARIANT_DEFAULTS: dict[Variant, VariantDefaults] = {
         "time_budget_seconds": _API_GATEWAY_BUDGET,
         # The worker function runs for 15 minutes at most; keep a margin for storing the result.
         "job_time_budget_seconds": _LAMBDA_WORKER_BUDGET,
+        # Lambda has no GPU: "auto" would import torch only to find none.
+        "device": "cpu",
     },
     "gpu": {
         "max_request_bytes": _LAMBDA_PAYLOAD,
