@@ -152,6 +152,15 @@ def test_load_runner_refuses_fp16_on_openvino(converted: Path) -> None:
         )
 
 
+def test_a_network_without_a_checked_plan_is_refused_on_openvino(converted: Path) -> None:
+    """RealESRGAN_x2plus unshuffles pixels first; its conversion was never checked, so "auto"
+    runs it on torch and asking for OpenVINO is refused by name."""
+    spec = get_spec("RealESRGAN_x2plus")
+    assert spec.openvino is None
+    with pytest.raises(ValueError, match=r"^RealESRGAN_x2plus is not checked on the OpenVINO runtime"):
+        load_runner(SHARED / "models" / "absent.pth", spec, runtime="openvino", converted_dir=converted)
+
+
 def test_a_wrong_file_is_refused_before_conversion(converted: Path) -> None:
     spec = get_spec("RealESRGAN_x4plus")
     other = ModelStore(SHARED / "models").path(get_spec("realesr-animevideov3"))

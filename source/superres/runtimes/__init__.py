@@ -7,7 +7,7 @@
   a Lambda zip.
 
 ``load_runner`` picks one: CUDA runs torch; the CPU runs OpenVINO where it is installed
-and the architecture converts, else torch.
+and the network's manifest entry has a checked plan (``ModelSpec.openvino``), else torch.
 """
 
 from __future__ import annotations
