@@ -134,10 +134,12 @@ class Upscaler:
             windows = [
                 np.pad(w, ((0, fixed - w.shape[0]), (0, fixed - w.shape[1]), (0, 0)), mode="symmetric") for w in windows
             ]
-        # Scale in fp32: 65535 does not fit in fp16.
-        batch = np.stack(windows).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(top)
+        # One float32 copy in the runners' N x C x H x W layout, scaled in place (in fp32:
+        # 65535 does not fit in fp16).
+        batch = np.ascontiguousarray(np.stack(windows).transpose(0, 3, 1, 2), dtype=np.float32)
+        batch /= np.float32(top)
         try:
-            out = self.runner.run(np.ascontiguousarray(batch))
+            out = self.runner.run(batch)
         except InferenceError as error:
             raise InferenceError(f"{self.name}: {error.message}") from error
         if not np.isfinite(out).all():

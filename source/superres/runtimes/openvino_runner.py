@@ -31,6 +31,7 @@ import openvino as ov
 from ..cpu import native_bf16_cpu, usable_cores
 from ..errors import InferenceError, ModelMismatchError
 from ..manifest import ModelSpec
+from ..store import sha256_of
 from .base import RunnerInfo
 
 if TYPE_CHECKING:
@@ -45,8 +46,7 @@ CONVERSION_VERSION = 1
 def conversion_dir(cache: Path, spec: ModelSpec, weights: Path) -> Path:
     """Where ``weights`` converted for this OpenVINO live: another weight file, plan,
     converter or OpenVINO version gets a folder of its own."""
-    key = hashlib.sha256(weights.read_bytes())
-    key.update(f"{spec.openvino}|{CONVERSION_VERSION}".encode())
+    key = hashlib.sha256(f"{sha256_of(weights)}|{spec.openvino}|{CONVERSION_VERSION}".encode())
     return cache / f"{spec.name}-{key.hexdigest()[:16]}-ov{ov.get_version().split('-')[0]}"
 
 
