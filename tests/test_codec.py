@@ -8,6 +8,7 @@ import zlib
 
 import cv2
 import numpy as np
+import png
 import pytest
 from PIL import Image, ImageOps
 
@@ -67,6 +68,35 @@ def test_16_bit_rgba_png_round_trips() -> None:
     decoded, info = codec.decode(codec.encode(pixels, "png"))
     assert info.format == "png"
     np.testing.assert_array_equal(decoded, pixels)
+
+
+_OPENCV_ORDER = {1: None, 3: (cv2.COLOR_RGB2BGR, cv2.COLOR_BGR2RGB), 4: (cv2.COLOR_RGBA2BGRA, cv2.COLOR_BGRA2RGBA)}
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_16_bit_png_agrees_with_libpng_both_ways(channels: int) -> None:
+    """OpenCV's libpng is the independent codec: it reads ours, we read its, every bit kept."""
+    pixels = np.random.default_rng(channels).integers(0, 65536, (23, 31, channels), dtype=np.uint16)
+    order = _OPENCV_ORDER[channels]
+    ours = cv2.imdecode(np.frombuffer(codec.encode(pixels, "png"), np.uint8), cv2.IMREAD_UNCHANGED)
+    ours = ours[:, :, None] if order is None else cv2.cvtColor(ours, order[1])
+    np.testing.assert_array_equal(ours, pixels)
+    ok, theirs = cv2.imencode(".png", pixels if order is None else cv2.cvtColor(pixels, order[0]))
+    assert ok
+    np.testing.assert_array_equal(codec.decode(theirs.tobytes())[0], pixels)
+
+
+def test_16_bit_gray_alpha_png_decodes_as_rgba() -> None:
+    gray_alpha = np.random.default_rng(2).integers(0, 65536, (9, 11, 2), dtype=np.uint16)
+    buffer = io.BytesIO()
+    png.Writer(11, 9, greyscale=True, alpha=True, bitdepth=16).write_array(buffer, gray_alpha.reshape(-1))
+    pixels, _ = codec.decode(buffer.getvalue())
+    np.testing.assert_array_equal(pixels, gray_alpha[:, :, [0, 0, 0, 1]])
+
+
+def test_webp_at_quality_100_is_lossless(astronaut) -> None:
+    crop = astronaut[:40, :56]
+    np.testing.assert_array_equal(codec.decode(codec.encode(crop, "webp", quality=100))[0], crop)
 
 
 def test_palette_png_with_transparency_keeps_alpha(astronaut) -> None:

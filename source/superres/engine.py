@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
+from PIL import Image
 
 from .errors import BadRequestError, InferenceError
 from .manifest import ModelSpec
@@ -80,12 +80,11 @@ class Upscaler:
         result = self._run_network(rgb, tiles or self.tiles, on_progress)
         size = (width * scale, height * scale)
         if scale != self.native_scale:
-            result = cv2.resize(result, size, interpolation=cv2.INTER_LANCZOS4)
+            result = lanczos_resize(result, size)
         if channels == 1:
-            return cv2.cvtColor(result, cv2.COLOR_RGB2GRAY)[:, :, None]
+            return to_gray(result)
         if channels == 4:
-            alpha = cv2.resize(pixels[:, :, 3], size, interpolation=cv2.INTER_LANCZOS4)
-            return np.dstack((result, alpha))
+            return np.dstack((result, lanczos_resize(pixels[:, :, 3:], size)))
         return result
 
     def _run_network(self, rgb: np.ndarray, config: TileConfig, on_progress: ProgressCallback | None) -> np.ndarray:
@@ -169,3 +168,21 @@ def _shape(tile: Tile) -> tuple[int, int]:
         tile.rows.window_end - tile.rows.window_start,
         tile.cols.window_end - tile.cols.window_start,
     )
+
+
+def lanczos_resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``pixels`` (H x W x C, uint8/uint16) resized to ``size`` (width, height) with Pillow's
+    Lanczos, which antialiases when it shrinks; each channel goes through Pillow's float
+    mode so 16-bit samples keep their precision."""
+    top = np.iinfo(pixels.dtype).max
+    planes = [
+        np.asarray(Image.fromarray(pixels[:, :, c].astype(np.float32)).resize(size, Image.Resampling.LANCZOS))
+        for c in range(pixels.shape[2])
+    ]
+    return np.clip(np.round(np.dstack(planes)), 0, top).astype(pixels.dtype)
+
+
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """Luma of ITU-R BT.601 (what grayscale JPEG and PNG viewers assume), H x W x 1."""
+    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.clip(np.round(luma), 0, np.iinfo(rgb.dtype).max).astype(rgb.dtype)[:, :, None]
