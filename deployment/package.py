@@ -12,10 +12,15 @@ what a deployer and an operator need (``superres stack``, ``superres keys``). ``
 
 - ``global-s3-assets/``: the three templates of ``templates/`` with the placeholders
   substituted by ``templates/build.py``'s ``substitute``, named ``*.template``;
-- ``regional-s3-assets/``: ``efs-model-stager.zip``, ``invoke-endpoint.zip`` (code plus
-  third-party packages installed for the Lambda platform from ``requirements.lock``: the
-  zip's dependency group in ``pyproject.toml`` and its closure, at their locked hashes) and ``sagemaker-gpu-model.tar.gz`` / ``sagemaker-inf1-model.tar.gz``
-  (the weight files of the chosen models, from the verifying model store);
+- ``regional-s3-assets/``: ``cpu-service.zip`` (the Lambda stack's API function and job
+  worker), ``efs-model-stager.zip``, ``invoke-endpoint.zip`` (code plus third-party packages
+  installed for the Lambda platform from ``requirements.lock``: the zip's dependency group
+  in ``pyproject.toml`` and its closure, at their locked hashes, less what ``Prune`` leaves
+  out), ``networks/`` (the chosen models that have an OpenVINO plan, converted to OpenVINO
+  IR from their verified weights, and ``networks/manifest.json`` with each file's size and
+  sha256: what the Lambda stack's stager puts on EFS) and ``sagemaker-gpu-model.tar.gz`` /
+  ``sagemaker-inf1-model.tar.gz`` (the weight files of the chosen models, from the
+  verifying model store);
 - ``container-contexts/<image>/``: each image's Dockerfile, its requirements pinned from
   ``pyproject.toml``, and the source packages it copies.
 
@@ -26,8 +31,10 @@ bytes (``tests/test_deployment.py`` builds twice and compares).
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import importlib.util
+import json
 import os
 import shutil
 import stat
@@ -47,7 +54,7 @@ from uv import find_uv_bin
 
 from superres.errors import SuperResError
 from superres.manifest import MODELS, get_spec
-from superres.store import FileStatus, ModelStore
+from superres.store import CONVERSION_SUFFIX, FileStatus, ModelStore, sha256_of
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -66,6 +73,11 @@ TEMPLATES = {
 #: Amazon Linux 2023, glibc 2.34, so manylinux_2_28 wheels and older ones run there.
 LAMBDA_PLATFORM = "x86_64-manylinux_2_28"
 LAMBDA_PYTHON_VERSION = "3.12"
+#: Lambda's limit for a function's code and layers, unzipped (the build refuses more).
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+#: The folder of regional-s3-assets/ holding the converted networks, and their manifest.
+NETWORKS_DIR = "networks"
+NETWORKS_MANIFEST = "manifest.json"
 
 #: The x4 networks the SageMaker host can serve plus the face models (templates/README.md).
 DEFAULT_ARTIFACT_MODELS = (
@@ -75,7 +87,6 @@ DEFAULT_ARTIFACT_MODELS = (
 )
 #: The image every container context is built for, and the source packages it copies.
 IMAGE_PACKAGES = {
-    "lambda": ("superres", "lambda_sr"),
     "sagemaker-gpu": ("superres", "sagemaker_sr"),
     "sagemaker-inf1": ("superres", "sagemaker_sr"),
 }
@@ -87,6 +98,46 @@ class BuildError(Exception):
 
 
 @dataclass(frozen=True)
+class Prune:
+    """What a zip leaves out of its installed packages. Every folder and pattern must match
+    something, so a package that changes its layout fails the build instead of growing the zip."""
+
+    #: folder -> glob patterns of the files kept in it (the others are removed)
+    keep_only: dict[str, tuple[str, ...]]
+    #: folders removed whole
+    remove: tuple[str, ...]
+
+
+#: OpenVINO as the CPU service runs it: the core, the CPU plugin, the IR reader (the release
+#: ships IR) and TBB, its thread pool. Left out: the GPU and NPU plugins, the AUTO, HETERO
+#: and BATCH meta-plugins, every other model frontend, the C API, the converter (ovc), the
+#: headers and the GPU kernel cache: 178 MB installed, 93 MB kept.
+OPENVINO_CPU_IR_ONLY = Prune(
+    keep_only={
+        "openvino/libs": (
+            "libopenvino.so.*",
+            "libopenvino_intel_cpu_plugin.so",
+            "libopenvino_ir_frontend.so.*",
+            "libtbb.so.*",
+            "libtbbmalloc.so.*",
+            "libtbbbind_2_5.so.*",
+            "libhwloc.so.*",
+        )
+    },
+    remove=(
+        "openvino/include",
+        "openvino/cmake",
+        "openvino/tools",
+        "openvino/frontend/jax",
+        "openvino/frontend/onnx",
+        "openvino/frontend/paddle",
+        "openvino/frontend/pytorch",
+        "openvino/frontend/tensorflow",
+    ),
+)
+
+
+@dataclass(frozen=True)
 class LambdaZip:
     """One zip asset: source files at given archive paths plus locked third-party packages."""
 
@@ -95,6 +146,7 @@ class LambdaZip:
     files: dict[str, Path]
     #: the dependency group of pyproject.toml whose locked closure the zip carries
     group: str
+    prune: Prune | None = None
 
 
 def _package_files(package: str, prefix: str = "") -> dict[str, Path]:
@@ -108,9 +160,11 @@ def _package_files(package: str, prefix: str = "") -> dict[str, Path]:
 
 
 def lambda_zips() -> list[LambdaZip]:
-    """The two zip assets the templates reference (see templates/README.md)."""
+    """The zip assets the templates reference (see templates/README.md)."""
     store_modules = ("__init__", "errors", "manifest", "store")
+    service = {**_package_files("lambda_sr"), **_package_files("superres")}
     return [
+        LambdaZip("cpu-service.zip", service, "lambda-cpu-service", OPENVINO_CPU_IR_ONLY),
         LambdaZip(
             "efs-model-stager.zip",
             {
@@ -119,11 +173,7 @@ def lambda_zips() -> list[LambdaZip]:
             },
             "lambda-model-stager",
         ),
-        LambdaZip(
-            "invoke-endpoint.zip",
-            {**_package_files("lambda_sr"), **_package_files("superres")},
-            "lambda-invoke-endpoint",
-        ),
+        LambdaZip("invoke-endpoint.zip", service, "lambda-invoke-endpoint"),
     ]
 
 
@@ -228,6 +278,22 @@ def install_for_lambda(requirements: Path, target: Path) -> None:
     shutil.rmtree(target / "bin", ignore_errors=True)
 
 
+def prune(site: Path, plan: Prune) -> None:
+    """Remove what ``plan`` leaves out of the packages installed in ``site``."""
+    for folder in plan.remove:
+        if not (site / folder).is_dir():
+            raise BuildError(f"nothing to prune at {folder}: the package's layout changed, update Prune")
+        shutil.rmtree(site / folder)
+    for folder, patterns in plan.keep_only.items():
+        files = [path for path in (site / folder).iterdir() if path.is_file()]
+        unmatched = [p for p in patterns if not any(fnmatch.fnmatch(f.name, p) for f in files)]
+        if unmatched:
+            raise BuildError(f"{folder} has no {', '.join(unmatched)}: the package's layout changed, update Prune")
+        for path in files:
+            if not any(fnmatch.fnmatch(path.name, p) for p in patterns):
+                path.unlink()
+
+
 # ---------------------------------------------------------------- reproducible archives
 
 
@@ -310,17 +376,50 @@ def build_lambda_zip(spec: LambdaZip, out: Path, epoch: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="superres-zip-") as scratch:
         site = Path(scratch) / "site"
         install_for_lambda(group_requirements(spec.group, Path(scratch) / "requirements.txt"), site)
+        if spec.prune:
+            prune(site, spec.prune)
         entries = tree_entries(site)
         clash = sorted(set(entries) & set(spec.files))
         if clash:
             raise BuildError(f"{spec.name}: a third-party package ships {clash[0]}, which is ours")
+        entries.update(spec.files)
+        unzipped = sum(path.stat().st_size for path in entries.values())
+        if unzipped > LAMBDA_UNZIPPED_LIMIT:
+            raise BuildError(f"{spec.name} unzips to {unzipped:,} bytes, past Lambda's {LAMBDA_UNZIPPED_LIMIT:,}")
         target = out / spec.name
-        write_zip(target, {**entries, **spec.files}, epoch)
+        write_zip(target, entries, epoch)
     return target
 
 
+def build_networks(out: Path, weights: dict[str, Path]) -> list[Path]:
+    """``networks/<name>.openvino/`` for each model (name -> verified weight file) that has an
+    OpenVINO plan, converted as the local runtime converts it, and ``networks/manifest.json``:
+    each file's size and sha256, which the stager checks before a file gets its name on EFS."""
+    from superres.runtimes.openvino_runner import convert, openvino_version
+
+    folder = out / NETWORKS_DIR
+    networks: dict[str, object] = {}
+    for name, path in weights.items():
+        spec = get_spec(name)
+        if spec.openvino is None:
+            continue
+        converted = convert(path, spec, folder / f"{name}{CONVERSION_SUFFIX}")
+        networks[name] = {
+            "plan": spec.openvino,
+            "weights_sha256": sha256_of(path),
+            "files": {
+                file.name: {"size": file.stat().st_size, "sha256": sha256_of(file)}
+                for file in sorted(converted.iterdir())
+            },
+        }
+    manifest = folder / NETWORKS_MANIFEST
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"openvino": openvino_version(), "networks": networks}, indent=2) + "\n")
+    return [manifest, *sorted(p for p in folder.rglob("*") if p.is_file() and p != manifest)]
+
+
 def model_files(names: Sequence[str], model_dir: Path | None, fetch: bool) -> dict[str, Path]:
-    """The verified weight file of each model, by its file name in the artifact.
+    """The verified weight file of each model, by model name.
 
     With ``fetch`` a missing file is downloaded from its official URL (size and sha256
     checked by the store); without, a missing or unknown file is an error.
@@ -339,12 +438,13 @@ def model_files(names: Sequence[str], model_dir: Path | None, fetch: bool) -> di
         checked = store.verify(spec)
         if checked.status not in (FileStatus.OFFICIAL, FileStatus.KNOWN_COPY):
             raise BuildError(f"{path}: {checked.detail}; refusing to ship it")
-        files[path.name] = path
+        files[name] = path
     return files
 
 
-def build_model_artifacts(out: Path, files: dict[str, Path], epoch: int) -> list[Path]:
+def build_model_artifacts(out: Path, weights: dict[str, Path], epoch: int) -> list[Path]:
     """sagemaker-{gpu,inf1}-model.tar.gz: the weight files at the archive root (/opt/ml/model)."""
+    files = {path.name: path for path in weights.values()}
     targets = []
     for kind in ("gpu", "inf1"):
         target = out / f"sagemaker-{kind}-model.tar.gz"
@@ -398,6 +498,8 @@ def build_all(
     for spec in lambda_zips():
         log(f"building {spec.name} ...")
         written.append(build_lambda_zip(spec, regional_dir, epoch))
+    log("converting the networks for OpenVINO ...")
+    written += build_networks(regional_dir, weights)
     log(f"packing {len(weights)} model files ...")
     written += build_model_artifacts(regional_dir, weights, epoch)
     written += build_container_contexts(out / "container-contexts", pins)

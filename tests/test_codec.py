@@ -79,6 +79,7 @@ def test_16_bit_png_agrees_with_libpng_both_ways(channels: int) -> None:
     pixels = np.random.default_rng(channels).integers(0, 65536, (23, 31, channels), dtype=np.uint16)
     order = _OPENCV_ORDER[channels]
     ours = cv2.imdecode(np.frombuffer(codec.encode(pixels, "png"), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert ours is not None
     ours = ours[:, :, None] if order is None else cv2.cvtColor(ours, order[1])
     np.testing.assert_array_equal(ours, pixels)
     ok, theirs = cv2.imencode(".png", pixels if order is None else cv2.cvtColor(pixels, order[0]))

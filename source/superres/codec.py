@@ -56,8 +56,8 @@ def _decode_png16(data: bytes) -> np.ndarray:
 
 
 def _decode_pillow(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data), formats=tuple(INPUT_FORMATS)) as image:
-        image.load()
+    with Image.open(io.BytesIO(data), formats=tuple(INPUT_FORMATS)) as opened:
+        image: Image.Image = opened
         if image.mode not in _KEPT_MODES:
             transparent = "A" in image.getbands() or "transparency" in image.info
             image = image.convert("RGBA" if transparent else "L" if image.mode == "1" else "RGB")
@@ -95,7 +95,7 @@ def encode(pixels: np.ndarray, fmt: str, *, quality: int = 95) -> bytes:
         pixels = (pixels >> 8).astype(np.uint8)
     if fmt in ("jpeg", "bmp") and pixels.shape[2] == 4:
         pixels = _flatten_alpha(pixels)
-    options: dict[str, object] = {
+    options: dict[str, int | bool] = {
         "jpeg": {"quality": quality},
         "webp": {"quality": quality, "lossless": quality == 100},
         "png": {"compress_level": _PNG_COMPRESSION},

@@ -23,6 +23,9 @@ from .errors import ModelDownloadError, ModelNotFoundError
 from .manifest import ModelSpec
 
 MODEL_DIR_ENV = "SUPERRES_MODEL_DIR"
+#: ``<name>.openvino/``: a network the release build converted to OpenVINO IR, which is what
+#: the Lambda stack stages on EFS instead of weight files (runtimes.openvino_runner).
+CONVERSION_SUFFIX = ".openvino"
 _CHUNK = 1 << 20
 
 
@@ -82,6 +85,16 @@ class ModelStore:
                 f"{spec.size:,} bytes, sha256 {spec.sha256}), or copy the file there."
             )
         return found
+
+    def conversion(self, spec: ModelSpec) -> Path:
+        """Where a released conversion of ``spec`` sits in this store (it may not exist)."""
+        return self.directory / f"{spec.name}{CONVERSION_SUFFIX}"
+
+    def network(self, spec: ModelSpec) -> Path:
+        """What to load for ``spec``: its weight file, else its released conversion."""
+        if self.find(spec) is None and self.conversion(spec).is_dir():
+            return self.conversion(spec)
+        return self.path(spec)
 
     def verify(self, spec: ModelSpec) -> Verification:
         found = self.find(spec)

@@ -24,7 +24,13 @@ from .regions import partition_of
 GLOBAL_DIR = "global-s3-assets"
 REGIONAL_DIR = "regional-s3-assets"
 SHA256_METADATA = "sha256"
-CONTENT_TYPES = {".template": "application/json", ".zip": "application/zip", ".gz": "application/gzip"}
+CONTENT_TYPES = {
+    ".template": "application/json",
+    ".zip": "application/zip",
+    ".gz": "application/gzip",
+    ".json": "application/json",
+    ".xml": "application/xml",
+}
 
 
 class PublishError(Exception):
@@ -39,8 +45,10 @@ class Upload:
     path: Path
 
 
-def _files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+def _files(folder: Path) -> dict[str, Path]:
+    """Every file under ``folder`` by its key below the release prefix (``networks/...``
+    keeps its folders)."""
+    files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
     if not files:
         raise PublishError(f"{folder} holds no assets: run deployment/build-s3-dist.sh first")
     return files
@@ -63,10 +71,10 @@ def plan(
         check_bucket(f"{bucket_prefix}-{region}", "regional bucket")
     prefix = f"{solution}/{version}"
     home = partition_of(regions[0]).home_region
-    uploads = [Upload(home, global_bucket, f"{prefix}/{p.name}", p) for p in _files(assets / GLOBAL_DIR)]
+    uploads = [Upload(home, global_bucket, f"{prefix}/{key}", p) for key, p in _files(assets / GLOBAL_DIR).items()]
     regional = _files(assets / REGIONAL_DIR)
     for region in regions:
-        uploads += [Upload(region, f"{bucket_prefix}-{region}", f"{prefix}/{p.name}", p) for p in regional]
+        uploads += [Upload(region, f"{bucket_prefix}-{region}", f"{prefix}/{key}", p) for key, p in regional.items()]
     return uploads
 
 

@@ -56,7 +56,8 @@ def load_runner(
     converted_dir: Path | None = None,
     **torch_options: Any,
 ) -> Runner:
-    """A runner for the network ``spec`` names, from its weight file ``path``.
+    """A runner for the network ``spec`` names, from its weight file ``path``, or from a
+    folder the release build converted (``store.CONVERSION_SUFFIX``: OpenVINO only).
 
     ``bf16``: None = wherever it is native and measured, True = insist, False = fp32.
     ``threads``/``streams``: the cores the runner uses in all, and how many calls may
@@ -64,7 +65,12 @@ def load_runner(
     process, set to ``threads // streams``).
     ``converted_dir`` (OpenVINO): where converted networks are kept (converted on first use).
     """
-    chosen = pick_runtime(spec, device) if runtime == "auto" else runtime
+    released = Path(path).is_dir()
+    chosen = (
+        "openvino" if released and runtime == "auto" else pick_runtime(spec, device) if runtime == "auto" else runtime
+    )
+    if released and chosen != "openvino":
+        raise ValueError(f"{path} is a network converted for OpenVINO: the {chosen} runtime needs the weight file")
     if chosen == "openvino":
         if spec.openvino is None:
             raise ValueError(f"{spec.name} is not checked on the OpenVINO runtime: use torch")
@@ -74,7 +80,9 @@ def load_runner(
             raise ValueError("fp16 is only supported on CUDA")
         from .openvino_runner import OpenVinoRunner, ensure_converted
 
-        folder = ensure_converted(Path(path), spec, converted_dir or default_converted_dir())
+        folder = (
+            Path(path) if released else ensure_converted(Path(path), spec, converted_dir or default_converted_dir())
+        )
         return OpenVinoRunner(folder, spec, bf16=bf16, threads=threads, streams=streams)
     from .torch_runner import TorchRunner, load_descriptor
 

@@ -43,11 +43,16 @@ logger = logging.getLogger(__name__)
 CONVERSION_VERSION = 1
 
 
+def openvino_version() -> str:
+    """The release of the OpenVINO installed, e.g. ``2026.4.1`` (without its build suffix)."""
+    return str(ov.get_version()).split("-")[0]
+
+
 def conversion_dir(cache: Path, spec: ModelSpec, weights: Path) -> Path:
     """Where ``weights`` converted for this OpenVINO live: another weight file, plan,
     converter or OpenVINO version gets a folder of its own."""
     key = hashlib.sha256(f"{sha256_of(weights)}|{spec.openvino}|{CONVERSION_VERSION}".encode())
-    return cache / f"{spec.name}-{key.hexdigest()[:16]}-ov{ov.get_version().split('-')[0]}"
+    return cache / f"{spec.name}-{key.hexdigest()[:16]}-ov{openvino_version()}"
 
 
 class OpenVinoRunner:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
@@ -41,7 +40,7 @@ class LocalBackend:
         threads = max(settings.cpu_threads or usable_cores(), settings.workers)
         self.upscalers = {
             name: Upscaler.from_file(
-                store.path(get_spec(name)),
+                store.network(get_spec(name)),
                 get_spec(name),
                 runtime=settings.runtime,
                 device=settings.device,
@@ -108,6 +107,8 @@ def local_app(settings: ServiceSettings) -> Starlette:
 @contextmanager
 def serving(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0) -> Iterator[str]:
     """Run ``app`` under uvicorn on a thread; yields its base URL (port 0 picks a free one)."""
+    import uvicorn  # not in the Lambda zip, whose hosts never serve HTTP themselves
+
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
