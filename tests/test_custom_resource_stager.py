@@ -3,7 +3,10 @@
 - CloudFormation's side: an HTTPS server (self-signed certificate for 127.0.0.1, trusted
   through SSL_CERT_FILE, since crhelper sends responses over HTTPS only) receives the
   response PUT at the event's ResponseURL, exactly as the presigned S3 URL would.
-- The model's side: an HTTP server serves the "model" bytes, a 404, or a slow drip.
+- The release's side: moto in server mode holds the asset bucket with the networks the
+  release build converts (``deployment/package.py``'s ``build_networks`` on the real
+  realesr-animevideov3 weights) and their manifest; the stager reads them through presigned
+  GETs. The deadline tests swap in a server that drips its body slowly.
 - The Lambda context is a small object whose remaining time really runs down.
 """
 
@@ -20,27 +23,33 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import boto3
+import numpy as np
 import pytest
+from moto.server import ThreadedMotoServer
 
 os.environ.setdefault("AWS_REGION", "us-east-1")  # crhelper builds its (unused) clients at import
 
+from conftest import SHARED, load_photo
 from custom_resources import efs_model_stager as stager
-from servers import file_server, self_signed_certificate
+from repo_modules import load_script
+from servers import self_signed_certificate
+from superres.engine import Upscaler
+from superres.manifest import get_spec
+from superres.store import ModelStore
 
-MODEL_A = random.Random(1).randbytes(300_000)
-MODEL_B = random.Random(2).randbytes(200_000)
+package = load_script("deployment_package", "deployment/package.py")
+
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/superres-test/0f1e2d3c-0000-1111-2222-333344445555"
-
-
-def entry(name: str, body: bytes, url: str, sha256: str | None = None) -> dict[str, str]:
-    return {
-        "Name": name,
-        "Filename": f"{name}.pth",
-        "Url": url,
-        "Size": str(len(body)),
-        "Sha256": sha256 or hashlib.sha256(body).hexdigest(),
-    }
+BUCKET = "superres-assets-us-east-1"
+PREFIX = "superres-kit/v0.1.0"
+MANIFEST_KEY = f"{PREFIX}/networks/manifest.json"
+NETWORK = "realesr-animevideov3"
+#: A second network: only its manifest entry and bytes matter to the stager.
+OTHER = "RealESRGAN_x4plus"
+OTHER_FILE = random.Random(2).randbytes(200_000)
 
 
 class Context:
@@ -53,6 +62,57 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The release build's networks/ folder: the real conversion, and its manifest."""
+    out = tmp_path_factory.mktemp("regional")
+    weights = ModelStore(SHARED / "models").path(get_spec(NETWORK))
+    package.build_networks(out, {NETWORK: weights})
+    manifest = json.loads((out / "networks" / "manifest.json").read_text())
+    manifest["networks"][OTHER] = {
+        "files": {"network.bin": {"size": len(OTHER_FILE), "sha256": hashlib.sha256(OTHER_FILE).hexdigest()}}
+    }
+    objects = {
+        f"{PREFIX}/{path.relative_to(out).as_posix()}": path.read_bytes()
+        for path in (out / "networks").rglob("*")
+        if path.is_file()
+    }
+    objects[MANIFEST_KEY] = json.dumps(manifest).encode()
+    objects[f"{PREFIX}/networks/{OTHER}.openvino/network.bin"] = OTHER_FILE
+    return {"manifest": manifest, "objects": objects}
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(moto_url: str, release: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The asset bucket, as published, fresh for each test."""
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    for key, body in release["objects"].items():
+        client.put_object(Bucket=BUCKET, Key=key, Body=body)
+    yield client
+    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        client.delete_object(Bucket=BUCKET, Key=item["Key"])
+    client.delete_bucket(Bucket=BUCKET)
 
 
 # ---------------------------------------------------------------- CloudFormation stand-in
@@ -116,7 +176,7 @@ def efs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return target
 
 
-def event(kind: str, response_url: str, models: list[dict], old: list[dict] | None = None, **extra) -> dict:
+def event(kind: str, response_url: str, networks: list[str], old: list[str] | None = None, **extra) -> dict:
     body = {
         "RequestType": kind,
         "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:stager",
@@ -125,83 +185,109 @@ def event(kind: str, response_url: str, models: list[dict], old: list[dict] | No
         "RequestId": f"request-{kind.lower()}",
         "LogicalResourceId": "ModelFiles",
         "ResourceType": "Custom::EfsModelFiles",
-        "ResourceProperties": {"ServiceToken": "x", "Models": models, "MirrorBucket": "", "MirrorPrefix": "models/"},
+        "ResourceProperties": {
+            "ServiceToken": "x",
+            "Bucket": BUCKET,
+            "ManifestKey": MANIFEST_KEY,
+            "Networks": networks,
+        },
         **extra,
     }
     if old is not None:
-        body["OldResourceProperties"] = {"ServiceToken": "x", "Models": old}
+        body["OldResourceProperties"] = {
+            "ServiceToken": "x",
+            "Bucket": BUCKET,
+            "ManifestKey": MANIFEST_KEY,
+            "Networks": old,
+        }
     return body
 
 
 def leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+    return sorted(p.name for p in directory.rglob(".*"))
+
+
+def staged_files(release: dict[str, Any], name: str) -> dict[str, str]:
+    return {
+        f"{name}.openvino/{f}": facts["sha256"] for f, facts in release["manifest"]["networks"][name]["files"].items()
+    }
 
 
 # ---------------------------------------------------------------- tests
 
 
-def test_create_stages_verified_files(cloudformation: ResponseServer, efs: Path) -> None:
-    with file_server({"/a.pth": (200, MODEL_A), "/b.pth": (200, MODEL_B)}) as base:
-        models = [entry("model-a", MODEL_A, f"{base}/a.pth"), entry("model-b", MODEL_B, f"{base}/b.pth")]
-        stager.handler(event("Create", cloudformation.url, models), Context(60))
+def test_create_stages_the_release_networks_verified(
+    cloudformation: ResponseServer, efs: Path, s3: Any, release: dict[str, Any]
+) -> None:
+    stager.handler(event("Create", cloudformation.url, [NETWORK, OTHER]), Context(60))
     _, answer = cloudformation.next()
     assert answer["Status"] == "SUCCESS", answer["Reason"]
     assert answer["path"] == "/presigned/response?sig=abc"
     assert answer["RequestId"] == "request-create" and answer["LogicalResourceId"] == "ModelFiles"
     assert answer["PhysicalResourceId"].startswith("efs-models-")
-    assert answer["Data"] == {"Files": "model-a.pth,model-b.pth"}
-    assert hashlib.sha256((efs / "model-a.pth").read_bytes()).hexdigest() == hashlib.sha256(MODEL_A).hexdigest()
-    assert (efs / "model-b.pth").read_bytes() == MODEL_B
+    expected = {**staged_files(release, NETWORK), **staged_files(release, OTHER)}
+    assert sorted(answer["Data"]["Files"].split(",")) == sorted(expected)
+    for path, digest in expected.items():
+        assert hashlib.sha256((efs / path).read_bytes()).hexdigest() == digest
     assert leftovers(efs) == []
     assert cloudformation.empty(), "exactly one response per request"
 
 
-def test_update_stages_new_model_and_removes_the_old_one(cloudformation: ResponseServer, efs: Path) -> None:
-    with file_server({"/a.pth": (200, MODEL_A), "/b.pth": (200, MODEL_B)}) as base:
-        old = [entry("model-a", MODEL_A, f"{base}/a.pth")]
-        stager.handler(event("Create", cloudformation.url, old), Context(60))
-        _, created = cloudformation.next()
-        assert created["Status"] == "SUCCESS"
-        new = [entry("model-b", MODEL_B, f"{base}/b.pth")]
-        stager.handler(
-            event("Update", cloudformation.url, new, old=old, PhysicalResourceId=created["PhysicalResourceId"]),
-            Context(60),
-        )
+def test_the_staged_network_is_what_the_cpu_service_loads(cloudformation: ResponseServer, efs: Path, s3: Any) -> None:
+    """The staged folder is a model directory the service's store and runtime load as it is."""
+    stager.handler(event("Create", cloudformation.url, [NETWORK]), Context(60))
+    assert cloudformation.next()[1]["Status"] == "SUCCESS"
+    spec = get_spec(NETWORK)
+    store = ModelStore(efs)
+    assert store.network(spec) == efs / f"{NETWORK}.openvino"
+    upscaler = Upscaler.from_file(store.network(spec), spec)
+    assert upscaler.runner.info.runtime == "openvino"
+    crop = np.ascontiguousarray(load_photo("astronaut.png")[:40, :48])
+    assert upscaler.upscale(crop).shape == (160, 192, 3)
+
+
+def test_update_stages_the_new_network_and_removes_the_old_one(
+    cloudformation: ResponseServer, efs: Path, s3: Any
+) -> None:
+    stager.handler(event("Create", cloudformation.url, [OTHER]), Context(60))
+    _, created = cloudformation.next()
+    assert created["Status"] == "SUCCESS"
+    stager.handler(
+        event("Update", cloudformation.url, [NETWORK], old=[OTHER], PhysicalResourceId=created["PhysicalResourceId"]),
+        Context(60),
+    )
     _, updated = cloudformation.next()
     assert updated["Status"] == "SUCCESS", updated["Reason"]
-    assert updated["Data"] == {"Files": "model-b.pth"}
-    assert (efs / "model-b.pth").read_bytes() == MODEL_B
-    assert not (efs / "model-a.pth").exists()
+    assert (efs / f"{NETWORK}.openvino").is_dir()
+    assert not (efs / f"{OTHER}.openvino").exists()
 
 
-def test_update_keeps_a_verified_file_without_downloading(cloudformation: ResponseServer, efs: Path) -> None:
-    efs.mkdir(parents=True)
-    (efs / "model-a.pth").write_bytes(MODEL_A)
-    # The url answers 404: success proves the verified file was kept, not fetched again.
-    models = [entry("model-a", MODEL_A, "http://127.0.0.1:9/a.pth")]
+def test_update_keeps_a_verified_file_without_downloading(cloudformation: ResponseServer, efs: Path, s3: Any) -> None:
+    (efs / f"{OTHER}.openvino").mkdir(parents=True)
+    (efs / f"{OTHER}.openvino" / "network.bin").write_bytes(OTHER_FILE)
+    # The object is gone from the bucket: success proves the verified file was kept, not fetched.
+    s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/networks/{OTHER}.openvino/network.bin")
     stager.handler(
-        event("Update", cloudformation.url, models, old=models, PhysicalResourceId="efs-models-1"), Context(60)
+        event("Update", cloudformation.url, [OTHER], old=[OTHER], PhysicalResourceId="efs-models-1"), Context(60)
     )
     _, answer = cloudformation.next()
     assert answer["Status"] == "SUCCESS", answer["Reason"]
-    assert answer["PhysicalResourceId"].startswith("efs-models-")
 
 
 def test_delete_leaves_files_and_never_fails(cloudformation: ResponseServer, efs: Path) -> None:
-    efs.mkdir(parents=True)
-    (efs / "model-a.pth").write_bytes(MODEL_A)
-    models = [entry("model-a", MODEL_A, "http://127.0.0.1:9/a.pth")]
-    stager.handler(event("Delete", cloudformation.url, models, PhysicalResourceId="efs-models-abc"), Context(60))
+    (efs / f"{OTHER}.openvino").mkdir(parents=True)
+    (efs / f"{OTHER}.openvino" / "network.bin").write_bytes(OTHER_FILE)
+    stager.handler(event("Delete", cloudformation.url, [OTHER], PhysicalResourceId="efs-models-abc"), Context(60))
     _, answer = cloudformation.next()
     assert answer["Status"] == "SUCCESS"
     assert answer["PhysicalResourceId"] == "efs-models-abc"
-    assert (efs / "model-a.pth").read_bytes() == MODEL_A
+    assert (efs / f"{OTHER}.openvino" / "network.bin").read_bytes() == OTHER_FILE
 
 
 def test_delete_after_failed_create_with_nothing_on_disk(cloudformation: ResponseServer, efs: Path) -> None:
     # Rollback of a failed Create: no directory, garbage properties; Delete still succeeds.
     stager.handler(
-        event("Delete", cloudformation.url, [{"Name": "x"}], PhysicalResourceId="superres-test_ModelFiles_ABC"),
+        event("Delete", cloudformation.url, [{"Name": "x"}], PhysicalResourceId="superres-test_ModelFiles_ABC"),  # type: ignore[list-item]  # garbage on purpose
         Context(60),
     )
     _, answer = cloudformation.next()
@@ -209,32 +295,50 @@ def test_delete_after_failed_create_with_nothing_on_disk(cloudformation: Respons
     assert not efs.exists()
 
 
-def test_wrong_sha256_fails_with_reason_and_leaves_nothing(cloudformation: ResponseServer, efs: Path) -> None:
-    with file_server({"/a.pth": (200, MODEL_A)}) as base:
-        models = [entry("model-a", MODEL_A, f"{base}/a.pth", sha256="0" * 64)]
-        stager.handler(event("Create", cloudformation.url, models), Context(60))
+def test_a_file_whose_digest_is_wrong_is_refused_and_leaves_nothing(
+    cloudformation: ResponseServer, efs: Path, s3: Any, release: dict[str, Any]
+) -> None:
+    """Bytes in the bucket that are not the ones the manifest names never get a name on EFS."""
+    key = f"{PREFIX}/networks/{NETWORK}.openvino/network.bin"
+    tampered = bytearray(release["objects"][key])
+    tampered[1000] ^= 0xFF
+    s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(tampered))
+    stager.handler(event("Create", cloudformation.url, [NETWORK]), Context(60))
     _, answer = cloudformation.next()
     assert answer["Status"] == "FAILED"
-    assert "sha256" in answer["Reason"] and "0" * 64 in answer["Reason"]
+    digest = release["manifest"]["networks"][NETWORK]["files"]["network.bin"]["sha256"]
+    assert "sha256" in answer["Reason"] and digest in answer["Reason"]
     # CloudFormation needs a physical id even for a failed Create (its rollback Deletes it).
     assert answer["PhysicalResourceId"]
-    assert list(efs.iterdir()) == []
+    assert not (efs / f"{NETWORK}.openvino" / "network.bin").exists()
+    assert leftovers(efs) == []
 
 
-def test_missing_file_404_fails_with_reason(cloudformation: ResponseServer, efs: Path) -> None:
-    with file_server({}) as base:
-        models = [entry("model-a", MODEL_A, f"{base}/gone.pth")]
-        stager.handler(event("Create", cloudformation.url, models), Context(60))
+def test_a_network_the_release_lacks_fails_with_reason(cloudformation: ResponseServer, efs: Path, s3: Any) -> None:
+    stager.handler(event("Create", cloudformation.url, ["RealESRGAN_x4plus_anime_6B"]), Context(60))
     _, answer = cloudformation.next()
     assert answer["Status"] == "FAILED"
-    assert "HTTP 404" in answer["Reason"]
+    assert "RealESRGAN_x4plus_anime_6B is not in this release" in answer["Reason"]
+    assert "--models" in answer["Reason"]
 
 
-def test_bad_properties_fail_with_reason(cloudformation: ResponseServer, efs: Path) -> None:
-    stager.handler(event("Create", cloudformation.url, []), Context(60))
+@pytest.mark.parametrize(
+    ("properties", "reason"),
+    [
+        ({"Networks": []}, "Networks"),
+        ({"Networks": ["no-such-net"]}, "unknown model"),
+        ({"ManifestKey": ""}, "ManifestKey"),
+    ],
+)
+def test_bad_properties_fail_with_reason(
+    cloudformation: ResponseServer, efs: Path, s3: Any, properties: dict[str, Any], reason: str
+) -> None:
+    bad = event("Create", cloudformation.url, [NETWORK])
+    bad["ResourceProperties"].update(properties)
+    stager.handler(bad, Context(60))
     _, answer = cloudformation.next()
     assert answer["Status"] == "FAILED"
-    assert "Models" in answer["Reason"]
+    assert reason in answer["Reason"]
 
 
 class Drip:
@@ -270,8 +374,15 @@ class Drip:
         self.server.server_close()
 
 
+def releases_only(s3: Any, body: bytes, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest names ``body`` as OTHER's one file, and its GET goes to ``url``."""
+    manifest = {"networks": {OTHER: {"files": {"network.bin": {"size": len(body), "sha256": "0" * 64}}}}}
+    s3.put_object(Bucket=BUCKET, Key=MANIFEST_KEY, Body=json.dumps(manifest).encode())
+    monkeypatch.setattr(stager, "_presigned_url", lambda _bucket, _key: url)
+
+
 def test_near_timeout_reports_failed_before_the_deadline(
-    cloudformation: ResponseServer, efs: Path, monkeypatch: pytest.MonkeyPatch
+    cloudformation: ResponseServer, efs: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A download too slow for the remaining time stops itself and reports why, in time."""
     # The downloader reports progress per MiB: 3 MiB dripped over about 3 s report at
@@ -280,10 +391,11 @@ def test_near_timeout_reports_failed_before_the_deadline(
     monkeypatch.setattr(stager, "SAFETY_MARGIN_SECONDS", 2.0)
     body = random.Random(3).randbytes(3 * 1024 * 1024)
     drip = Drip(body, chunk=100_000, pause=0.1)
+    releases_only(s3, body, drip.url, monkeypatch)
     try:
         context = Context(4.0)
         started = time.monotonic()
-        stager.handler(event("Create", cloudformation.url, [entry("model-a", body, drip.url)]), context)
+        stager.handler(event("Create", cloudformation.url, [OTHER]), context)
         arrived, answer = cloudformation.next()
     finally:
         drip.close()
@@ -291,19 +403,20 @@ def test_near_timeout_reports_failed_before_the_deadline(
     assert "would time out" in answer["Reason"], answer["Reason"]
     assert arrived < context.deadline - 0.5, f"answered {arrived - context.deadline:.2f} s after the deadline"
     assert arrived - started < 3.5
-    assert leftovers(efs) == [] and not (efs / "model-a.pth").exists()
+    assert leftovers(efs) == [] and not (efs / f"{OTHER}.openvino" / "network.bin").exists()
     assert cloudformation.empty()
 
 
 def test_stalled_download_is_answered_by_the_timer_once(
-    cloudformation: ResponseServer, efs: Path, monkeypatch: pytest.MonkeyPatch
+    cloudformation: ResponseServer, efs: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No byte ever arrives: crhelper's timer sends FAILED before the Lambda would be killed."""
     monkeypatch.setattr(stager, "SAFETY_MARGIN_SECONDS", 0.0)
-    drip = Drip(MODEL_A, chunk=0, pause=30)  # headers, then silence
+    drip = Drip(OTHER_FILE, chunk=0, pause=30)  # headers, then silence
+    releases_only(s3, OTHER_FILE, drip.url, monkeypatch)
     try:
         context = Context(1.5)
-        stager.handler(event("Create", cloudformation.url, [entry("model-a", MODEL_A, drip.url)]), context)
+        stager.handler(event("Create", cloudformation.url, [OTHER]), context)
         arrived, answer = cloudformation.next()
     finally:
         drip.close()
@@ -313,42 +426,3 @@ def test_stalled_download_is_answered_by_the_timer_once(
     # The handler's own failure later was not sent a second time.
     time.sleep(0.2)
     assert cloudformation.empty()
-
-
-def test_copy_from_s3_mirror_is_verified_too(
-    cloudformation: ResponseServer, efs: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """MirrorBucket set: the files come from S3 (moto server) through a presigned GET, same checks."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for name, value in {
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            monkeypatch.setenv(name, value)
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="model-mirror")
-        s3.put_object(Bucket="model-mirror", Key="models/model-a.pth", Body=MODEL_A)
-        s3.put_object(Bucket="model-mirror", Key="models/model-b.pth", Body=MODEL_A)  # wrong bytes
-        # The official url is unreachable: success proves the copy came from the mirror.
-        good = event("Create", cloudformation.url, [entry("model-a", MODEL_A, "http://127.0.0.1:9/a.pth")])
-        good["ResourceProperties"]["MirrorBucket"] = "model-mirror"
-        stager.handler(good, Context(60))
-        _, answer = cloudformation.next()
-        assert answer["Status"] == "SUCCESS", answer["Reason"]
-        assert (efs / "model-a.pth").read_bytes() == MODEL_A
-        bad = event("Create", cloudformation.url, [entry("model-b", MODEL_B, "http://127.0.0.1:9/b.pth")])
-        bad["ResourceProperties"]["MirrorBucket"] = "model-mirror"
-        stager.handler(bad, Context(60))
-        _, answer = cloudformation.next()
-        assert answer["Status"] == "FAILED"
-        assert not (efs / "model-b.pth").exists()
-    finally:
-        server.stop()

@@ -1,17 +1,19 @@
-"""Custom resource: put the stack's model files onto EFS, verified, without ever hanging the stack.
+"""Custom resource: put the release's converted networks onto EFS, verified, without ever hanging the stack.
 
 Properties (``Custom::EfsModelFiles``):
-    Models        list of {Name, Filename, Url, Size, Sha256} (the manifest entries build.py writes)
-    MirrorBucket  optional bucket to copy ``<MirrorPrefix><Filename>`` from instead of ``Url``
-    MirrorPrefix  key prefix in the mirror bucket
+    Bucket       the release's regional asset bucket
+    ManifestKey  its ``<prefix>/networks/manifest.json`` (deployment/package.py writes it: per
+                 network, each file's size and sha256)
+    Networks     names of the networks to stage, e.g. ``["RealESRGAN_x4plus"]``
 
-Create/Update: each file is streamed into a hidden temporary file next to its final name
-and renamed only once its size and sha256 match (``superres.store.download``: the same
-verifying downloader ``superres models fetch`` uses). A file already there with the right
-sha256 is kept. S3 copies go through a presigned GET URL, so the same code verifies them.
-Update removes the files the previous properties listed and the new ones do not.
-Delete leaves the files: the file system is deleted with the stack, and a Delete must
-never fail (a failed Delete leaves a stack that cannot be removed). Missing files are fine.
+Create/Update: each file of each network, ``<prefix>/networks/<name>.openvino/<file>``, is
+streamed through a presigned GET into a hidden temporary file next to its final name,
+``<EFS>/<name>.openvino/<file>``, and renamed only once its size and sha256 match the
+manifest (``superres.store.download``: the same verifying downloader ``superres models
+fetch`` uses). A file already there with the right sha256 is kept. Update removes the
+networks the previous properties listed and the new ones do not. Delete leaves the files:
+the file system is deleted with the stack, and a Delete must never fail (a failed Delete
+leaves a stack that cannot be removed). Missing files are fine.
 
 Answers: crhelper (AWS's custom resource helper) sends the response; its timer sends
 FAILED half a second before the Lambda's own timeout. Before that, the download itself
@@ -20,22 +22,27 @@ response is sent at most once per request. The template also sets ServiceTimeout
 CloudFormation stops waiting even if no answer ever arrives.
 
 Packaged as a zip: this file, crhelper, httpx (and its dependencies) and the pure-Python
-modules ``superres/{__init__,errors,manifest,store}.py`` (no torch).
+modules ``superres/{__init__,errors,manifest,store}.py`` (no torch); boto3 is the Lambda
+runtime's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crhelper import CfnResource
 
-from superres.store import download, sha256_of
+from superres.manifest import get_spec
+from superres.store import CONVERSION_SUFFIX, download, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -83,22 +90,57 @@ def _target_dir() -> Path:
     return Path(os.environ.get(TARGET_DIR_ENV, "/mnt/models"))
 
 
-def _models(properties: dict[str, Any]) -> list[dict[str, Any]]:
-    models = properties.get("Models") or []
-    if not isinstance(models, list) or not models:
-        raise ValueError("property Models must be a non-empty list")
-    checked = []
-    for entry in models:
-        missing = [key for key in ("Name", "Filename", "Url", "Size", "Sha256") if not entry.get(key)]
-        if missing:
-            raise ValueError(f"model entry {entry!r} lacks {', '.join(missing)}")
-        filename = str(entry["Filename"])
-        if "/" in filename or filename.startswith("."):
-            raise ValueError(f"model filename {filename!r} must be a plain file name")
-        checked.append(
-            {**entry, "Filename": filename, "Size": int(entry["Size"]), "Sha256": str(entry["Sha256"]).lower()}
-        )
-    return checked
+@dataclass(frozen=True)
+class NetworkFile:
+    """One file to stage: its key in the bucket, its path under the target, its digest."""
+
+    key: str
+    path: str
+    size: int
+    sha256: str
+
+
+def _plain(name: str, what: str) -> str:
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"{what} {name!r} must be a plain file name")
+    return name
+
+
+def _networks(properties: dict[str, Any]) -> list[str]:
+    names = properties.get("Networks") or []
+    if not isinstance(names, list) or not names:
+        raise ValueError("property Networks must be a non-empty list")
+    for name in names:
+        get_spec(str(name))  # KeyError names the known networks
+    return [str(name) for name in names]
+
+
+def _network_files(properties: dict[str, Any]) -> list[NetworkFile]:
+    """Every file of the listed networks, as the release's manifest describes it."""
+    missing = [key for key in ("Bucket", "ManifestKey") if not properties.get(key)]
+    if missing:
+        raise ValueError(f"properties lack {', '.join(missing)}")
+    names = _networks(properties)
+    key = str(properties["ManifestKey"])
+    import boto3  # the Lambda runtime's
+
+    manifest = json.loads(boto3.client("s3").get_object(Bucket=properties["Bucket"], Key=key)["Body"].read())
+    released = manifest.get("networks", {})
+    prefix = key.rsplit("/", 1)[0] if "/" in key else ""
+    files = []
+    for name in names:
+        if name not in released:
+            raise ValueError(
+                f"network {name} is not in this release (its manifest holds {', '.join(sorted(released)) or 'none'}): "
+                "build the release with it (deployment/package.py build --models)"
+            )
+        folder = _plain(f"{name}{CONVERSION_SUFFIX}", "network")
+        for filename, facts in sorted(released[name]["files"].items()):
+            relative = f"{folder}/{_plain(filename, 'network file')}"
+            files.append(
+                NetworkFile(f"{prefix}/{relative}".lstrip("/"), relative, int(facts["size"]), str(facts["sha256"]))
+            )
+    return files
 
 
 def _deadline(context: Any) -> float:
@@ -106,58 +148,53 @@ def _deadline(context: Any) -> float:
     return time.monotonic() + context.get_remaining_time_in_millis() / 1000.0 - SAFETY_MARGIN_SECONDS
 
 
-def _source_url(entry: dict[str, Any], properties: dict[str, Any]) -> str:
-    bucket = properties.get("MirrorBucket") or ""
-    if not bucket:
-        return str(entry["Url"])
-    import boto3  # in the Lambda runtime; imported here so url-only staging needs no AWS client
+def _presigned_url(bucket: str, key: str) -> str:
+    """A GET URL for the object, so the one verifying downloader reads S3 too."""
+    import boto3
 
-    key = f"{properties.get('MirrorPrefix') or ''}{entry['Filename']}"
-    return boto3.client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=900)
+    return str(
+        boto3.client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=900)
+    )
 
 
 def _stage(properties: dict[str, Any], context: Any) -> list[str]:
-    models = _models(properties)
+    files = _network_files(properties)
     target = _target_dir()
-    target.mkdir(parents=True, exist_ok=True)
     deadline = _deadline(context)
-    staged = []
-    for entry in models:
-        path = target / entry["Filename"]
-        if path.is_file() and path.stat().st_size == entry["Size"] and sha256_of(path) == entry["Sha256"]:
-            logger.info("already staged: %s", path.name)
-            staged.append(path.name)
+    for entry in files:
+        path = target / entry.path
+        if path.is_file() and path.stat().st_size == entry.size and sha256_of(path) == entry.sha256:
+            logger.info("already staged: %s", entry.path)
             continue
         left = deadline - time.monotonic()
         if left <= 0:
-            raise DeadlineExceeded(f"no time left to stage {path.name} before the function times out")
+            raise DeadlineExceeded(f"no time left to stage {entry.path} before the function times out")
 
-        def check_deadline(received: int, size: int, name: str = path.name) -> None:
+        def check_deadline(received: int, size: int, name: str = entry.path) -> None:
             if time.monotonic() > deadline:
                 raise DeadlineExceeded(
                     f"staging {name} stopped at {received:,} of {size:,} bytes: the function would time out"
                 )
 
-        url = _source_url(entry, properties)
-        logger.info("staging %s (%s bytes, sha256 %s)", path.name, f"{entry['Size']:,}", entry["Sha256"])
+        logger.info("staging %s (%s bytes, sha256 %s)", entry.path, f"{entry.size:,}", entry.sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         download(
-            url,
+            _presigned_url(str(properties["Bucket"]), entry.key),
             path,
-            size=entry["Size"],
-            sha256=entry["Sha256"],
+            size=entry.size,
+            sha256=entry.sha256,
             retries=2,
             timeout=max(1.0, min(NETWORK_TIMEOUT_SECONDS, left)),
             backoff=1.0,
             on_progress=check_deadline,
         )
-        logger.info("staged %s in %.1f s", path.name, time.monotonic() - started)
-        staged.append(path.name)
-    return staged
+        logger.info("staged %s in %.1f s", entry.path, time.monotonic() - started)
+    return [entry.path for entry in files]
 
 
 def _physical_id(properties: dict[str, Any]) -> str:
-    names = ",".join(sorted(str(entry.get("Filename")) for entry in properties.get("Models") or []))
+    names = ",".join(sorted(str(name) for name in properties.get("Networks") or []))
     return "efs-models-" + hashlib.sha256(names.encode()).hexdigest()[:16]
 
 
@@ -171,14 +208,14 @@ def create(event: dict[str, Any], context: Any) -> str:
 @helper.update
 def update(event: dict[str, Any], context: Any) -> str:
     properties = event.get("ResourceProperties") or {}
-    staged = _stage(properties, context)
-    helper.Data["Files"] = ",".join(staged)
+    helper.Data["Files"] = ",".join(_stage(properties, context))
+    listed = set(_networks(properties))
     old = event.get("OldResourceProperties") or {}
-    for entry in old.get("Models") or []:
-        name = str(entry.get("Filename") or "")
-        if name and "/" not in name and not name.startswith(".") and name not in staged:
-            (_target_dir() / name).unlink(missing_ok=True)
-            logger.info("removed %s (no longer listed)", name)
+    for name in old.get("Networks") or []:
+        folder = f"{name}{CONVERSION_SUFFIX}"
+        if name not in listed and "/" not in folder and not folder.startswith("."):
+            shutil.rmtree(_target_dir() / folder, ignore_errors=True)
+            logger.info("removed %s (no longer listed)", folder)
     return _physical_id(properties)
 
 
