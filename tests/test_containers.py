@@ -3,13 +3,12 @@
 Each image's build context (``deployment/build-s3-dist.sh`` writes it) has a pinned
 requirements.txt. Here it is installed into a fresh venv (pip, the same package index and
 cache as everything else; torch 2.14.1 + torchvision 0.29.1 from this machine's disk) and
-the image's own entry point is started from the context's ``source/``: the Lambda
-handler answers an API Gateway event, the SageMaker containers answer ``/ping`` and
+the image's own entry point is started from the context's ``source/``: the SageMaker containers answer ``/ping`` and
 ``/invocations`` over HTTP on 127.0.0.1 (uvicorn.run is redirected from 0.0.0.0:8080 to
 a free loopback port; nothing else of the entry point changes).
 
 Not verified here: the base images themselves (Docker does not run); Python 3.12 of the
-Lambda and CUDA images and 3.10 of the Neuron image (the torch wheels on this disk are
+CUDA image and 3.10 of the Neuron image (the torch wheels on this disk are
 for 3.11, so the venvs use 3.11); CUDA; torch-neuron, which comes from AWS's own package
 index and only in the Neuron image (the Inf1 venv gets this machine's torch 2.14.1
 instead of the base image's 1.13 and compiles with ``torch.jit.trace``).
@@ -28,7 +27,6 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED, load_photo
-from lambda_events import api_gateway_event
 from repo_modules import load_script
 from superres import codec
 
@@ -141,26 +139,3 @@ def test_sagemaker_image_requirements_serve(
     assert answer["body"]["model"] == MODEL
     if image == "sagemaker-inf1":
         assert [p.name for p in (tmp_path / "compiled").iterdir()] == [f"{MODEL}.cpu-jit-48px-b2.pt"]
-
-
-LAMBDA_PROBE = """
-import json, sys
-import lambda_sr.handler as h
-class Context: aws_request_id = "r"; function_name = "f"; invoked_function_arn = "arn"; memory_limit_in_mb = 10240
-answer = h.handler(json.loads(sys.argv[1]), Context())
-print(json.dumps({"status": answer["statusCode"], "body": json.loads(answer["body"])}))
-"""
-
-
-def test_lambda_image_requirements_answer_an_event(contexts: Path, tmp_path: Path, image_b64: str) -> None:
-    context = contexts / "lambda"
-    cmd = [line for line in (context / "Dockerfile").read_text().splitlines() if line.startswith("CMD")]
-    assert json.loads(cmd[0].split(None, 1)[1]) == ["lambda_sr.handler.handler"]
-    event = api_gateway_event(json.dumps({"img": image_b64, "scale": 2}))
-    try:
-        python = install(context, tmp_path / "venv")
-        answer = run_probe(python, context, LAMBDA_PROBE, json.dumps(event))
-    finally:
-        shutil.rmtree(tmp_path / "venv", ignore_errors=True)
-    assert answer["status"] == 200, answer
-    assert (answer["body"]["width"], answer["body"]["height"]) == (80, 96)

@@ -119,8 +119,9 @@ def test_committed_templates_are_what_build_py_generates() -> None:
 def test_placeholders_are_the_deployment_build_ones() -> None:
     for kind in KINDS:
         text = raw(kind)
-        for placeholder in build.PLACEHOLDERS:
-            assert placeholder in text
+        # The Lambda stack pulls no image of the kit's: it names no registry account.
+        expected = [p for p in build.PLACEHOLDERS if kind != "lambda" or p != "%%ECR_ACCOUNT_ID%%"]
+        assert [p for p in build.PLACEHOLDERS if p in text] == expected
         leftover = build.substitute(text).count("%%")
         assert leftover == 0
     body = template("lambda")
@@ -270,7 +271,7 @@ def test_s3_read_only_on_allow_listed_buckets_and_the_mirror() -> None:
         body = template(kind)
         readers = {owner for owner, item in policy_statements(body) if "s3:GetObject" in as_list(item["Action"])}
         expected = (
-            {"AllowedBucketsPolicy", "ModelMirrorPolicy"}
+            {"AllowedBucketsPolicy", "StagerRole"}
             if kind == "lambda"
             else {"AllowedBucketsPolicy", "EndpointRole"}
         )
@@ -324,7 +325,8 @@ def test_partition_neutral(kind: str) -> None:
     assert "amazonaws.com/" not in text and ".amazonaws.com.cn" not in text
     # Hosts are built with AWS::URLSuffix (amazonaws.com.cn in China).
     assert "execute-api.${AWS::Region}.${AWS::URLSuffix}" in text
-    assert "dkr.ecr.${AWS::Region}.${AWS::URLSuffix}" in text or kind != "lambda"
+    # The Lambda stack's code is zips in the regional asset bucket: no registry at all.
+    assert ("dkr.ecr." in text) == (kind != "lambda")
 
 
 # ---------------------------------------------------------------- parameters, outputs
@@ -350,10 +352,11 @@ def test_guide_parameters_outputs_and_console_groups(kind: str) -> None:
         "UsagePlanDailyQuota",
         "AllowedS3Buckets",
         "ModelName",
-        "FaceEnhancement",
         "LogRetentionDays",
     ):
         assert name in params
+    # GFPGAN runs on torch, which the Lambda stack's zip does not hold.
+    assert ("FaceEnhancement" in params) == (kind != "lambda")
     interface = body["Metadata"]["AWS::CloudFormation::Interface"]
     grouped = [p for group in interface["ParameterGroups"] for p in group["Parameters"]]
     assert sorted(grouped) == sorted(params), "every parameter in exactly one console group"
@@ -381,31 +384,29 @@ def test_guide_parameters_outputs_and_console_groups(kind: str) -> None:
 
 
 def test_models_match_the_manifest() -> None:
-    """The stack offers the four x4 networks the README documents (the ones spandrel loads;
-    RealESRGAN_x2plus is not offered: scale 2 is x4 then Lanczos), stages the face models the
-    service uses, and every file it stages is the manifest's entry, exactly."""
+    """The stacks offer the four x4 networks the README documents (the ones spandrel loads;
+    RealESRGAN_x2plus is not offered: scale 2 is x4 then Lanczos), each with a checked OpenVINO
+    plan, and the Lambda stack stages the chosen one from the release's converted networks."""
     from superres.manifest import MODELS
-    from superres.service.settings import ServiceSettings
 
     x4_networks = ["RealESRGAN_x4plus", "realesr-general-x4v3", "RealESRGAN_x4plus_anime_6B", "realesr-animevideov3"]
-    # GFPGAN restores the faces YuNet finds (README: "face restoration (YuNet + GFPGAN)").
-    face_models = [ServiceSettings.model_fields["face_model"].default, "YuNet"]
-    assert face_models == ["GFPGANv1.4", "YuNet"]
     for kind in KINDS:
         assert template(kind)["Parameters"]["ModelName"]["AllowedValues"] == x4_networks, kind
-    assert all(MODELS[name].scale == 4 for name in x4_networks)
-    body = template("lambda")
-    staged = [node for node in walk(body["Resources"]["ModelFiles"]["Properties"]["Models"]) if "Sha256" in node]
-    assert sorted(entry["Name"] for entry in staged) == sorted(x4_networks + face_models)
-    for entry in staged:
-        spec = MODELS[entry["Name"]]
-        assert entry == {
-            "Name": spec.name,
-            "Filename": spec.filename,
-            "Url": spec.url,
-            "Size": str(spec.size),
-            "Sha256": spec.sha256,
-        }
+    assert all(MODELS[name].scale == 4 and MODELS[name].openvino for name in x4_networks)
+    staging = template("lambda")["Resources"]["ModelFiles"]["Properties"]
+    assert staging["Networks"] == [{"Ref": "ModelName"}]
+    assert staging["ManifestKey"] == {
+        "Fn::Join": ["/", [{"Fn::FindInMap": ["Assets", "Source", "KeyPrefix"]}, "networks/manifest.json"]]
+    }
+    assert staging["Bucket"] == template("lambda")["Resources"]["StagerFunction"]["Properties"]["Code"]["S3Bucket"]
+
+
+def test_no_lambda_function_is_a_container_image() -> None:
+    for kind in KINDS:
+        for name, function in resources_of(template(kind), "AWS::Lambda::Function").items():
+            props = function["Properties"]
+            assert "PackageType" not in props and "ImageUri" not in props["Code"], f"{kind}: {name}"
+            assert props["Runtime"] == "python3.12" and set(props["Code"]) == {"S3Bucket", "S3Key"}
 
 
 # ---------------------------------------------------------------- API against the contract
@@ -547,7 +548,7 @@ def test_lambda_variant_network_and_storage_from_the_template() -> None:
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     function = res["Function"]
     props = function["Properties"]
-    assert props["PackageType"] == "Image" and props["MemorySize"] == 10240
+    assert props["MemorySize"] == 10240
     assert props["Environment"]["Variables"]["SUPERRES_MODEL_DIR"] == "/mnt/models"
     assert props["FileSystemConfigs"][0]["LocalMountPath"] == "/mnt/models"
     assert "ModelFiles" in function["DependsOn"]
@@ -628,7 +629,7 @@ def test_job_resources_and_their_iam_from_the_template() -> None:
     # One image, one environment, two entry points.
     function = res["Function"]["Properties"]
     assert worker["Code"] == function["Code"] and worker["Environment"] == function["Environment"]
-    assert worker["ImageConfig"]["Command"] == ["lambda_sr.worker.handler"]
+    assert (worker["Handler"], function["Handler"]) == ("lambda_sr.worker.handler", "lambda_sr.handler.handler")
     env = function["Environment"]["Variables"]
     assert (env["SUPERRES_JOB_TABLE"], env["SUPERRES_JOB_QUEUE_URL"], env["SUPERRES_JOB_TOPIC_ARN"]) == (
         {"Ref": "JobTable"},

@@ -5,30 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from superres.manifest import MODELS, ModelSpec
-
 from .core import (
     ASSET_BUCKET,
     ASSET_VARIABLES,
-    NO_VALUE,
     Parameter,
     Resource,
     Template,
-    alnum,
     asset_key,
-    if_,
     image_uri,
-    not_equals,
     skip,
     sub,
 )
-from .iam import Role, attached_policy, function_role, grant_efs_client, role
+from .iam import Role, function_role, grant_efs_client, role
 from .network import EFS_MOUNT, ModelFileSystem
 from .observability import VARIANT_NAME, log_group
-from .parameters import X4_MODELS, Common
+from .parameters import Common
 
 LAMBDA_PYTHON = "python3.12"
-FACE_MODELS = ("GFPGANv1.4", "YuNet")
+#: The CPU stack's API function and job worker (deployment/package.py builds it).
+CPU_SERVICE_ZIP = "cpu-service.zip"
 INSTANCE_TYPES = {
     "gpu": ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g4dn.8xlarge"],
     "inf1": ["ml.inf1.xlarge", "ml.inf1.2xlarge", "ml.inf1.6xlarge"],
@@ -91,71 +86,33 @@ def zip_function(
 
 def model_env(common: Common) -> dict[str, Any]:
     """The network and the face switch, as every host reads them."""
-    return {"SUPERRES_MODEL_X4": common.model_name.ref, "SUPERRES_FACE_ENABLED": common.face_enhancement.ref}
+    face = common.face_enhancement.ref if common.face_enhancement else "false"
+    return {"SUPERRES_MODEL_X4": common.model_name.ref, "SUPERRES_FACE_ENABLED": face}
 
 
 # ---------------------------------------------------------------- model staging (Lambda stack)
 
 
-def model_entry(spec: ModelSpec) -> dict[str, Any]:
-    return {
-        "Name": spec.name,
-        "Filename": spec.filename,
-        "Url": spec.url,
-        "Size": str(spec.size),
-        "Sha256": spec.sha256,
-    }
+#: Where the release build puts the converted networks and their manifest (deployment/package.py).
+NETWORKS_MANIFEST = "networks/manifest.json"
 
 
 def model_stager(t: Template, common: Common, storage: ModelFileSystem) -> Resource:
-    """A custom resource that puts the chosen model files onto EFS, verified by sha256."""
-    group = "Service"
-    mirror_bucket = t.parameter(
-        group,
-        "ModelMirrorBucket",
-        "Copy models from this bucket (optional)",
-        Type="String",
-        Default="",
-        AllowedPattern="^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
-        Description=(
-            "Empty: download the official files (GitHub releases). Else copy <prefix><filename> "
-            "from this bucket (e.g. in the China regions); sizes and sha256 are checked either way."
-        ),
-    )
-    mirror_prefix = t.parameter(
-        group,
-        "ModelMirrorPrefix",
-        "Key prefix in the mirror bucket",
-        Type="String",
-        Default="models/",
-        AllowedPattern="^[A-Za-z0-9!_.*'()/-]*$",
-        Description="Prefix of the model files in the mirror bucket, e.g. models/.",
-    )
-    has_mirror = t.condition("HasModelMirror", not_equals(mirror_bucket.ref, ""))
-    face_on = t.condition("FaceOn", {"Fn::Equals": [common.face_enhancement.ref, "true"]})
-    model_is = {
-        name: t.condition(f"ModelIs{alnum(name)}", {"Fn::Equals": [common.model_name.ref, name]})
-        for name in X4_MODELS[:-1]
-    }
-    chosen: Any = model_entry(MODELS[X4_MODELS[-1]])
-    for name in reversed(X4_MODELS[:-1]):
-        chosen = if_(model_is[name], model_entry(MODELS[name]), chosen)
-    models = [chosen, *(if_(face_on, model_entry(MODELS[name]), NO_VALUE) for name in FACE_MODELS)]
-
+    """A custom resource that puts the chosen network, converted for the CPU runtime by the
+    release build, from the asset bucket onto EFS, verified against the release's manifest."""
     log = log_group(t, common, "StagerLogGroup")
     stager_role = function_role(t, "StagerRole", log, vpc=True)
     grant_efs_client(stager_role.policy("write-models"), storage.file_system, storage.access_point, write=True)
-    mirror_policy, mirror = attached_policy(t, "ModelMirrorPolicy", "read-model-mirror", [stager_role], has_mirror)
-    # One-off: a bucket named by parameters, not a resource of the stack (no handle).
-    mirror.allow(
+    # One-off: the asset bucket is the release's, not a resource of the stack (no handle).
+    stager_role.policy("read-release-networks").allow(
         ["s3:GetObject"],
-        sub("arn:${AWS::Partition}:s3:::${ModelMirrorBucket}/${ModelMirrorPrefix}*", mirror_bucket, mirror_prefix),
+        sub("arn:${AWS::Partition}:s3:::${AssetBucket}/${KeyPrefix}/networks/*", variables=ASSET_VARIABLES),
     )
     stager = t.add(
         "StagerFunction",
         "AWS::Lambda::Function",
         zip_function(
-            "Stages the model files onto EFS for the stack (custom resource)",
+            "Stages the converted networks onto EFS for the stack (custom resource)",
             "efs_model_stager.handler",
             "efs-model-stager.zip",
             stager_role,
@@ -176,15 +133,14 @@ def model_stager(t: Template, common: Common, storage: ModelFileSystem) -> Resou
             "ServiceToken": stager.arn,
             # CloudFormation gives up after this many seconds even if no answer ever comes.
             "ServiceTimeout": 960,
-            "Models": models,
-            "MirrorBucket": mirror_bucket.ref,
-            "MirrorPrefix": mirror_prefix.ref,
-            # Both values only order the work: the NAT route and the S3 read policy come first.
+            "Bucket": ASSET_BUCKET,
+            "ManifestKey": asset_key(NETWORKS_MANIFEST),
+            "Networks": [common.model_name.ref],
+            # Only orders the work: the route to S3 comes first.
             "NetworkReady": storage.network.ready(),
-            "MirrorReadable": if_(has_mirror, mirror_policy.ref, "no-mirror"),
         },
     )
-    t.output("ModelFilesStaged", "Model files on EFS (custom resource)", model_files.att("Files"))
+    t.output("ModelFilesStaged", "Network files on EFS (custom resource)", model_files.att("Files"))
     return model_files
 
 

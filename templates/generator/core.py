@@ -7,6 +7,7 @@ is a Python error at build time rather than a template CloudFormation rejects.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -83,14 +84,13 @@ def sub(text: str, *uses: Named, variables: dict[str, Any] | None = None) -> dic
     """Fn::Sub of ``text``. Every ``${Name}`` or ``${Name.Attribute}`` in it must be a pseudo
     parameter, a key of ``variables`` or one of ``uses``, and every use must appear."""
     given = {use.name for use in uses}
-    named = set()
-    for token in _SUB_NAME.findall(text):
-        if token.startswith("AWS::") or (variables and token in variables):
-            continue
-        named.add(token.split(".", 1)[0])
+    tokens = set(_SUB_NAME.findall(text))
+    # Only the variables the text reads: a template names no value it does not use.
+    used = {name: value for name, value in (variables or {}).items() if name in tokens}
+    named = {token.split(".", 1)[0] for token in tokens if not token.startswith("AWS::") and token not in used}
     if named != given:
         raise NameError(f"Fn::Sub {text!r}: names {sorted(named)}, handles given for {sorted(given)}")
-    return {"Fn::Sub": [text, variables] if variables else text}
+    return {"Fn::Sub": [text, used] if used else text}
 
 
 def if_(condition: Condition, then: Any, otherwise: Any) -> dict[str, Any]:
@@ -256,6 +256,17 @@ class Template:
         if condition:
             self.outputs[name]["Condition"] = condition.name
 
+    def _used_mappings(self) -> dict[str, Any]:
+        """The mappings, the asset mapping cut to the keys the resources read: a stack that
+        pulls no image of the kit's (EcrAccount) names no registry account."""
+        used = json.dumps(self.resources)
+        source = {
+            key: value
+            for key, value in ASSET_MAPPING["Source"].items()
+            if f'"{key}"' in used or key in ("BucketPrefix", "KeyPrefix")
+        }
+        return {**self.mappings, "Assets": {"Source": source}}
+
     def render(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "AWSTemplateFormatVersion": "2010-09-09",
@@ -271,7 +282,7 @@ class Template:
             "Parameters": self.parameters,
         }
         if self.mappings:
-            body["Mappings"] = self.mappings
+            body["Mappings"] = self._used_mappings()
         body["Conditions"] = self.conditions
         if self.rules:
             body["Rules"] = self.rules

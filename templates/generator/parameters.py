@@ -51,7 +51,8 @@ class Common:
     stage_rate: Parameter
     stage_burst: Parameter
     model_name: Parameter
-    face_enhancement: Parameter
+    #: None where the stack's runtime has no face restoration (the Lambda zip)
+    face_enhancement: Parameter | None
     allowed_buckets: Parameter
     log_retention: Parameter
     alarm_topic: Parameter
@@ -95,7 +96,8 @@ def allowed_bucket(allowed_buckets: Parameter, index: int) -> dict[str, Any]:
     return {"Fn::Select": [index, padded]}
 
 
-def common_parameters(t: Template, *, default_model: str, default_face: bool) -> Common:
+def common_parameters(t: Template, *, default_model: str, default_face: bool | None) -> Common:
+    """``default_face`` None: the stack offers no face enhancement."""
     api = "API"
     stage_name = t.parameter(
         api,
@@ -173,14 +175,18 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool) ->
             "illustrations, 11.4; realesr-animevideov3: anime frames, 1.2."
         ),
     )
-    face_enhancement = t.parameter(
-        service,
-        "FaceEnhancement",
-        "Face enhancement (GFPGAN)",
-        Type="String",
-        Default="true" if default_face else "false",
-        AllowedValues=["true", "false"],
-        Description='Serve "face": true requests (GFPGAN + YuNet); when false they are a 400.',
+    face_enhancement = (
+        None
+        if default_face is None
+        else t.parameter(
+            service,
+            "FaceEnhancement",
+            "Face enhancement (GFPGAN)",
+            Type="String",
+            Default="true" if default_face else "false",
+            AllowedValues=["true", "false"],
+            Description='Serve "face": true requests (GFPGAN + YuNet); when false they are a 400.',
+        )
     )
     allowed_buckets = t.parameter(
         service,

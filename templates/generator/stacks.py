@@ -11,16 +11,16 @@ from .api import api
 from .async_jobs import async_jobs
 from .compute import (
     CONCURRENCY_SKIP,
+    CPU_SERVICE_ZIP,
     ENVIRONMENT_KEY_SKIP,
     NO_VPC_SKIP,
     SYNCHRONOUS_DLQ_SKIP,
     model_env,
     model_stager,
-    runs_as,
     sagemaker_endpoint,
     zip_function,
 )
-from .core import Resource, Template, image_uri, skip
+from .core import Resource, Template, skip
 from .network import EFS_MOUNT, efs, vpc
 from .observability import log_group, observability
 from .parameters import common_parameters
@@ -37,9 +37,10 @@ OUTPUTS = {
 def lambda_efs_template() -> dict[str, Any]:
     t = Template(
         "AI Solution Kit - Image Super-Resolution (Lambda + EFS, CPU), version %%VERSION%%: "
-        "API Gateway -> Lambda container in a VPC -> model files on EFS."
+        "API Gateway -> Lambda (zip, OpenVINO on CPU) in a VPC -> converted networks on EFS."
     )
-    common = common_parameters(t, default_model="realesr-general-x4v3", default_face=False)
+    # No face enhancement: GFPGAN runs on torch, which a zip function cannot hold.
+    common = common_parameters(t, default_model="realesr-general-x4v3", default_face=None)
     storage = efs(t, vpc(t))
     model_files = model_stager(t, common, storage)
     output = output_bucket(t)
@@ -68,17 +69,19 @@ def lambda_efs_template() -> dict[str, Any]:
     iam.grant_publish(run_jobs, records.topic)
     common.allowed_buckets_policy(t, api_role, worker_role)
 
-    def cpu_function(description: str, command: str, role: iam.Role, log: Resource, timeout: int) -> dict[str, Any]:
-        """The API function and the job worker: one image, one environment, two entry points."""
-        return {
-            "Description": description,
-            "PackageType": "Image",
-            "Code": {"ImageUri": image_uri("lambda")},
-            "ImageConfig": {"Command": [command]},
-            **runs_as(role, log, 10240, timeout),
-            "VpcConfig": storage.vpc_config(),
-            "FileSystemConfigs": storage.mounts(),
-            "Environment": {
+    def cpu_function(description: str, handler: str, role: iam.Role, log: Resource, timeout: int) -> dict[str, Any]:
+        """The API function and the job worker: one zip, one environment, two entry points."""
+        return zip_function(
+            description,
+            handler,
+            CPU_SERVICE_ZIP,
+            role,
+            log,
+            10240,
+            timeout,
+            VpcConfig=storage.vpc_config(),
+            FileSystemConfigs=storage.mounts(),
+            Environment={
                 "Variables": {
                     "SUPERRES_VARIANT": "lambda",
                     "SUPERRES_MODEL_DIR": EFS_MOUNT,
@@ -90,7 +93,7 @@ def lambda_efs_template() -> dict[str, Any]:
                     "SUPERRES_JOB_TOPIC_ARN": records.topic.ref,
                 }
             },
-        }
+        )
 
     function = t.add(
         "Function",
