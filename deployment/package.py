@@ -274,8 +274,10 @@ def install_for_lambda(requirements: Path, target: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode:
         raise BuildError(f"could not install {requirements.name} for the Lambda platform:\n{result.stderr.strip()}")
-    # Console scripts carry this machine's interpreter path and are never run in Lambda.
+    # Console scripts carry this machine's interpreter path and are never run in Lambda;
+    # uv's lock file of the target folder is not part of any package.
     shutil.rmtree(target / "bin", ignore_errors=True)
+    (target / ".lock").unlink(missing_ok=True)
 
 
 def prune(site: Path, plan: Prune) -> None:

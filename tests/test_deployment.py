@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -41,11 +42,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from conftest import SHARED
+from conftest import SHARED, load_photo
 from lambda_events import api_gateway_event
 from repo_modules import load_script
 from servers import running
-from superres import cli
+from superres import cli, codec
 from superres.operate import keys as api_keys
 from superres.operate import links, publish, stack
 from superres.operate.regions import REGIONS
@@ -67,6 +68,7 @@ PREFIX, SOLUTION, VERSION, ACCOUNT = (build.EXAMPLE_ASSETS[k] for k in build.PLA
 REGION = "us-east-1"
 GLOBAL_ASSETS = {"lambda-efs.template", "sagemaker-gpu.template", "sagemaker-inf1.template"}
 REGIONAL_ASSETS = {
+    "cpu-service.zip",
     "efs-model-stager.zip",
     "invoke-endpoint.zip",
     "sagemaker-gpu-model.tar.gz",
@@ -121,8 +123,11 @@ def top_levels(archive: zipfile.ZipFile) -> set[str]:
 
 def test_build_writes_the_aws_solutions_layout(built: Path) -> None:
     assert {p.name for p in (built / "global-s3-assets").iterdir()} == GLOBAL_ASSETS
-    assert {p.name for p in (built / "regional-s3-assets").iterdir()} == REGIONAL_ASSETS
-    assert {p.name for p in (built / "container-contexts").iterdir()} == {"lambda", "sagemaker-gpu", "sagemaker-inf1"}
+    assert {p.name for p in (built / "regional-s3-assets").iterdir()} == REGIONAL_ASSETS | {"networks"}
+    networks = built / "regional-s3-assets" / "networks"
+    # Of the models built, the networks with an OpenVINO plan (YuNet is a detector).
+    assert sorted(p.name for p in networks.iterdir()) == ["manifest.json", "realesr-animevideov3.openvino"]
+    assert {p.name for p in (built / "container-contexts").iterdir()} == {"sagemaker-gpu", "sagemaker-inf1"}
 
 
 def test_global_assets_are_the_templates_with_placeholders_filled(built: Path) -> None:
@@ -130,13 +135,10 @@ def test_global_assets_are_the_templates_with_placeholders_filled(built: Path) -
         text = (built / "global-s3-assets" / asset).read_text()
         assert text == build.substitute((ROOT / "templates" / generated).read_text(), build.EXAMPLE_ASSETS)
         assert "%%" not in text
-        assert json.loads(text)["Mappings"]["Assets"]["Source"] == {
-            "BucketPrefix": PREFIX,
-            "KeyPrefix": f"{SOLUTION}/{VERSION}",
-            "SolutionName": SOLUTION,
-            "Version": VERSION,
-            "EcrAccount": ACCOUNT,
-        }
+        source = json.loads(text)["Mappings"]["Assets"]["Source"]
+        assert source["BucketPrefix"] == PREFIX and source["KeyPrefix"] == f"{SOLUTION}/{VERSION}"
+        # The Lambda stack names no registry account: its code is zips, not images.
+        assert source.get("EcrAccount") == (None if asset == "lambda-efs.template" else ACCOUNT)
 
 
 def test_the_templates_reference_exactly_the_regional_assets_built(built: Path) -> None:
@@ -160,7 +162,11 @@ def _canonical(name: str) -> str:
 
 @pytest.mark.parametrize(
     ("asset", "group"),
-    [("efs-model-stager.zip", "lambda-model-stager"), ("invoke-endpoint.zip", "lambda-invoke-endpoint")],
+    [
+        ("cpu-service.zip", "lambda-cpu-service"),
+        ("efs-model-stager.zip", "lambda-model-stager"),
+        ("invoke-endpoint.zip", "lambda-invoke-endpoint"),
+    ],
 )
 def test_zip_carries_exactly_the_locked_versions(built: Path, asset: str, group: str) -> None:
     """Every distribution in a zip is at requirements.lock's version, and its group's direct members are all there."""
@@ -276,6 +282,112 @@ def test_invoke_endpoint_zip_answers_under_python_312(built: Path, tmp_path: Pat
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["statusCode"] == 400
     assert json.loads(answer["body"])["code"]
+
+
+CPU_SERVICE_PROBE = """
+import base64, json, sys
+sys.path.insert(0, sys.argv[1])
+events = json.loads(sys.argv[2])
+import lambda_sr.handler as api, lambda_sr.worker as worker
+
+class Context:
+    function_name = "superres"
+    aws_request_id = "lambda-request-1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:superres"
+    memory_limit_in_mb = 10240
+
+    def get_remaining_time_in_millis(self):
+        return 29_000
+
+answers = {name: api.handler(event, Context()) for name, event in events.items()}
+import boto3
+sqs = boto3.client("sqs")
+messages = sqs.receive_message(QueueUrl=sys.argv[3], MaxNumberOfMessages=10).get("Messages", [])
+records = [{"messageId": m["MessageId"], "body": m["Body"], "eventSource": "aws:sqs"} for m in messages]
+answers["sqs"] = worker.handler({"Records": records}, Context())
+try:
+    import torch
+    answers["torch"] = "importable"
+except ImportError:
+    answers["torch"] = "absent"
+answers["loaded"] = sorted(m for m in ("torch", "cv2", "spandrel", "uvicorn") if m in sys.modules)
+print(json.dumps(answers))
+"""
+
+
+def test_cpu_service_zip_answers_api_and_sqs_events_without_torch(
+    built: Path, tmp_path: Path, aws_url: str, aws_env: dict[str, str]
+) -> None:
+    """The API function and the job worker as Lambda runs them: Python 3.12, only the zip on
+    the path (no site-packages, so no torch), the converted network in a model directory
+    beside it as the stager leaves it on EFS, and the stack's job resources in moto."""
+    regional = built / "regional-s3-assets"
+    with zipfile.ZipFile(regional / "cpu-service.zip") as archive:
+        _assert_reproducible_zip(archive)
+        unzipped = sum(info.file_size for info in archive.infolist())
+        tops = top_levels(archive)
+        assert {"lambda_sr", "superres", "openvino", "numpy", "PIL", "png.py", "mangum", "boto3"} <= tops
+        assert not [name for name in tops if name.startswith(".")]
+        assert not tops & {"torch", "torchvision", "cv2", "spandrel", "bin"}
+        libs = {Path(n).name for n in archive.namelist() if n.startswith("openvino/libs/")}
+        assert "libopenvino_intel_cpu_plugin.so" in libs and not {n for n in libs if "gpu" in n or "npu" in n}
+        archive.extractall(tmp_path / "code")
+    assert unzipped < package.LAMBDA_UNZIPPED_LIMIT
+    print(
+        f"cpu-service.zip: {unzipped / 2**20:.1f} MiB unzipped, {(regional / 'cpu-service.zip').stat().st_size / 2**20:.1f} MiB zipped"
+    )
+    models = tmp_path / "models"
+    shutil.copytree(regional / "networks" / "realesr-animevideov3.openvino", models / "realesr-animevideov3.openvino")
+    s3, dynamodb, sqs = (client(aws_url, name) for name in ("s3", "dynamodb", "sqs"))
+    s3.create_bucket(Bucket="zip-results")
+    dynamodb.create_table(
+        TableName="zip-jobs",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    queue = sqs.create_queue(QueueName="zip-work")["QueueUrl"]
+    photo = codec.encode(load_photo("astronaut.png")[:60, :80], "png")
+    request = json.dumps({"img": base64.b64encode(photo).decode(), "scale": 4})
+    events = {
+        "plain": api_gateway_event(request),
+        "base64": api_gateway_event(request, base64_body=True),
+        "job": api_gateway_event(request, path="/jobs", resource="/jobs"),
+    }
+    env = {
+        **aws_env,
+        "PATH": os.environ["PATH"],
+        "SUPERRES_VARIANT": "lambda",
+        "SUPERRES_MODEL_DIR": str(models),
+        "SUPERRES_MODEL_X4": "realesr-animevideov3",
+        "SUPERRES_OUTPUT_BUCKET": "zip-results",
+        "SUPERRES_JOB_TABLE": "zip-jobs",
+        "SUPERRES_JOB_QUEUE_URL": queue,
+    }
+    result = subprocess.run(
+        [python312(), "-S", "-I", "-c", CPU_SERVICE_PROBE, str(tmp_path / "code"), json.dumps(events), queue],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (answers["torch"], answers["loaded"]) == ("absent", [])
+    for name in ("plain", "base64"):
+        assert answers[name]["statusCode"] == 200, answers[name]
+        body = json.loads(answers[name]["body"])
+        info = codec.probe(base64.b64decode(body["result"]))
+        assert (info.width, info.height, body["model"]) == (320, 240, "realesr-animevideov3")
+    job = json.loads(answers["job"]["body"])
+    assert answers["job"]["statusCode"] == 202, job
+    assert answers["sqs"] == {"batchItemFailures": []}
+    record = dynamodb.get_item(TableName="zip-jobs", Key={"id": {"S": job["id"]}})["Item"]
+    assert record["state"]["S"] == "succeeded", record
+    stored = s3.get_object(Bucket="zip-results", Key=f"results/{job['id']}.png")["Body"].read()
+    stored_info = codec.probe(stored)
+    assert (stored_info.width, stored_info.height) == (320, 240)
 
 
 def test_model_artifacts_hold_the_verified_weights(built: Path) -> None:

@@ -271,9 +271,7 @@ def test_s3_read_only_on_allow_listed_buckets_and_the_mirror() -> None:
         body = template(kind)
         readers = {owner for owner, item in policy_statements(body) if "s3:GetObject" in as_list(item["Action"])}
         expected = (
-            {"AllowedBucketsPolicy", "StagerRole"}
-            if kind == "lambda"
-            else {"AllowedBucketsPolicy", "EndpointRole"}
+            {"AllowedBucketsPolicy", "StagerRole"} if kind == "lambda" else {"AllowedBucketsPolicy", "EndpointRole"}
         )
         # The functions read their own results (presigned URLs act with the signer's rights)
         # and, on the Lambda stack, the worker reads job inputs: the output bucket only.
