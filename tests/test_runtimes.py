@@ -169,3 +169,19 @@ def test_a_wrong_file_is_refused_before_conversion(converted: Path) -> None:
     other = ModelStore(SHARED / "models").path(get_spec("realesr-animevideov3"))
     with pytest.raises(ModelMismatchError):
         load_runner(other, spec, runtime="openvino", converted_dir=converted)
+
+
+def test_a_released_conversion_loads_without_weights_and_only_on_openvino(converted: Path, tmp_path: Path) -> None:
+    """The Lambda stack's model directory: ``<name>.openvino/`` and no weight file."""
+    spec = get_spec("realesr-animevideov3")
+    weights = ModelStore(SHARED / "models").path(spec)
+    released = openvino_runner.convert(weights, spec, tmp_path / "models" / "realesr-animevideov3.openvino")
+    store = ModelStore(tmp_path / "models")
+    assert store.network(spec) == released
+    runner = load_runner(store.network(spec), spec)
+    assert runner.info.runtime == "openvino"
+    with pytest.raises(ValueError, match="converted for OpenVINO: the torch runtime needs the weight file"):
+        load_runner(released, spec, runtime="torch")
+    # With the weight file there too, the weights win: every runtime can load them.
+    (tmp_path / "models" / weights.name).symlink_to(weights)
+    assert store.network(spec) == tmp_path / "models" / weights.name

@@ -65,10 +65,11 @@ def load_runner(
     process, set to ``threads // streams``).
     ``converted_dir`` (OpenVINO): where converted networks are kept (converted on first use).
     """
-    released = Path(path).is_dir()
-    chosen = (
-        "openvino" if released and runtime == "auto" else pick_runtime(spec, device) if runtime == "auto" else runtime
-    )
+    released = Path(path).is_dir()  # a released conversion runs on OpenVINO only
+    if runtime != "auto":
+        chosen = runtime
+    else:
+        chosen = "openvino" if released else pick_runtime(spec, device)
     if released and chosen != "openvino":
         raise ValueError(f"{path} is a network converted for OpenVINO: the {chosen} runtime needs the weight file")
     if chosen == "openvino":
