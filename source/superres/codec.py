@@ -36,10 +36,19 @@ def decode(data: bytes, *, max_pixels: int | None = None) -> tuple[np.ndarray, I
     """Pixels (orientation applied) and header info; limits checked before decoding."""
     info = probe(data, max_pixels)
     try:
+        if info.format == "png":
+            _verify_png(data)
         pixels = _decode_png16(data) if _is_png16(info, data) else _decode_pillow(data)
     except (OSError, ValueError, SyntaxError, png.Error) as error:
         raise UnsupportedImageError(f"the {info.format} data is corrupt or truncated") from error
     return _apply_orientation(pixels, info.orientation), info
+
+
+def _verify_png(data: bytes) -> None:
+    """Every chunk's CRC and the closing IEND: a cut upload whose pixel data happened to arrive
+    whole is still refused (Pillow's decoder alone would accept it)."""
+    with Image.open(io.BytesIO(data), formats=("PNG",)) as image:
+        image.verify()
 
 
 def _is_png16(info: ImageInfo, data: bytes) -> bool:
