@@ -140,6 +140,8 @@ def test_face_restoration_on_a_deployment_with_a_face_model(tmp_path, astronaut)
         ({"img": "aGVsbG8=", "face": True}, "face enhancement is not enabled"),
         ({"url": "ftp://example.com/a.png"}, "url"),
         ({"url": "http://169.254.169.254/latest/meta-data/"}, "link-local"),
+        ({"url": "https://bucket.s3.us-east-1.amazonaws.com/key.png"}, "give an S3 object as s3://bucket/key"),
+        ({"url": "https://sts.cn-north-1.amazonaws.com.cn/"}, "AWS service endpoint"),
     ],
     ids=lambda value: str(value)[:40],
 )
