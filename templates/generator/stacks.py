@@ -10,10 +10,13 @@ from . import iam
 from .api import api
 from .async_jobs import async_jobs
 from .compute import (
-    CONCURRENCY_SKIP,
     ENVIRONMENT_KEY_SKIP,
+    IN_VPC_GUARD_SKIP,
+    NO_VPC_GUARD_SKIP,
     NO_VPC_SKIP,
     SYNCHRONOUS_DLQ_SKIP,
+    WORKER_CONCURRENCY_SKIP,
+    lambda_sizing,
     model_env,
     model_stager,
     runs_as,
@@ -40,6 +43,7 @@ def lambda_efs_template() -> dict[str, Any]:
         "API Gateway -> Lambda container in a VPC -> model files on EFS."
     )
     common = common_parameters(t, default_model="realesr-general-x4v3", default_face=False)
+    sizing = lambda_sizing(t)
     storage = efs(t, vpc(t))
     model_files = model_stager(t, common, storage)
     output = output_bucket(t)
@@ -75,7 +79,7 @@ def lambda_efs_template() -> dict[str, Any]:
             "PackageType": "Image",
             "Code": {"ImageUri": image_uri("lambda")},
             "ImageConfig": {"Command": [command]},
-            **runs_as(role, log, 10240, timeout),
+            **runs_as(role, log, sizing.memory.ref, timeout),
             "VpcConfig": storage.vpc_config(),
             "FileSystemConfigs": storage.mounts(),
             "Environment": {
@@ -88,6 +92,7 @@ def lambda_efs_template() -> dict[str, Any]:
                     "SUPERRES_JOB_TABLE": records.table.ref,
                     "SUPERRES_JOB_QUEUE_URL": queue.ref,
                     "SUPERRES_JOB_TOPIC_ARN": records.topic.ref,
+                    **common.cors_env(),
                 }
             },
         }
@@ -95,16 +100,19 @@ def lambda_efs_template() -> dict[str, Any]:
     function = t.add(
         "Function",
         "AWS::Lambda::Function",
-        cpu_function(
-            "POST /resolution on CPU (Real-ESRGAN, models on EFS); POST /jobs, GET /jobs/{id}",
-            "lambda_sr.handler.handler",
-            api_role,
-            function_log,
-            60,
-        ),
+        {
+            **cpu_function(
+                "POST /resolution on CPU (Real-ESRGAN, models on EFS); POST /jobs, GET /jobs/{id}",
+                "lambda_sr.handler.handler",
+                api_role,
+                function_log,
+                60,
+            ),
+            **common.reserved_concurrency_property(),
+        },
         # The model is on EFS before the function (and so the API) exists.
         depends_on=[model_files],
-        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP),
+        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, ENVIRONMENT_KEY_SKIP, IN_VPC_GUARD_SKIP),
     )
     worker = t.add(
         "Worker",
@@ -125,8 +133,9 @@ def lambda_efs_template() -> dict[str, Any]:
                     "dead-letter queue (JobDeadLetterQueue); a function DLQ only catches asynchronous invokes."
                 ),
             ),
-            CONCURRENCY_SKIP,
+            WORKER_CONCURRENCY_SKIP,
             ENVIRONMENT_KEY_SKIP,
+            IN_VPC_GUARD_SKIP,
         ),
     )
     t.add(
@@ -135,9 +144,11 @@ def lambda_efs_template() -> dict[str, Any]:
         {
             "EventSourceArn": queue.arn,
             "FunctionName": worker.ref,
-            # One job per invocation: each gets the whole 15 minutes and 10 GB.
+            # One job per invocation: each gets the whole 15 minutes and LambdaMemorySize.
             "BatchSize": 1,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            # The cost cap: at most this many jobs compute at once, the rest wait in the queue.
+            "ScalingConfig": {"MaximumConcurrency": sizing.worker_concurrency.ref},
         },
     )
     t.output("WorkerName", "The job worker function", worker.ref)
@@ -183,10 +194,12 @@ def sagemaker_template(kind: str) -> dict[str, Any]:
                     "SUPERRES_ALLOWED_S3_BUCKETS": common.allowed_buckets_env(),
                     **output.env(),
                     **jobs.env(),
+                    **common.cors_env(),
                 }
             },
+            **common.reserved_concurrency_property(),
         ),
-        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP, NO_VPC_SKIP),
+        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, ENVIRONMENT_KEY_SKIP, NO_VPC_SKIP, NO_VPC_GUARD_SKIP),
     )
     api(t, common, function)
     observability(t, common, function, realtime.endpoint)
