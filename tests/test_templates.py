@@ -258,8 +258,10 @@ def guard_findings(directory: Path) -> set[tuple[str, str, str]]:
     read Metadata.guard.SuppressedRules; the tests apply them (guard_suppressions)."""
     binary, rules = guard_paths()
     result = subprocess.run(
-        [str(binary), "validate", "--rules", str(rules), "--data", str(directory)]
-        + ["--output-format", "json", "--structured", "--show-summary", "none"],
+        [
+            *(str(binary), "validate", "--rules", str(rules), "--data", str(directory)),
+            *("--output-format", "json", "--structured", "--show-summary", "none"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -113,7 +113,7 @@ def preflight(t: Template, common: Common, rest_api: Resource, resource: Resourc
                 "RequestTemplates": {"application/json": '{"statusCode": 204}'},
                 "IntegrationResponses": [{"StatusCode": "204", "ResponseParameters": answered}],
             },
-            "MethodResponses": [{"StatusCode": "204", "ResponseParameters": {key: False for key in answered}}],
+            "MethodResponses": [{"StatusCode": "204", "ResponseParameters": dict.fromkeys(answered, False)}],
         },
         condition=common.has_cors,
     )
