@@ -66,10 +66,7 @@ def load_runner(
     ``converted_dir`` (OpenVINO): where converted networks are kept (converted on first use).
     """
     released = Path(path).is_dir()  # a released conversion runs on OpenVINO only
-    if runtime != "auto":
-        chosen = runtime
-    else:
-        chosen = "openvino" if released else pick_runtime(spec, device)
+    chosen = runtime if runtime != "auto" else ("openvino" if released else pick_runtime(spec, device))
     if released and chosen != "openvino":
         raise ValueError(f"{path} is a network converted for OpenVINO: the {chosen} runtime needs the weight file")
     if chosen == "openvino":
