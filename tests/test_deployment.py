@@ -707,11 +707,19 @@ def invoke_publish(assets: Path, *args: str) -> Any:
     return CliRunner().invoke(package.main, ["publish", PREFIX, SOLUTION, VERSION, "--assets", str(assets), *args])
 
 
+def asset_keys(folder: Path) -> set[str]:
+    """Every file of a built assets folder by its key below the release prefix."""
+    return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+
+
 def test_publish_uploads_every_asset_once(published: Path, aws_url: str, aws_env: dict[str, str]) -> None:
     result = invoke_publish(published, "--region", REGION, "--region", "eu-west-1")
     assert result.exit_code == 0, result.output
     s3 = client(aws_url, "s3")
-    expected = {PREFIX: GLOBAL_ASSETS, f"{PREFIX}-{REGION}": REGIONAL_ASSETS, f"{PREFIX}-eu-west-1": REGIONAL_ASSETS}
+    regional = asset_keys(published / "regional-s3-assets")
+    # The zips and artifacts, and the converted networks in their folders.
+    assert regional > REGIONAL_ASSETS and "networks/manifest.json" in regional
+    expected = {PREFIX: GLOBAL_ASSETS, f"{PREFIX}-{REGION}": regional, f"{PREFIX}-eu-west-1": regional}
     for bucket, names in expected.items():
         listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
         assert listed == {f"{SOLUTION}/{VERSION}/{n}" for n in names}
@@ -720,9 +728,10 @@ def test_publish_uploads_every_asset_once(published: Path, aws_url: str, aws_env
             stored = s3.get_object(Bucket=bucket, Key=f"{SOLUTION}/{VERSION}/{name}")
             assert stored["Body"].read() == (folder / name).read_bytes()
             assert stored["Metadata"]["sha256"] == sha256_of(folder / name)
-    assert f"{3 + 4 + 4} uploaded" in result.output
+    total = len(GLOBAL_ASSETS) + 2 * len(regional)
+    assert f"{total} uploaded" in result.output
     again = invoke_publish(published, "--region", REGION, "--region", "eu-west-1")
-    assert again.exit_code == 0 and "0 uploaded, 11 already there" in again.output
+    assert again.exit_code == 0 and f"0 uploaded, {total} already there" in again.output
 
 
 def test_publish_never_changes_a_released_object(
@@ -764,7 +773,7 @@ def test_publish_to_the_china_partition(built: Path, aws_url: str, aws_env: dict
     )
     assert result.exit_code == 0, result.output
     listed = client(aws_url, "s3", "cn-northwest-1").list_objects_v2(Bucket="superres-cn-cn-northwest-1")["Contents"]
-    assert {o["Key"].rsplit("/", 1)[1] for o in listed} == REGIONAL_ASSETS
+    assert {o["Key"].split("/", 2)[2] for o in listed} == asset_keys(built / "regional-s3-assets")
 
 
 @pytest.mark.parametrize(
@@ -827,8 +836,10 @@ def released(published: Path, aws_url: str) -> Path:
     """The release in moto's S3, as the quick-create links and deploy use it."""
     s3 = client(aws_url, "s3")
     for folder, bucket in (("global-s3-assets", PREFIX), ("regional-s3-assets", f"{PREFIX}-{REGION}")):
-        for path in (published / folder).iterdir():
-            s3.put_object(Bucket=bucket, Key=f"{SOLUTION}/{VERSION}/{path.name}", Body=path.read_bytes())
+        for key in asset_keys(published / folder):
+            s3.put_object(
+                Bucket=bucket, Key=f"{SOLUTION}/{VERSION}/{key}", Body=(published / folder / key).read_bytes()
+            )
     return published
 
 
