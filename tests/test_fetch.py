@@ -8,6 +8,7 @@ prove the refusal came from the address check, not from a failed connect.
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -28,7 +30,7 @@ from superres.errors import (
     UrlNotAllowedError,
 )
 from superres.fetch import FetchPolicy, fetch_url
-from superres.fetch.addresses import refusal
+from superres.fetch.addresses import AWS_ENDPOINT_SUFFIXES, is_aws_endpoint, refusal
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8  # any bytes: probing is the caller's job
 MAX = 64 * 1024
@@ -339,6 +341,75 @@ def test_redirect_to_bad_scheme_or_credentials_is_refused(server, target):
     with pytest.raises(UrlNotAllowedError):
         fetch_url(f"http://127.0.0.1:{server.port}/redirect-to?url={target}", _loopback())
     assert server.hits["/image"] == 0
+
+
+# ------------------------------------------------------------ AWS service endpoints
+
+#: S3, STS and other AWS endpoints in every spelling: their addresses are public, so only
+#: the name check stands between a caller and what the stack's network identity may read.
+AWS_ENDPOINT_URLS = [
+    "https://bucket.s3.amazonaws.com/key.png",  # virtual-hosted, global
+    "https://s3.amazonaws.com/bucket/key.png",  # path-style
+    "https://bucket.s3.us-west-2.amazonaws.com/key.png",  # regional
+    "https://bucket.s3-us-west-2.amazonaws.com/key.png",  # legacy dash-regional
+    "https://s3.eu-west-1.amazonaws.com/bucket/key.png",  # regional path-style
+    "https://bucket.s3.dualstack.us-east-1.amazonaws.com/key.png",  # dualstack
+    "https://bucket.s3-fips.us-east-1.amazonaws.com/key.png",  # FIPS
+    "https://bucket.s3-fips.dualstack.us-gov-west-1.amazonaws.com/key.png",  # FIPS dualstack, GovCloud
+    "https://s3.us-east-1.api.aws/bucket/key.png",  # the newer dualstack names
+    "https://bucket.s3-website-us-east-1.amazonaws.com/key.png",  # website endpoint
+    "https://bucket.s3.accesspoint-123456789012.s3-accesspoint.us-east-1.amazonaws.com/key.png",
+    "https://bucket.vpce-0a1b2c3d-4e5f.s3.us-east-1.vpce.amazonaws.com/key.png",  # interface endpoint
+    "https://bucket.s3.cn-north-1.amazonaws.com.cn/key.png",  # China
+    "https://s3.cn-northwest-1.amazonaws.com.cn/bucket/key.png",  # China path-style
+    "https://s3.cn-north-1.api.amazonwebservices.com.cn/bucket/key.png",  # China dualstack
+    "https://sts.amazonaws.com/?Action=GetCallerIdentity",  # STS global
+    "https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity",  # STS regional
+    "https://sts.cn-north-1.amazonaws.com.cn/",  # STS China
+    "https://abcdef1234.execute-api.us-east-1.amazonaws.com/prod/resolution",
+    "https://secretsmanager.us-east-1.amazonaws.com/",
+    "http://bucket.s3.amazonaws.com/key.png",  # plain http
+    "https://BUCKET.S3.AmazonAWS.COM/key.png",  # any case
+    "https://bucket.s3.amazonaws.com./key.png",  # the final dot
+    "https://bucket.s3.amazonaws.com:443/key.png",  # an explicit port
+    "https://s3.amazonaws.com%2e/bucket/key.png",  # a percent-escaped dot
+]
+
+
+@pytest.mark.parametrize("url", AWS_ENDPOINT_URLS)
+def test_aws_service_endpoints_are_refused_by_name(url):
+    with pytest.raises(UrlNotAllowedError) as caught:
+        fetch_url(url, FetchPolicy(max_bytes=MAX))
+    message = str(caught.value)
+    assert "AWS service endpoint" in message and "s3://bucket/key" in message and "AllowedS3Buckets" in message
+    assert caught.value.status == 400
+
+
+def test_redirect_to_an_aws_endpoint_is_refused(server):
+    with pytest.raises(UrlNotAllowedError, match="AWS service endpoint"):
+        fetch_url(
+            f"http://127.0.0.1:{server.port}/redirect-to?url=https://bucket.s3.amazonaws.com/key.png", _loopback()
+        )
+
+
+@pytest.mark.parametrize(
+    "host", ["example.com", "amazonaws.com.evil.example", "notamazonaws.com", "s3.amazonaws.co", "cdn.api.aws.example"]
+)
+def test_other_names_are_not_aws_endpoints(host):
+    assert not is_aws_endpoint(host)
+
+
+def test_the_suffixes_are_every_partitions_own():
+    """botocore's partitions.json names each partition's endpoint suffixes (the same data the SDKs use)."""
+    import botocore
+
+    partitions = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())
+    suffixes = {
+        suffix
+        for partition in partitions["partitions"]
+        for suffix in (partition["outputs"]["dnsSuffix"], partition["outputs"]["dualStackDnsSuffix"])
+    }
+    assert suffixes == set(AWS_ENDPOINT_SUFFIXES)
 
 
 # ------------------------------------------------------------ DNS rebinding

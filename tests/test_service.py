@@ -140,6 +140,8 @@ def test_face_restoration_on_a_deployment_with_a_face_model(tmp_path, astronaut)
         ({"img": "aGVsbG8=", "face": True}, "face enhancement is not enabled"),
         ({"url": "ftp://example.com/a.png"}, "url"),
         ({"url": "http://169.254.169.254/latest/meta-data/"}, "link-local"),
+        ({"url": "https://bucket.s3.us-east-1.amazonaws.com/key.png"}, "give an S3 object as s3://bucket/key"),
+        ({"url": "https://sts.cn-north-1.amazonaws.com.cn/"}, "AWS service endpoint"),
     ],
     ids=lambda value: str(value)[:40],
 )
@@ -285,3 +287,29 @@ def test_lambda_variant_limits_apply(lambda_handler, astronaut) -> None:
     answer = lambda_handler(api_gateway_event(json.dumps({"img": b64(big)})), LambdaContext())
     assert answer["statusCode"] == 413
     assert "the limit is 160,000 pixels" in json.loads(answer["body"])["message"]
+
+
+# --- CORS ---------------------------------------------------------------------------------------
+
+
+def test_answers_name_the_allowed_origin_only_when_one_is_set() -> None:
+    """CorsAllowOrigin reaches the function as SUPERRES_CORS_ORIGIN: its answers (errors too)
+    carry the header a browser needs to read them; without it, none."""
+    origin = "https://app.example.com"
+
+    def from_page(url: str, page: str) -> httpx.Response:
+        body = json.dumps({"img": "aGVsbG8=", "scale": 3})
+        return httpx.post(
+            url + "/resolution", content=body, headers={"content-type": "application/json", "origin": page}
+        )
+
+    with serving(local_app(settings(cors_origin=origin))) as url:
+        answer = from_page(url, origin)
+        assert_error(answer, 400, "scale")
+        assert answer.headers["access-control-allow-origin"] == origin
+        assert "x-request-id" in answer.headers["access-control-expose-headers"]
+        other = from_page(url, "https://evil.example")
+        assert "access-control-allow-origin" not in other.headers
+    with serving(local_app(settings())) as url:
+        answer = from_page(url, origin)
+        assert "access-control-allow-origin" not in answer.headers

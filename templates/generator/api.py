@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 from superres.service.contract import contract, schema
 
 from .core import NO_VALUE, Resource, Template, alnum, if_, skip, sub
+from .iam import role
 from .observability import API_NAME, log_group
 from .parameters import Common
 
@@ -41,15 +43,19 @@ ACCESS_LOG_FORMAT = json.dumps(
     separators=(",", ":"),
 )
 
-CORS_HEADERS = {
-    "gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
-    "gatewayresponse.header.Access-Control-Allow-Headers": (
-        "'Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token'"
-    ),
-    "gatewayresponse.header.Access-Control-Allow-Methods": "'POST,OPTIONS'",
-}
+#: What a browser may send (the SigV4 headers, the API key, an idempotency key for jobs).
+CORS_ALLOW_HEADERS = "'Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token,Idempotency-Key'"
+CORS_ALLOW_METHODS = "'GET,POST,OPTIONS'"
 #: API Gateway's own errors in the contract's Error shape ({"message", "code"}).
 GATEWAY_ERROR_TEMPLATE = '{"message":$context.error.messageString,"code":"$context.error.responseType"}'
+
+PERMISSION_SOURCE_SKIP = (
+    "lambda_function_public_access_prohibited_check",
+    (
+        "SourceArn names this API's methods (an Fn::Sub of the account, Region and API id), which "
+        "the rule only reads as a string or a plain Ref/GetAtt."
+    ),
+)
 
 #: The contract's operations as API Gateway methods: logical-name prefix of each.
 METHOD_NAMES = {"resolution": "Resolution", "createJob": "CreateJob", "getJob": "GetJob"}
@@ -77,6 +83,97 @@ def path_resources(t: Template, api: Resource, paths: list[str]) -> dict[str, Re
     return {path: made[path.strip("/")] for path in paths}
 
 
+def cors_headers(common: Common, prefix: str) -> dict[str, Any]:
+    """The CORS headers of an answer API Gateway makes (a gateway error, a preflight), as
+    ``prefix``.<header>: ``gatewayresponse.header`` or ``method.response.header``."""
+    values = {
+        "Access-Control-Allow-Origin": sub("'${CorsAllowOrigin}'", common.cors_origin),
+        "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+        "Access-Control-Allow-Methods": CORS_ALLOW_METHODS,
+        "Vary": "'Origin'",
+    }
+    return {f"{prefix}.{name}": value for name, value in values.items()}
+
+
+def preflight(t: Template, common: Common, rest_api: Resource, resource: Resource, name: str) -> Resource:
+    """OPTIONS on a path: API Gateway answers the browser's preflight itself (no key, no auth,
+    as browsers send neither on a preflight), only with CorsAllowOrigin."""
+    answered = cors_headers(common, "method.response.header")
+    return t.add(
+        name + "PreflightMethod",
+        "AWS::ApiGateway::Method",
+        {
+            "RestApiId": rest_api.ref,
+            "ResourceId": resource.ref,
+            "HttpMethod": "OPTIONS",
+            "AuthorizationType": "NONE",
+            "ApiKeyRequired": False,
+            "Integration": {
+                "Type": "MOCK",
+                "RequestTemplates": {"application/json": '{"statusCode": 204}'},
+                "IntegrationResponses": [{"StatusCode": "204", "ResponseParameters": answered}],
+            },
+            "MethodResponses": [{"StatusCode": "204", "ResponseParameters": dict.fromkeys(answered, False)}],
+        },
+        condition=common.has_cors,
+    )
+
+
+def resource_policy(common: Common) -> dict[str, Any]:
+    """With AllowedSourceIps: calls from other sources are refused (403) before auth or the key.
+    Without IAM auth, API Gateway needs an explicit Allow beside the Deny; with IAM auth an
+    Allow for everyone would let signed callers of other accounts in, so there is none."""
+    everything = "execute-api:/*"
+    allow = {"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": everything}
+    deny = {
+        "Sid": "OnlyAllowedSourceIps",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "execute-api:Invoke",
+        "Resource": everything,
+        "Condition": {"NotIpAddress": {"aws:SourceIp": common.source_ips.ref}},
+    }
+    return if_(
+        common.has_source_ips,
+        {"Version": "2012-10-17", "Statement": [if_(common.use_iam, NO_VALUE, allow), deny]},
+        NO_VALUE,
+    )
+
+
+def logging_account(t: Template, common: Common) -> Resource:
+    """The account's API Gateway CloudWatch role (SetApiGatewayLoggingRole), and what the stage
+    waits on whether or not the stack sets it."""
+    logs_role = role(
+        t,
+        "ApiGatewayLoggingRole",
+        "apigateway.amazonaws.com",
+        # The account setting outlives the stack and every API of the Region logs through it.
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+    )
+    t.resources[logs_role.resource.name]["Properties"]["ManagedPolicyArns"] = [
+        sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+    ]
+    t.make_conditional(logs_role.resource, common.sets_logging_role)
+    account = t.add(
+        "ApiGatewayAccount",
+        "AWS::ApiGateway::Account",
+        {"CloudWatchRoleArn": logs_role.resource.arn},
+        condition=common.sets_logging_role,
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+    )
+    return t.after("ApiGatewayLoggingReady", common.sets_logging_role, [account])
+
+
+def deployment_name(t: Template, names: list[str]) -> str:
+    """``ApiDeployment`` + a digest of the API's definition: a changed method, model, gateway
+    response or policy is a new logical id, so CloudFormation makes a new deployment (a
+    Deployment resource never redeploys on update)."""
+    definition = json.dumps([t.resources[name] for name in sorted(names)], sort_keys=True)
+    return "ApiDeployment" + hashlib.sha256(definition.encode()).hexdigest()[:10]
+
+
 def api(t: Template, common: Common, function: Resource) -> None:
     """REST API, the contract's operations validated by it, auth, usage plan, key, stage."""
     operations = [
@@ -92,6 +189,9 @@ def api(t: Template, common: Common, function: Resource) -> None:
             "Description": "Image super-resolution: POST /resolution, POST /jobs, GET /jobs/{id}",
             "EndpointConfiguration": {"Types": ["REGIONAL"]},
             "ApiKeySourceType": "HEADER",
+            # TLS 1.2 and newer only (the default, TLS_1_0, still accepts 1.0 and 1.1).
+            "SecurityPolicy": "TLS_1_2",
+            "Policy": resource_policy(common),
         },
     )
     resources = path_resources(t, rest_api, [path for path, _, _ in operations])
@@ -153,7 +253,12 @@ def api(t: Template, common: Common, function: Resource) -> None:
                     rest_api,
                 ),
             },
+            Metadata=skip(PERMISSION_SOURCE_SKIP),
         )
+    preflights = [
+        preflight(t, common, rest_api, resources[path], alnum(path.replace("{id}", "item").replace("/", " ")))
+        for path in dict.fromkeys(path for path, _, _ in operations)
+    ]
     gateway_responses = [
         t.add(
             "GatewayResponse" + kind.replace("DEFAULT_", "Default"),
@@ -161,19 +266,29 @@ def api(t: Template, common: Common, function: Resource) -> None:
             {
                 "RestApiId": rest_api.ref,
                 "ResponseType": kind,
-                "ResponseParameters": CORS_HEADERS,
+                # API Gateway's own errors carry the CORS headers only with CorsAllowOrigin.
+                "ResponseParameters": if_(common.has_cors, cors_headers(common, "gatewayresponse.header"), NO_VALUE),
                 "ResponseTemplates": {"application/json": GATEWAY_ERROR_TEMPLATE},
             },
         )
         for kind in ("DEFAULT_4XX", "DEFAULT_5XX")
     ]
     access_log = log_group(t, common, "AccessLogGroup")
+    # API Gateway's execution log group, made here so that it has the retention and goes with the stack.
+    execution_log = log_group(
+        t,
+        common,
+        "ExecutionLogGroup",
+        group_name=sub("API-Gateway-Execution-Logs_${Api}/${customStageName}", rest_api, common.stage_name),
+    )
+    definition = [rest_api, request_model, body_validator, *methods, *preflights, *gateway_responses]
     deployment = t.add(
-        "ApiDeployment",
+        deployment_name(t, [each.name for each in definition]),
         "AWS::ApiGateway::Deployment",
         {"RestApiId": rest_api.ref, "Description": "POST /resolution, POST /jobs, GET /jobs/{id}"},
-        depends_on=[*methods, *gateway_responses],
+        depends_on=[*methods, *gateway_responses, t.after("PreflightsReady", common.has_cors, preflights)],
     )
+    logging_ready = logging_account(t, common)
     stage = t.add(
         "ApiStage",
         "AWS::ApiGateway::Stage",
@@ -191,9 +306,13 @@ def api(t: Template, common: Common, function: Resource) -> None:
                     "ThrottlingRateLimit": common.stage_rate.ref,
                     "ThrottlingBurstLimit": common.stage_burst.ref,
                     "CachingEnabled": False,
+                    # Errors only: INFO would log request bodies, which hold customers' images.
+                    "LoggingLevel": "ERROR",
+                    "DataTraceEnabled": False,
                 }
             ],
         },
+        depends_on=[logging_ready, execution_log],
         Metadata=skip(
             (
                 "CKV_AWS_120",

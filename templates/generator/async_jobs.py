@@ -7,7 +7,16 @@ from typing import Any
 
 from superres.service.jobs import ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX
 
-from .compute import CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP, NO_VPC_SKIP, Endpoint, container_model, zip_function
+from .compute import (
+    CONCURRENCY_SKIP,
+    ENVIRONMENT_KEY_SKIP,
+    NO_VPC_GUARD_SKIP,
+    NO_VPC_SKIP,
+    Endpoint,
+    container_model,
+    endpoint_properties,
+    zip_function,
+)
 from .core import NO_VALUE, Condition, Resource, Template, if_, skip, sub
 from .iam import (
     Role,
@@ -124,7 +133,7 @@ def async_jobs(t: Template, common: Common, kind: str, realtime: Endpoint, outpu
     endpoint = t.add(
         "AsyncEndpoint",
         "AWS::SageMaker::Endpoint",
-        {"EndpointConfigName": config.att("EndpointConfigName")},
+        endpoint_properties(config, realtime.instance_type, "superres-async"),
         condition=when,
     )
     _, inference = attached_policy(t, "AsyncEndpointPolicy", "async-inference", [realtime.role], when)
@@ -250,12 +259,39 @@ def job_events(
             },
         ),
         condition=when,
-        Metadata=skip(CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP, NO_VPC_SKIP),
+        Metadata=skip(CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP, NO_VPC_SKIP, NO_VPC_GUARD_SKIP),
     )
+    # What SNS could not deliver to the function (throttled, deleted, refused) lands in the
+    # same dead-letter queue as what the function failed on.
     t.add(
         "JobEventsSubscription",
         "AWS::SNS::Subscription",
-        {"TopicArn": events_topic.ref, "Protocol": "lambda", "Endpoint": function.arn},
+        {
+            "TopicArn": events_topic.ref,
+            "Protocol": "lambda",
+            "Endpoint": function.arn,
+            "RedrivePolicy": {"deadLetterTargetArn": dead_letters.arn},
+        },
+        condition=when,
+    )
+    t.add(
+        "JobEventsDeadLetterQueuePolicy",
+        "AWS::SQS::QueuePolicy",
+        {
+            "Queues": [dead_letters.ref],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "sns.amazonaws.com"},
+                        "Action": "sqs:SendMessage",
+                        "Resource": dead_letters.arn,
+                        "Condition": {"ArnEquals": {"aws:SourceArn": events_topic.ref}},
+                    }
+                ],
+            },
+        },
         condition=when,
     )
     t.add(

@@ -8,6 +8,7 @@ from typing import Any
 from .core import (
     ASSET_BUCKET,
     ASSET_VARIABLES,
+    Json,
     Parameter,
     Resource,
     Template,
@@ -39,8 +40,15 @@ SYNCHRONOUS_DLQ_SKIP = (
 CONCURRENCY_SKIP = (
     "CKV_AWS_115",
     (
-        "Concurrency is bounded by the stage and usage-plan throttles; reserving concurrency "
-        "fails in accounts with the default 10-execution quota."
+        "A one-off helper (model staging, job notifications) that runs a few times: reserving "
+        "concurrency fails in accounts whose concurrency quota is 10, and nothing calls it in bulk."
+    ),
+)
+WORKER_CONCURRENCY_SKIP = (
+    "CKV_AWS_115",
+    (
+        "The SQS event source's MaximumConcurrency (WorkerMaxConcurrency) caps the worker without "
+        "reserving concurrency, which accounts with a quota of 10 cannot do."
     ),
 )
 ENVIRONMENT_KEY_SKIP = (
@@ -57,9 +65,17 @@ NO_VPC_SKIP = (
         "would need a NAT gateway (billed hourly at rest) and protect nothing."
     ),
 )
+NO_VPC_GUARD_SKIP = ("lambda_inside_vpc_check", NO_VPC_SKIP[1])
+IN_VPC_GUARD_SKIP = (
+    "lambda_inside_vpc_check",
+    (
+        "The function is in a VPC: its subnets are the stack's own or the given ones (Fn::If on "
+        "ExistingVpcId), which the rule cannot resolve."
+    ),
+)
 
 
-def runs_as(role: Role, log: Resource, memory: int, timeout: int) -> dict[str, Any]:
+def runs_as(role: Role, log: Resource, memory: Json, timeout: int) -> dict[str, Any]:
     """What every function of the kit states the same way: role, size, X-Ray, JSON logs to ``log``."""
     return {
         "Role": role.resource.arn,
@@ -71,7 +87,7 @@ def runs_as(role: Role, log: Resource, memory: int, timeout: int) -> dict[str, A
 
 
 def zip_function(
-    description: str, handler: str, archive: str, role: Role, log: Resource, memory: int, timeout: int, **extra: Any
+    description: str, handler: str, archive: str, role: Role, log: Resource, memory: Json, timeout: int, **extra: Any
 ) -> dict[str, Any]:
     """Properties of a python zip function of the kit's assets."""
     return {
@@ -88,6 +104,52 @@ def model_env(common: Common) -> dict[str, Any]:
     """The network and the face switch, as every host reads them."""
     face = common.face_enhancement.ref if common.face_enhancement else "false"
     return {"SUPERRES_MODEL_X4": common.model_name.ref, "SUPERRES_FACE_ENABLED": face}
+
+
+# ---------------------------------------------------------------- Lambda stack sizing
+
+
+#: What a new account may give a function: Lambda's memory quota starts at 3008 MB in new
+#: accounts (10240 MB once raised through Service Quotas).
+NEW_ACCOUNT_MEMORY_MB = 3008
+
+
+@dataclass(frozen=True)
+class LambdaSizing:
+    """The CPU functions' memory (Lambda gives one vCPU per 1769 MB) and the job worker's cap."""
+
+    memory: Parameter
+    worker_concurrency: Parameter
+
+
+def lambda_sizing(t: Template) -> LambdaSizing:
+    group = "Service"
+    memory = t.number(
+        group,
+        "LambdaMemorySize",
+        "Memory of the CPU functions (MB)",
+        default=NEW_ACCOUNT_MEMORY_MB,
+        minimum=1024,
+        maximum=10240,
+        description=(
+            "Memory of the API function and the job worker; Lambda gives 1 vCPU per 1769 MB (6 at "
+            "10240), so more memory is faster. New accounts may use at most 3008 MB until the quota "
+            "is raised (Service Quotas, AWS Lambda)."
+        ),
+    )
+    worker_concurrency = t.number(
+        group,
+        "WorkerMaxConcurrency",
+        "Jobs computed at once (at most)",
+        default=2,
+        minimum=2,
+        maximum=1000,
+        description=(
+            "The SQS event source's maximum concurrency: the most job workers that run (and bill) at "
+            "once; further jobs wait in the queue. 2 is the least SQS allows."
+        ),
+    )
+    return LambdaSizing(memory, worker_concurrency)
 
 
 # ---------------------------------------------------------------- model staging (Lambda stack)
@@ -123,8 +185,8 @@ def model_stager(t: Template, common: Common, storage: ModelFileSystem) -> Resou
             FileSystemConfigs=storage.mounts(),
             Environment={"Variables": {"STAGER_TARGET_DIR": EFS_MOUNT}},
         ),
-        depends_on=storage.mount_targets,
-        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP),
+        depends_on=storage.mount_ready,
+        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP, IN_VPC_GUARD_SKIP),
     )
     model_files = t.add(
         "ModelFiles",
@@ -136,7 +198,8 @@ def model_stager(t: Template, common: Common, storage: ModelFileSystem) -> Resou
             "Bucket": ASSET_BUCKET,
             "ManifestKey": asset_key(NETWORKS_MANIFEST),
             "Networks": [common.model_name.ref],
-            # Only orders the work: the route to S3 comes first.
+            # Only orders the work: the route to S3 (NAT route, the private subnets' association
+            # with their table) comes first.
             "NetworkReady": storage.network.ready(),
         },
     )
@@ -169,6 +232,27 @@ def container_model(common: Common, kind: str, endpoint_role: Role, environment:
             ),
             "Environment": {"SUPERRES_VARIANT": "gpu", **model_env(common), **environment},
         },
+    }
+
+
+def endpoint_properties(config: Resource, instance_type: Parameter, label: str) -> dict[str, Any]:
+    """An endpoint named after its instance type, keeping its variants' capacity on update.
+
+    SageMaker refuses an update that changes the instance type of a variant registered with
+    autoscaling ("Update endpoints that use auto scaling", SageMaker developer guide). A new
+    name makes CloudFormation replace the endpoint instead: the new one is created (no
+    scalable target yet), the scalable target follows it, the old ones go in the cleanup.
+    RetainAllVariantProperties keeps the instance count autoscaling reached on any other update
+    (else every update resets it to InitialInstanceCount).
+    """
+    stack_id = {
+        "Fn::Select": [0, {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]}]
+    }
+    instance = {"Fn::Join": ["-", {"Fn::Split": [".", instance_type.ref]}]}
+    return {
+        "EndpointName": sub(label + "-${StackId}-${Instance}", variables={"StackId": stack_id, "Instance": instance}),
+        "EndpointConfigName": config.att("EndpointConfigName"),
+        "RetainAllVariantProperties": True,
     }
 
 
@@ -249,7 +333,7 @@ def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
             ]
         },
     )
-    endpoint = t.add("Endpoint", "AWS::SageMaker::Endpoint", {"EndpointConfigName": config.att("EndpointConfigName")})
+    endpoint = t.add("Endpoint", "AWS::SageMaker::Endpoint", endpoint_properties(config, instance_type, "superres"))
     scalable = t.add(
         "ScalableTarget",
         "AWS::ApplicationAutoScaling::ScalableTarget",

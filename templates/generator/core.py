@@ -106,8 +106,20 @@ REGION = {"Ref": "AWS::Region"}
 
 
 def skip(*reasons: tuple[str, str]) -> dict[str, Any]:
-    """checkov suppressions, each with the reason it is right for this kit."""
-    return {"checkov": {"skip": [{"id": check, "comment": why} for check, why in reasons]}}
+    """Suppressions, each with the reason it is right for this kit: checkov checks (``CKV_...``)
+    and cfn-guard rules (the Control Tower rule names, e.g. ``sqs_dlq_check``).
+
+    Guard's convention is ``Metadata.guard.SuppressedRules``, a list of names; the reasons sit
+    beside it under ``Reasons`` (tests/test_templates.py applies both and checks each is needed).
+    """
+    checkov = [{"id": check, "comment": why} for check, why in reasons if check.startswith("CKV")]
+    guard = {rule: why for rule, why in reasons if not rule.startswith("CKV")}
+    metadata: dict[str, Any] = {}
+    if checkov:
+        metadata["checkov"] = {"skip": checkov}
+    if guard:
+        metadata["guard"] = {"SuppressedRules": list(guard), "Reasons": guard}
+    return metadata
 
 
 def alnum(name: str) -> str:
@@ -246,6 +258,17 @@ class Template:
         body["Properties"] = properties
         self.resources[name] = body
         return Resource(name, kind)
+
+    def after(self, name: str, condition: Condition, resources: list[Resource]) -> Resource:
+        """A resource that exists after ``resources`` when ``condition`` holds, at once otherwise:
+        what DependsOn names instead of resources a condition may leave out (DependsOn on one of
+        those fails; a Ref inside Fn::If in the Metadata of a WaitConditionHandle orders the same)."""
+        return self.add(
+            name,
+            "AWS::CloudFormation::WaitConditionHandle",
+            {},
+            Metadata={"After": if_(condition, [each.ref for each in resources], [])},
+        )
 
     def make_conditional(self, resource: Resource, condition: Condition) -> None:
         """Put a resource made by a shared helper (a log group, a role) behind ``condition``."""

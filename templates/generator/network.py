@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .core import Condition, Parameter, Resource, Template, if_, not_equals, sub
+from .core import Condition, Parameter, Resource, Template, if_, not_equals, skip, sub
 
 #: Where the functions mount the models' access point.
 EFS_MOUNT = "/mnt/models"
@@ -21,7 +21,9 @@ class Network:
     use_existing_subnets: tuple[Condition, Condition]
     vpc: Resource
     private_subnets: tuple[Resource, Resource]
-    private_default_route: Resource
+    #: The NAT route and the private subnets' associations with its table: until all exist,
+    #: a function in a private subnet has no way out.
+    private_egress: tuple[Resource, ...]
 
     @property
     def vpc_id(self) -> dict[str, Any]:
@@ -31,8 +33,8 @@ class Network:
         return if_(self.use_existing_subnets[index], self.existing_subnets[index].ref, self.private_subnets[index].ref)
 
     def ready(self) -> dict[str, Any]:
-        """A value that depends on the NAT route when the stack makes the VPC."""
-        return if_(self.create_vpc, self.private_default_route.ref, "existing-vpc")
+        """A value that depends on the private subnets' way out when the stack makes the VPC."""
+        return if_(self.create_vpc, [each.ref for each in self.private_egress], ["existing-vpc"])
 
 
 def vpc(t: Template) -> Network:
@@ -145,7 +147,7 @@ def vpc(t: Template) -> Network:
         {"RouteTableId": private_routes.ref, "DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": nat.ref},
         condition=create_vpc,
     )
-    route_associations(t, "Private", private_routes, private_subnets, create_vpc)
+    private_associations = route_associations(t, "Private", private_routes, private_subnets, create_vpc)
     t.add(
         "S3GatewayEndpoint",
         "AWS::EC2::VPCEndpoint",
@@ -164,18 +166,22 @@ def vpc(t: Template) -> Network:
         use_existing_subnets=(use_existing_subnets[0], use_existing_subnets[1]),
         vpc=new_vpc,
         private_subnets=(private_subnets[0], private_subnets[1]),
-        private_default_route=private_default_route,
+        private_egress=(private_default_route, *private_associations),
     )
 
 
-def route_associations(t: Template, kind: str, table: Resource, subnets: list[Resource], condition: Condition) -> None:
-    for index, subnet in enumerate(subnets):
+def route_associations(
+    t: Template, kind: str, table: Resource, subnets: list[Resource], condition: Condition
+) -> list[Resource]:
+    return [
         t.add(
             f"{kind}{index}RouteAssociation",
             "AWS::EC2::SubnetRouteTableAssociation",
             {"RouteTableId": table.ref, "SubnetId": subnet.ref},
             condition=condition,
         )
+        for index, subnet in enumerate(subnets)
+    ]
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,9 @@ class ModelFileSystem:
     function_security_group: Resource
     file_system: Resource
     access_point: Resource
-    mount_targets: list[Resource]
+    #: What a function that mounts the file system waits for: the mount targets and the
+    #: functions' NFS egress rule (without it the mount times out).
+    mount_ready: list[Resource]
 
     def vpc_config(self) -> dict[str, Any]:
         return {
@@ -246,7 +254,7 @@ def efs(t: Template, network: Network) -> ModelFileSystem:
             ],
         },
     )
-    t.add(
+    nfs_egress = t.add(
         "FunctionToFileSystemEgress",
         "AWS::EC2::SecurityGroupEgress",
         {
@@ -282,6 +290,15 @@ def efs(t: Template, network: Network) -> ModelFileSystem:
         },
         DeletionPolicy="Delete",
         UpdateReplacePolicy="Delete",
+        Metadata=skip(
+            (
+                "efs_automatic_backups_enabled_check",
+                (
+                    "Holds only copies of published model files, staged again (sha256-checked) on every "
+                    "deployment; a backup would bill storage for what the stager recreates."
+                ),
+            )
+        ),
     )
     mount_targets = [
         t.add(
@@ -309,4 +326,4 @@ def efs(t: Template, network: Network) -> ModelFileSystem:
         },
     )
     t.output("FileSystemId", "EFS file system holding the model files", file_system.ref)
-    return ModelFileSystem(network, function_group, file_system, access_point, mount_targets)
+    return ModelFileSystem(network, function_group, file_system, access_point, [*mount_targets, nfs_egress])

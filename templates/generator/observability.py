@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .core import NO_VALUE, REGION, Condition, Resource, Template, if_, skip, sub
+from .core import NO_VALUE, REGION, Condition, Json, Resource, Template, if_, skip, sub
 from .parameters import Common
 
 #: The REST API's name (API Gateway metrics are keyed by it).
@@ -15,11 +15,13 @@ VARIANT_NAME = "AllTraffic"
 LATENCY_ALARM_MS = 20000
 
 
-def log_group(t: Template, common: Common, name: str) -> Resource:
+def log_group(t: Template, common: Common, name: str, *, group_name: Json = None) -> Resource:
+    """A log group of LogRetentionDays; ``group_name`` where a service writes to a fixed name."""
+    named = {"LogGroupName": group_name} if group_name is not None else {}
     return t.add(
         name,
         "AWS::Logs::LogGroup",
-        {"RetentionInDays": common.log_retention.ref},
+        {**named, "RetentionInDays": common.log_retention.ref},
         DeletionPolicy="Delete",
         UpdateReplacePolicy="Delete",
         Metadata=skip(
@@ -30,9 +32,32 @@ def log_group(t: Template, common: Common, name: str) -> Resource:
                     "would add $1/month and a key policy to every deployment for no extra protection "
                     "of these request logs (no image data is logged)."
                 ),
-            )
+            ),
+            (
+                "cloudwatch_log_group_encrypted_check",
+                "Encrypted by CloudWatch Logs by default; a customer managed key would add cost and a key policy (no image data is logged).",
+            ),
+            (
+                "cloudwatch_log_group_retention_period_check",
+                (
+                    "Retention is the LogRetentionDays parameter (default 365 days, the rule's minimum), which "
+                    "the rule cannot read; the operator may choose less for request logs."
+                ),
+            ),
         ),
     )
+
+
+#: Alarms notify the optional AlarmTopicArn; guard wants actions that always exist.
+ALARM_ACTIONS_SKIP = skip(
+    (
+        "cloudwatch_alarm_action_check",
+        (
+            "Alarm actions notify AlarmTopicArn when the operator gives one (Fn::If); without it the "
+            "alarms still show on the dashboard. The rule cannot read the Fn::If."
+        ),
+    )
+)
 
 
 def alarm_common(common: Common) -> dict[str, Any]:
@@ -63,6 +88,7 @@ def dead_letter_alarm(
             **alarm_common(common),
         },
         condition=condition,
+        Metadata=ALARM_ACTIONS_SKIP,
     )
 
 
@@ -188,6 +214,7 @@ def observability(t: Template, common: Common, function: Resource, endpoint: Res
             "ComparisonOperator": "GreaterThanThreshold",
             **notify,
         },
+        Metadata=ALARM_ACTIONS_SKIP,
     )
     t.add(
         "ApiLatencyP99Alarm",
@@ -205,6 +232,7 @@ def observability(t: Template, common: Common, function: Resource, endpoint: Res
             "ComparisonOperator": "GreaterThanThreshold",
             **notify,
         },
+        Metadata=ALARM_ACTIONS_SKIP,
     )
     t.add(
         "FunctionThrottleAlarm",
@@ -218,6 +246,7 @@ def observability(t: Template, common: Common, function: Resource, endpoint: Res
             **any_above_zero(300),
             **notify,
         },
+        Metadata=ALARM_ACTIONS_SKIP,
     )
     if endpoint:
         backend = {
@@ -240,6 +269,7 @@ def observability(t: Template, common: Common, function: Resource, endpoint: Res
         "BackendErrorAlarm",
         "AWS::CloudWatch::Alarm",
         {**backend, "Statistic": "Sum", **any_above_zero(300), **notify},
+        Metadata=ALARM_ACTIONS_SKIP,
     )
     t.output(
         "DashboardURL",

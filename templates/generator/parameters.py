@@ -56,12 +56,30 @@ class Common:
     allowed_buckets: Parameter
     log_retention: Parameter
     alarm_topic: Parameter
+    source_ips: Parameter
+    cors_origin: Parameter
+    reserved_concurrency: Parameter
     use_iam: Condition
     has_quota: Condition
     has_alarm_topic: Condition
     is_china: Condition
+    #: SetApiGatewayAccount: the stack sets the account's API Gateway logging role.
+    sets_logging_role: Condition
+    has_source_ips: Condition
+    has_cors: Condition
+    has_reserved_concurrency: Condition
     #: HasBucket<i>: the i-th allow-listed bucket is given.
     has_bucket: tuple[Condition, ...]
+
+    def reserved_concurrency_property(self) -> dict[str, Any]:
+        """The API function's ReservedConcurrentExecutions, absent when the parameter is 0."""
+        return {
+            "ReservedConcurrentExecutions": if_(self.has_reserved_concurrency, self.reserved_concurrency.ref, NO_VALUE)
+        }
+
+    def cors_env(self) -> dict[str, Any]:
+        """SUPERRES_CORS_ORIGIN: the origin the API functions' answers name (empty: none)."""
+        return {"SUPERRES_CORS_ORIGIN": self.cors_origin.ref}
 
     def allowed_buckets_env(self) -> dict[str, Any]:
         """SUPERRES_ALLOWED_S3_BUCKETS: a JSON list of the allow-listed buckets."""
@@ -74,19 +92,35 @@ class Common:
     def allowed_buckets_policy(self, t: Template, *roles: Role) -> None:
         """s3:GetObject on objects of the allow-listed buckets; no policy when there are none."""
 
-        def arn(index: int) -> dict[str, Any]:
-            bucket = allowed_bucket(self.allowed_buckets, index)
-            return sub("arn:${AWS::Partition}:s3:::${Bucket}/*", variables={"Bucket": bucket})
+        def slots(text: str) -> list[Any]:
+            """``text`` for each given bucket; bucket 0 exists whenever the policy does (HasBucket0)."""
 
-        # Bucket 0 exists whenever the policy does (HasBucket0 guards it).
-        resources = [arn(0)] + [
-            if_(self.has_bucket[index], arn(index), NO_VALUE) for index in range(1, MAX_ALLOWED_BUCKETS)
-        ]
+            def one(index: int) -> dict[str, Any]:
+                return sub(text, variables={"Bucket": allowed_bucket(self.allowed_buckets, index)})
+
+            return [one(0)] + [if_(self.has_bucket[i], one(i), NO_VALUE) for i in range(1, MAX_ALLOWED_BUCKETS)]
+
         _, allowed = attached_policy(
             t, "AllowedBucketsPolicy", "read-allow-listed-buckets", list(roles), self.has_bucket[0]
         )
         # One-off: buckets named by a parameter, not resources of the stack (no handle).
-        allowed.allow(["s3:GetObject"], resources)
+        allowed.allow(["s3:GetObject"], slots("arn:${AWS::Partition}:s3:::${Bucket}/*"))
+        # An SSE-KMS bucket's objects need kms:Decrypt of its key, which may be in any account
+        # the bucket's owner chose: allowed only through S3 and for these buckets' objects
+        # (S3 passes the object's or, with an S3 Bucket Key, the bucket's ARN as encryption context).
+        allowed.allow(
+            ["kms:Decrypt"],
+            sub("arn:${AWS::Partition}:kms:*:*:key/*"),
+            Condition={
+                "StringLike": {
+                    "kms:ViaService": sub("s3.*.${AWS::URLSuffix}"),
+                    "kms:EncryptionContext:aws:s3:arn": [
+                        *slots("arn:${AWS::Partition}:s3:::${Bucket}"),
+                        *slots("arn:${AWS::Partition}:s3:::${Bucket}/*"),
+                    ],
+                }
+            },
+        )
 
 
 def allowed_bucket(allowed_buckets: Parameter, index: int) -> dict[str, Any]:
@@ -161,6 +195,54 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool | N
         minimum=1,
         description="Burst for POST /resolution across all keys.",
     )
+    source_ips = t.parameter(
+        api,
+        "AllowedSourceIps",
+        "Callers' source addresses (CIDRs; empty: any)",
+        Type="CommaDelimitedList",
+        Default="",
+        Description=(
+            "Comma-separated IPv4/IPv6 CIDR ranges (e.g. 203.0.113.0/24) the API answers; a resource "
+            "policy refuses every other source with 403. Empty: no source restriction."
+        ),
+    )
+    cors_origin = t.parameter(
+        api,
+        "CorsAllowOrigin",
+        "Web origin allowed to call the API (CORS; empty: none)",
+        Type="String",
+        Default="",
+        AllowedPattern="^$|^\\*$|^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        Description=(
+            "The one origin browsers may call the API from, e.g. https://app.example.com, or * for any. "
+            "Empty: no CORS headers, so web pages on other origins cannot read the answers."
+        ),
+    )
+    logging_role = t.parameter(
+        api,
+        "SetApiGatewayLoggingRole",
+        "Set the account's API Gateway logging role",
+        Type="String",
+        Default="true",
+        AllowedValues=["true", "false"],
+        Description=(
+            "API Gateway writes access and execution logs with one CloudWatch role per account and "
+            "Region; a stage with logging fails to create where none is set. true: this stack creates "
+            "the role and sets it (kept when the stack is deleted, as other APIs rely on it). "
+            "false: the account already has one (API Gateway console, Settings)."
+        ),
+    )
+    reserved_concurrency = t.number(
+        api,
+        "FunctionReservedConcurrency",
+        "API function's reserved concurrency (0 = none)",
+        default=0,
+        minimum=0,
+        description=(
+            "Executions reserved for (and capping) the API function. 0 reserves none: accounts whose "
+            "concurrency quota is 10 cannot reserve any (Lambda keeps 10 unreserved)."
+        ),
+    )
     service = "Service"
     model_name = t.parameter(
         service,
@@ -222,6 +304,10 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool | N
     has_quota = t.condition("HasQuota", not_equals(daily_quota.ref, 0))
     has_alarm_topic = t.condition("HasAlarmTopic", not_equals(alarm_topic.ref, ""))
     is_china = t.condition("IsChina", {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws-cn"]})
+    sets_logging_role = t.condition("SetApiGatewayAccount", {"Fn::Equals": [logging_role.ref, "true"]})
+    has_source_ips = t.condition("HasSourceIps", not_equals({"Fn::Join": ["", source_ips.ref]}, ""))
+    has_cors = t.condition("HasCors", not_equals(cors_origin.ref, ""))
+    has_reserved_concurrency = t.condition("HasReservedConcurrency", not_equals(reserved_concurrency.ref, 0))
     has_bucket = tuple(
         t.condition(f"HasBucket{index}", not_equals(allowed_bucket(allowed_buckets, index), ""))
         for index in range(MAX_ALLOWED_BUCKETS)
@@ -238,9 +324,16 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool | N
         allowed_buckets=allowed_buckets,
         log_retention=log_retention,
         alarm_topic=alarm_topic,
+        source_ips=source_ips,
+        cors_origin=cors_origin,
+        reserved_concurrency=reserved_concurrency,
         use_iam=use_iam,
         has_quota=has_quota,
         has_alarm_topic=has_alarm_topic,
         is_china=is_china,
+        sets_logging_role=sets_logging_role,
+        has_source_ips=has_source_ips,
+        has_cors=has_cors,
+        has_reserved_concurrency=has_reserved_concurrency,
         has_bucket=has_bucket,
     )

@@ -10,11 +10,14 @@ from . import iam
 from .api import api
 from .async_jobs import async_jobs
 from .compute import (
-    CONCURRENCY_SKIP,
     CPU_SERVICE_ZIP,
     ENVIRONMENT_KEY_SKIP,
+    IN_VPC_GUARD_SKIP,
+    NO_VPC_GUARD_SKIP,
     NO_VPC_SKIP,
     SYNCHRONOUS_DLQ_SKIP,
+    WORKER_CONCURRENCY_SKIP,
+    lambda_sizing,
     model_env,
     model_stager,
     sagemaker_endpoint,
@@ -41,6 +44,7 @@ def lambda_efs_template() -> dict[str, Any]:
     )
     # No face enhancement: GFPGAN runs on torch, which a zip function cannot hold.
     common = common_parameters(t, default_model="realesr-general-x4v3", default_face=None)
+    sizing = lambda_sizing(t)
     storage = efs(t, vpc(t))
     model_files = model_stager(t, common, storage)
     output = output_bucket(t)
@@ -77,7 +81,7 @@ def lambda_efs_template() -> dict[str, Any]:
             CPU_SERVICE_ZIP,
             role,
             log,
-            10240,
+            sizing.memory.ref,
             timeout,
             VpcConfig=storage.vpc_config(),
             FileSystemConfigs=storage.mounts(),
@@ -91,6 +95,7 @@ def lambda_efs_template() -> dict[str, Any]:
                     "SUPERRES_JOB_TABLE": records.table.ref,
                     "SUPERRES_JOB_QUEUE_URL": queue.ref,
                     "SUPERRES_JOB_TOPIC_ARN": records.topic.ref,
+                    **common.cors_env(),
                 }
             },
         )
@@ -98,16 +103,19 @@ def lambda_efs_template() -> dict[str, Any]:
     function = t.add(
         "Function",
         "AWS::Lambda::Function",
-        cpu_function(
-            "POST /resolution on CPU (Real-ESRGAN, models on EFS); POST /jobs, GET /jobs/{id}",
-            "lambda_sr.handler.handler",
-            api_role,
-            function_log,
-            60,
-        ),
+        {
+            **cpu_function(
+                "POST /resolution on CPU (Real-ESRGAN, models on EFS); POST /jobs, GET /jobs/{id}",
+                "lambda_sr.handler.handler",
+                api_role,
+                function_log,
+                60,
+            ),
+            **common.reserved_concurrency_property(),
+        },
         # The model is on EFS before the function (and so the API) exists.
         depends_on=[model_files],
-        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP),
+        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, ENVIRONMENT_KEY_SKIP, IN_VPC_GUARD_SKIP),
     )
     worker = t.add(
         "Worker",
@@ -128,8 +136,9 @@ def lambda_efs_template() -> dict[str, Any]:
                     "dead-letter queue (JobDeadLetterQueue); a function DLQ only catches asynchronous invokes."
                 ),
             ),
-            CONCURRENCY_SKIP,
+            WORKER_CONCURRENCY_SKIP,
             ENVIRONMENT_KEY_SKIP,
+            IN_VPC_GUARD_SKIP,
         ),
     )
     t.add(
@@ -138,9 +147,11 @@ def lambda_efs_template() -> dict[str, Any]:
         {
             "EventSourceArn": queue.arn,
             "FunctionName": worker.ref,
-            # One job per invocation: each gets the whole 15 minutes and 10 GB.
+            # One job per invocation: each gets the whole 15 minutes and LambdaMemorySize.
             "BatchSize": 1,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            # The cost cap: at most this many jobs compute at once, the rest wait in the queue.
+            "ScalingConfig": {"MaximumConcurrency": sizing.worker_concurrency.ref},
         },
     )
     t.output("WorkerName", "The job worker function", worker.ref)
@@ -186,10 +197,12 @@ def sagemaker_template(kind: str) -> dict[str, Any]:
                     "SUPERRES_ALLOWED_S3_BUCKETS": common.allowed_buckets_env(),
                     **output.env(),
                     **jobs.env(),
+                    **common.cors_env(),
                 }
             },
+            **common.reserved_concurrency_property(),
         ),
-        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP, NO_VPC_SKIP),
+        Metadata=skip(SYNCHRONOUS_DLQ_SKIP, ENVIRONMENT_KEY_SKIP, NO_VPC_SKIP, NO_VPC_GUARD_SKIP),
     )
     api(t, common, function)
     observability(t, common, function, realtime.endpoint)

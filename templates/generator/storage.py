@@ -9,7 +9,6 @@ from superres.service.jobs import INPUT_PREFIX
 from superres.service.settings import ServiceSettings
 
 from .core import Condition, Parameter, Resource, Template, skip, sub
-from .iam import objects
 from .observability import dead_letter_alarm
 from .parameters import Common
 
@@ -18,6 +17,12 @@ RESULTS_PREFIX = ServiceSettings.model_fields["output_prefix"].default
 JOB_INPUT_PREFIX = INPUT_PREFIX
 #: The worker runs up to Lambda's limit; SQS hides a message longer than that.
 WORKER_TIMEOUT = 900
+#: AWS's guidance for a queue a Lambda function consumes: a visibility timeout of six times the
+#: function's timeout (batching and retries of a throttled invoke fit in it), and a
+#: maxReceiveCount of at least 5 (a throttled receive counts too). Lambda developer guide,
+#: "Using Lambda with Amazon SQS", queue configuration.
+QUEUE_VISIBILITY_TIMEOUT = 6 * WORKER_TIMEOUT
+MAX_RECEIVE_COUNT = 5
 
 AWS_SNS_KEY = sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/aws/sns")
 SQS_ENCRYPTION = skip(
@@ -114,6 +119,26 @@ def output_bucket(t: Template) -> Output:
                     "keep deleted results and bill for them."
                 ),
             ),
+            (
+                "s3_bucket_versioning_enabled_check",
+                "Disposable results that the lifecycle rule expires; versioning would keep and bill deleted ones.",
+            ),
+            (
+                "s3_bucket_object_lock_enabled_check",
+                "Results must expire after ResultExpiryDays; object lock exists to stop exactly that.",
+            ),
+            (
+                "s3_bucket_logging_enabled_check",
+                "The API access log records every request that writes or signs a result; server access logs would add a bucket billed at rest.",
+            ),
+            (
+                "s3_event_notifications_enabled_check",
+                "Nothing reacts to a result being written: the job's SNS topic already tells of every finished job.",
+            ),
+            (
+                "s3_bucket_default_encryption_kms_check",
+                "SSE-S3 (AES256) encrypts every result at rest; SSE-KMS would bill a KMS request per result and presigned GET for no added control.",
+            ),
         ),
     )
     t.add(
@@ -128,8 +153,9 @@ def output_bucket(t: Template) -> Output:
                         "Sid": "TlsOnly",
                         "Effect": "Deny",
                         "Principal": {"AWS": "*"},
-                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
-                        "Resource": [bucket.arn, objects(bucket, "")],
+                        "Action": "s3:*",
+                        # Fn::Join, not Fn::Sub: the shape the Control Tower rule (CT.S3.PR.8) reads.
+                        "Resource": [bucket.arn, {"Fn::Join": ["", [bucket.arn, "/*"]]}],
                         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
                     }
                 ],
@@ -171,6 +197,10 @@ def job_table_and_topic(t: Template, condition: Condition | None = None) -> JobR
                 ),
             ),
             (
+                "dynamodb_table_pitr_enabled_check",
+                "Job records are transient (a TTL deletes them) and hold only a result's URL: nothing to recover.",
+            ),
+            (
                 "CKV_AWS_119",
                 (
                     "Encrypted with the AWS managed DynamoDB key; a customer managed key adds $1/month and "
@@ -200,11 +230,16 @@ def encrypted_topic(t: Template, name: str, display_name: str, condition: Condit
 
 
 def dead_letter_queue(t: Template, name: str, condition: Condition | None = None) -> Resource:
-    """A queue that keeps what failed for 14 days, the longest SQS allows."""
+    """A queue that keeps what failed for 14 days, the longest SQS allows. The redrive-allow
+    policy marks it as a dead-letter queue (allowAll is SQS's default: it changes no access)."""
     return t.add(
         name,
         "AWS::SQS::Queue",
-        {"MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True},
+        {
+            "MessageRetentionPeriod": 1209600,
+            "SqsManagedSseEnabled": True,
+            "RedriveAllowPolicy": {"redrivePermission": "allowAll"},
+        },
         condition=condition,
         Metadata=SQS_ENCRYPTION,
     )
@@ -217,14 +252,16 @@ def job_queue(t: Template, common: Common) -> Resource:
         "JobQueue",
         "AWS::SQS::Queue",
         {
-            # Longer than the worker may run, so a job being computed is never handed out twice.
-            "VisibilityTimeout": WORKER_TIMEOUT + 60,
+            # Six times the worker's timeout (see QUEUE_VISIBILITY_TIMEOUT), so a job being
+            # computed or retried after a throttle is never handed out twice.
+            "VisibilityTimeout": QUEUE_VISIBILITY_TIMEOUT,
             "MessageRetentionPeriod": 345600,
             "SqsManagedSseEnabled": True,
-            "RedrivePolicy": {"deadLetterTargetArn": dead_letters.arn, "maxReceiveCount": 3},
+            "RedrivePolicy": {"deadLetterTargetArn": dead_letters.arn, "maxReceiveCount": MAX_RECEIVE_COUNT},
         },
         Metadata=SQS_ENCRYPTION,
     )
-    dead_letter_alarm(t, common, "JobDeadLetterAlarm", dead_letters, "Job messages the worker failed on three times")
-    t.output("JobDeadLetterQueueUrl", "Jobs whose worker failed three times", dead_letters.ref)
+    failed = f"failed {MAX_RECEIVE_COUNT} times"
+    dead_letter_alarm(t, common, "JobDeadLetterAlarm", dead_letters, f"Job messages the worker {failed}")
+    t.output("JobDeadLetterQueueUrl", f"Jobs whose worker {failed}", dead_letters.ref)
     return queue

@@ -12,6 +12,11 @@ instance credentials), loopback admin ports, VPC-internal hosts. So:
   and the socket then connects to the very address that was checked. A
   separate "resolve, check, then let the client resolve again" would leave
   a DNS-rebinding window (the second answer can be 127.0.0.1);
+* AWS service endpoints (``*.amazonaws.com``, ``*.api.aws``, ``*.amazonaws.com.cn``
+  and the other partitions' names) are refused by name over http(s): their
+  addresses are public, but a request from inside the stack carries its VPC
+  and VPC endpoint, which bucket policies may trust. S3 objects come as
+  ``s3://`` from allow-listed buckets only;
 * every redirect hop goes through the same checks (a public host may
   redirect to the metadata service);
 * environment proxies are ignored: a proxy would do the resolving and defeat

@@ -6,6 +6,7 @@ import ipaddress
 import socket
 import threading
 from typing import Any
+from urllib.parse import unquote
 
 import httpcore
 
@@ -36,6 +37,36 @@ _V4_SPECIAL = [
     )
 ]
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+#: The DNS suffixes of AWS service endpoints in every partition (botocore's partitions.json,
+#: dnsSuffix and dualStackDnsSuffix; a test keeps the two equal). Their addresses are public,
+#: yet a request from inside the stack reaches them with its VPC, VPC endpoint and network
+#: identity, which bucket and endpoint policies may trust: S3 in every spelling (virtual-hosted,
+#: path-style, dualstack, FIPS, regional, website), STS, execute-api and the rest.
+AWS_ENDPOINT_SUFFIXES = (
+    "amazonaws.com",
+    "api.aws",
+    "amazonaws.com.cn",
+    "api.amazonwebservices.com.cn",
+    "amazonaws.eu",
+    "api.amazonwebservices.eu",
+    "c2s.ic.gov",
+    "api.aws.ic.gov",
+    "sc2s.sgov.gov",
+    "api.aws.scloud",
+    "cloud.adc-e.uk",
+    "api.cloud-aws.adc-e.uk",
+    "csp.hci.ic.gov",
+    "api.aws.hci.ic.gov",
+)
+
+
+def is_aws_endpoint(host: str) -> bool:
+    """Whether ``host`` is an AWS service endpoint name (any case, with or without the final dot)."""
+    # Percent-escapes decoded first: "s3.amazonaws.com%2e" must not slip past as another name.
+    name = unquote(host).rstrip(".").lower()
+    return any(name == suffix or name.endswith("." + suffix) for suffix in AWS_ENDPOINT_SUFFIXES)
 
 
 def refusal(ip: IPAddress, allow_loopback: bool = False) -> str | None:

@@ -7,6 +7,7 @@ import ssl
 import httpx
 
 from ..errors import ImageTooLargeError, UrlFetchError, UrlNotAllowedError
+from .addresses import is_aws_endpoint
 from .policy import FetchPolicy
 from .transport import Deadline, GuardedBackend, GuardedTransport
 
@@ -25,6 +26,12 @@ def check_http_url(url: httpx.URL) -> httpx.URL:
         raise UrlNotAllowedError("credentials in the url are not allowed")
     if not url.host:
         raise UrlNotAllowedError("url has no host")
+    if is_aws_endpoint(url.host):
+        raise UrlNotAllowedError(
+            f"url host {url.host!r} is an AWS service endpoint, which the service does not fetch over "
+            "http(s); give an S3 object as s3://bucket/key, from a bucket the operator allow-listed "
+            "(AllowedS3Buckets)"
+        )
     return url
 
 

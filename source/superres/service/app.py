@@ -20,6 +20,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -159,7 +161,29 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
 
     api = _json_errors(resolution)
     create, status, kept = _json_errors(create_job), _json_errors(get_job), _json_errors(job_result)
+    cors = (
+        [
+            Middleware(
+                CORSMiddleware,
+                allow_origins=[settings.cors_origin],
+                allow_methods=["GET", "POST"],
+                allow_headers=[
+                    "content-type",
+                    "authorization",
+                    "x-amz-date",
+                    "x-amz-security-token",
+                    "x-api-key",
+                    "idempotency-key",
+                ],
+                # What a page reads of an answer besides the body: the id to quote, a job's address.
+                expose_headers=["x-request-id", "location"],
+            )
+        ]
+        if settings.cors_origin
+        else []
+    )
     return Starlette(
+        middleware=cors,
         routes=[
             Route("/resolution", api, methods=["POST"]),
             Route("/{stage}/resolution", api, methods=["POST"]),

@@ -125,6 +125,9 @@ class ServiceSettings(BaseSettings):
     queue_size: int = Field(default=4, ge=0)
 
     allowed_s3_buckets: frozenset[str] = frozenset()
+    #: The one web origin (or ``*``) whose pages may read the answers (CORS); empty: none.
+    #: The stacks set it from CorsAllowOrigin; API Gateway answers the preflights itself.
+    cors_origin: str = ""
     #: Only for tests that serve images from 127.0.0.1.
     allow_loopback_urls: bool = False
     fetch_timeout_seconds: float = Field(default=10.0, gt=0)
