@@ -12,6 +12,14 @@ DEMO_IMAGE ?= $(SHARED)/images/chelsea.png
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKOV_LOCK := tests/tools/checkov/requirements.lock
+# The GPU model's container as far as the artifact relies on it (Python 3.12, torch 2.6.0,
+# AWS's serving toolkit and TorchServe): tests/test_sagemaker_artifact.py serves the built
+# model.tar.gz with it. Locked on its own for Linux x86_64; the stamp names the lock's hash,
+# so a changed lock rebuilds it.
+SAGEMAKER_GPU_LOCK := tests/tools/sagemaker-gpu/requirements.lock
+SAGEMAKER_GPU_VENV := $(VENV)/sagemaker-gpu
+SAGEMAKER_GPU_STAMP = $(SAGEMAKER_GPU_VENV)/.lock-$(shell sha256sum $(SAGEMAKER_GPU_LOCK) | cut -c1-16)
+PYTHON312 ?= $(firstword $(shell command -v python3.12) $(wildcard /root/.pyenv/versions/3.12*/bin/python))
 # One resolution for every platform and Python the kit targets (3.11 here, 3.12 in Lambda).
 COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
@@ -26,8 +34,17 @@ $(STAMP): pyproject.toml requirements.lock $(CHECKOV_LOCK)
 	$(VENV)/checkov/bin/pip install -q --require-hashes --no-deps -r $(CHECKOV_LOCK)
 	touch $@
 
-.PHONY: install lock demo test lint browser bench templates
+.PHONY: install lock demo test lint browser bench templates sagemaker-gpu-venv
 install: $(STAMP)
+
+# torch 2.6.0's CUDA wheels: about 2.5 GB to download and 5.7 GB installed, once per lock.
+sagemaker-gpu-venv: $(SAGEMAKER_GPU_STAMP)
+$(SAGEMAKER_GPU_STAMP): $(SAGEMAKER_GPU_LOCK)
+	@test -n "$(PYTHON312)" || { echo "the GPU container's tests need Python 3.12 (python3.12 on PATH)" >&2; exit 1; }
+	rm -rf $(SAGEMAKER_GPU_VENV)
+	$(PYTHON312) -m venv $(SAGEMAKER_GPU_VENV)
+	$(SAGEMAKER_GPU_VENV)/bin/pip install -q --require-hashes --no-deps -r $(SAGEMAKER_GPU_LOCK)
+	touch $@
 
 # Rewrites both lockfiles from pyproject.toml (and checkov's requirements.in), keeping every
 # locked version that still fits; UPGRADE=1 moves the unpinned ones to their newest releases.
@@ -36,6 +53,8 @@ install: $(STAMP)
 lock:
 	$(COMPILE) $(if $(UPGRADE),--upgrade) --extra dev -o requirements.lock pyproject.toml
 	$(COMPILE) $(if $(UPGRADE),--upgrade) -o $(CHECKOV_LOCK) tests/tools/checkov/requirements.in
+	$(BIN)/uv pip compile --quiet --python-version 3.12 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+	    $(if $(UPGRADE),--upgrade) -o $(SAGEMAKER_GPU_LOCK) tests/tools/sagemaker-gpu/requirements.in
 
 demo: $(STAMP)
 	$(BIN)/superres models fetch RealESRGAN_x4plus --model-dir $(MODEL_DIR)
@@ -54,8 +73,8 @@ browser:
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	    || { echo "make test needs Debian's chromium (apt-get install chromium) for the page tests" >&2; exit 1; }
 
-test: $(STAMP) browser
-	SUPERRES_SHARED=$(abspath $(SHARED)) $(BIN)/python -m pytest
+test: $(STAMP) browser $(SAGEMAKER_GPU_STAMP)
+	SUPERRES_SHARED=$(abspath $(SHARED)) SUPERRES_SAGEMAKER_GPU_VENV=$(abspath $(SAGEMAKER_GPU_VENV)) $(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py --model-dir $(MODEL_DIR)
