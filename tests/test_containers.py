@@ -115,7 +115,6 @@ runpy.run_module(sys.argv[0], run_name="__main__")
 @pytest.mark.parametrize(
     ("image", "module", "env"),
     [
-        ("sagemaker-gpu", "sagemaker_sr.serve", {"SUPERRES_DEVICE": "cpu"}),
         (
             "sagemaker-inf1",
             "sagemaker_sr.neuron",

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
@@ -108,6 +107,8 @@ def local_app(settings: ServiceSettings) -> Starlette:
 @contextmanager
 def serving(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0) -> Iterator[str]:
     """Run ``app`` under uvicorn on a thread; yields its base URL (port 0 picks a free one)."""
+    import uvicorn  # only here: the SageMaker host computes in process and vendors no server
+
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
