@@ -7,7 +7,15 @@ from typing import Any
 
 from superres.service.jobs import ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX
 
-from .compute import CONCURRENCY_SKIP, ENVIRONMENT_KEY_SKIP, NO_VPC_SKIP, Endpoint, container_model, zip_function
+from .compute import (
+    CONCURRENCY_SKIP,
+    ENVIRONMENT_KEY_SKIP,
+    NO_VPC_SKIP,
+    Endpoint,
+    container_model,
+    gpu_driver,
+    zip_function,
+)
 from .core import NO_VALUE, Condition, Resource, Template, if_, skip, sub
 from .iam import (
     Role,
@@ -108,6 +116,7 @@ def async_jobs(t: Template, common: Common, kind: str, realtime: Endpoint, outpu
                     "InstanceType": realtime.instance_type.ref,
                     "InitialInstanceCount": 1,
                     "InitialVariantWeight": 1,
+                    **gpu_driver(kind),
                 }
             ],
             "AsyncInferenceConfig": {
