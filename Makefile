@@ -19,7 +19,10 @@ CHECKOV_LOCK := tests/tools/checkov/requirements.lock
 SAGEMAKER_GPU_LOCK := tests/tools/sagemaker-gpu/requirements.lock
 SAGEMAKER_GPU_VENV := $(VENV)/sagemaker-gpu
 SAGEMAKER_GPU_STAMP = $(SAGEMAKER_GPU_VENV)/.lock-$(shell sha256sum $(SAGEMAKER_GPU_LOCK) | cut -c1-16)
-PYTHON312 ?= $(firstword $(shell command -v python3.12) $(wildcard /root/.pyenv/versions/3.12*/bin/python))
+# The first Python 3.12 that runs: on PATH, else one of pyenv's versions (its python3.12 shim
+# fails unless 3.12 is a selected version).
+PYTHON312_CANDIDATES = $(shell command -v python3.12) $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12)
+PYTHON312 ?= $(firstword $(foreach p,$(PYTHON312_CANDIDATES),$(if $(shell $(p) -c pass 2>/dev/null && echo ok),$(p))))
 # One resolution for every platform and Python the kit targets (3.11 here, 3.12 in Lambda).
 COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
@@ -40,7 +43,7 @@ install: $(STAMP)
 # torch 2.6.0's CUDA wheels: about 2.5 GB to download and 5.7 GB installed, once per lock.
 sagemaker-gpu-venv: $(SAGEMAKER_GPU_STAMP)
 $(SAGEMAKER_GPU_STAMP): $(SAGEMAKER_GPU_LOCK)
-	@test -n "$(PYTHON312)" || { echo "the GPU container's tests need Python 3.12 (python3.12 on PATH)" >&2; exit 1; }
+	@test -n "$(PYTHON312)" || { echo "the GPU container's tests need Python 3.12 (python3.12 on PATH, or pyenv install 3.12)" >&2; exit 1; }
 	rm -rf $(SAGEMAKER_GPU_VENV)
 	$(PYTHON312) -m venv $(SAGEMAKER_GPU_VENV)
 	$(SAGEMAKER_GPU_VENV)/bin/pip install -q --require-hashes --no-deps -r $(SAGEMAKER_GPU_LOCK)

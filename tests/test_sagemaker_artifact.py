@@ -212,6 +212,23 @@ def test_the_core_imports_the_images_numerics(unpacked: Path) -> None:
     assert found["spandrel"][1].startswith(str(code / "lib"))
 
 
+def test_the_face_detector_runs_on_the_images_opencv(unpacked: Path) -> None:
+    """YuNet (the face path's detector) under the image's OpenCV 4.11, not the kit's 5.0."""
+    model = unpacked / "model"
+    probe = (
+        "import sys; sys.path[:0] = [sys.argv[1] + '/code/lib', sys.argv[1] + '/code'];"
+        "from superres import codec; from superres.face import FaceDetector;"
+        "pixels, _ = codec.decode(open(sys.argv[2], 'rb').read());"
+        "print([round(face.score, 2) for face in FaceDetector(sys.argv[1] + '/' + sys.argv[3]).detect(pixels)])"
+    )
+    arguments = [str(model), str(SHARED / "images" / "astronaut.png"), "face_detection_yunet_2026may.onnx"]
+    done = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", probe, *arguments], capture_output=True, text=True, check=True
+    )
+    (score,) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert score > 0.8  # the one face of the photo
+
+
 # ---------------------------------------------------------------- served by the toolkit
 
 
