@@ -1146,10 +1146,12 @@ def test_sagemaker_stack_in_moto(aws, kind: str) -> None:
     assert variant["InstanceType"] == instance and variant["InitialInstanceCount"] == 2
     assert variant["VariantName"] == "AllTraffic"
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    assert (
-        model["PrimaryContainer"]["Image"]
-        == f"123456789012.dkr.ecr.{REGION}.amazonaws.com/superres-kit-sagemaker-{kind}:v1.0.0"
-    )
+    images = {
+        # AWS's PyTorch inference image: us-east-1's registry account of the generated mapping.
+        "gpu": f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.6.0-gpu-py312",
+        "inf1": f"123456789012.dkr.ecr.{REGION}.amazonaws.com/superres-kit-sagemaker-inf1:v1.0.0",
+    }
+    assert model["PrimaryContainer"]["Image"] == images[kind]
     assert model["PrimaryContainer"]["ModelDataUrl"] == (
         f"s3://superres-assets-{REGION}/superres-kit/v1.0.0/sagemaker-{kind}-model.tar.gz"
     )
