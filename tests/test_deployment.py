@@ -137,8 +137,8 @@ def test_global_assets_are_the_templates_with_placeholders_filled(built: Path) -
         assert "%%" not in text
         source = json.loads(text)["Mappings"]["Assets"]["Source"]
         assert source["BucketPrefix"] == PREFIX and source["KeyPrefix"] == f"{SOLUTION}/{VERSION}"
-        # The Lambda stack names no registry account: its code is zips, not images.
-        assert source.get("EcrAccount") == (None if asset == "lambda-efs.template" else ACCOUNT)
+        # Only the Inf1 stack pulls an image of the kit's; the others name no registry account.
+        assert source.get("EcrAccount") == (ACCOUNT if asset == "sagemaker-inf1.template" else None)
 
 
 def test_the_templates_reference_exactly_the_regional_assets_built(built: Path) -> None:
@@ -989,7 +989,8 @@ def staging_requested(cfn: Any, name: str) -> bool:
     if not stack.describe(cfn, name):
         return False
     resources = cfn.describe_stack_resources(StackName=name)["StackResources"]
-    return any(resource["LogicalResourceId"] == "ModelFiles" for resource in resources)
+    # moto lists a custom resource by its generated name, <stack>-<logical id>-<suffix>.
+    return any(resource.get("PhysicalResourceId", "").startswith(f"{name}-ModelFiles-") for resource in resources)
 
 
 def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(

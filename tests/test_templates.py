@@ -121,8 +121,8 @@ def test_committed_templates_are_what_build_py_generates() -> None:
 def test_placeholders_are_the_deployment_build_ones() -> None:
     for kind in KINDS:
         text = raw(kind)
-        # The Lambda stack pulls no image of the kit's: it names no registry account.
-        expected = [p for p in build.PLACEHOLDERS if kind != "lambda" or p != "%%ECR_ACCOUNT_ID%%"]
+        # Only the Inf1 stack pulls an image of the kit's: the others name no registry account.
+        expected = [p for p in build.PLACEHOLDERS if kind == "inf1" or p != "%%ECR_ACCOUNT_ID%%"]
         assert [p for p in build.PLACEHOLDERS if p in text] == expected
         leftover = build.substitute(text).count("%%")
         assert leftover == 0
