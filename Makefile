@@ -16,6 +16,17 @@ CHECKOV_LOCK := tests/tools/checkov/requirements.lock
 # with its integrity hash in package-lock.json); tests/test_templates.py runs them.
 GUARD_TOOL := tests/tools/cfn-guard
 GUARD_STAMP := $(VENV)/cfn-guard/.installed
+# The GPU model's container as far as the artifact relies on it (Python 3.12, torch 2.6.0,
+# AWS's serving toolkit and TorchServe): tests/test_sagemaker_artifact.py serves the built
+# model.tar.gz with it. Locked on its own for Linux x86_64; the stamp names the lock's hash,
+# so a changed lock rebuilds it.
+SAGEMAKER_GPU_LOCK := tests/tools/sagemaker-gpu/requirements.lock
+SAGEMAKER_GPU_VENV := $(VENV)/sagemaker-gpu
+SAGEMAKER_GPU_STAMP = $(SAGEMAKER_GPU_VENV)/.lock-$(shell sha256sum $(SAGEMAKER_GPU_LOCK) | cut -c1-16)
+# The first Python 3.12 that runs: on PATH, else one of pyenv's versions (its python3.12 shim
+# fails unless 3.12 is a selected version).
+PYTHON312_CANDIDATES = $(shell command -v python3.12) $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12)
+PYTHON312 ?= $(firstword $(foreach p,$(PYTHON312_CANDIDATES),$(if $(shell $(p) -c pass 2>/dev/null && echo ok),$(p))))
 # One resolution for every platform and Python the kit targets (3.11 here, 3.12 in Lambda).
 COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
@@ -39,8 +50,17 @@ $(GUARD_STAMP): $(GUARD_TOOL)/package.json $(GUARD_TOOL)/package-lock.json $(GUA
 	cd $(VENV)/cfn-guard && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-.PHONY: install lock demo test lint browser bench templates
+.PHONY: install lock demo test lint browser bench templates sagemaker-gpu-venv
 install: $(STAMP) $(GUARD_STAMP)
+
+# torch 2.6.0's CUDA wheels: about 2.5 GB to download and 5.7 GB installed, once per lock.
+sagemaker-gpu-venv: $(SAGEMAKER_GPU_STAMP)
+$(SAGEMAKER_GPU_STAMP): $(SAGEMAKER_GPU_LOCK)
+	@test -n "$(PYTHON312)" || { echo "the GPU container's tests need Python 3.12 (python3.12 on PATH, or pyenv install 3.12)" >&2; exit 1; }
+	rm -rf $(SAGEMAKER_GPU_VENV)
+	$(PYTHON312) -m venv $(SAGEMAKER_GPU_VENV)
+	$(SAGEMAKER_GPU_VENV)/bin/pip install -q --require-hashes --no-deps -r $(SAGEMAKER_GPU_LOCK)
+	touch $@
 
 # Rewrites both lockfiles from pyproject.toml (and checkov's requirements.in), keeping every
 # locked version that still fits; UPGRADE=1 moves the unpinned ones to their newest releases.
@@ -49,6 +69,8 @@ install: $(STAMP) $(GUARD_STAMP)
 lock:
 	$(COMPILE) $(if $(UPGRADE),--upgrade) --extra dev -o requirements.lock pyproject.toml
 	$(COMPILE) $(if $(UPGRADE),--upgrade) -o $(CHECKOV_LOCK) tests/tools/checkov/requirements.in
+	$(BIN)/uv pip compile --quiet --python-version 3.12 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+	    $(if $(UPGRADE),--upgrade) -o $(SAGEMAKER_GPU_LOCK) tests/tools/sagemaker-gpu/requirements.in
 
 demo: $(STAMP)
 	$(BIN)/superres models fetch RealESRGAN_x4plus --model-dir $(MODEL_DIR)
@@ -67,8 +89,8 @@ browser:
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	    || { echo "make test needs Debian's chromium (apt-get install chromium) for the page tests" >&2; exit 1; }
 
-test: $(STAMP) $(GUARD_STAMP) browser
-	SUPERRES_SHARED=$(abspath $(SHARED)) $(BIN)/python -m pytest
+test: $(STAMP) $(GUARD_STAMP) browser $(SAGEMAKER_GPU_STAMP)
+	SUPERRES_SHARED=$(abspath $(SHARED)) SUPERRES_SAGEMAKER_GPU_VENV=$(abspath $(SAGEMAKER_GPU_VENV)) $(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py --model-dir $(MODEL_DIR)

@@ -18,9 +18,10 @@ what a deployer and an operator need (``superres stack``, ``superres keys``). ``
   in ``pyproject.toml`` and its closure, at their locked hashes, less what ``Prune`` leaves
   out), ``networks/`` (the chosen models that have an OpenVINO plan, converted to OpenVINO
   IR from their verified weights, and ``networks/manifest.json`` with each file's size and
-  sha256: what the Lambda stack's stager puts on EFS) and ``sagemaker-gpu-model.tar.gz`` /
-  ``sagemaker-inf1-model.tar.gz`` (the weight files of the chosen models, from the
-  verifying model store);
+  sha256: what the Lambda stack's stager puts on EFS), ``sagemaker-gpu-model.tar.gz`` (the
+  weights, the host and its vendored packages for AWS's PyTorch inference container:
+  ``deployment/sagemaker_artifact.py``) and ``sagemaker-inf1-model.tar.gz`` (the weight
+  files of the chosen models, from the verifying model store);
 - ``container-contexts/<image>/``: each image's Dockerfile, its requirements pinned from
   ``pyproject.toml``, and the source packages it copies.
 
@@ -39,6 +40,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -55,6 +57,11 @@ from uv import find_uv_bin
 from superres.errors import SuperResError
 from superres.manifest import MODELS, get_spec
 from superres.store import CONVERSION_SUFFIX, FileStatus, ModelStore, sha256_of
+
+# Run as a script, only this file's folder is on the path; the checkout's root holds the
+# deployment package of the modules beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from deployment import sagemaker_artifact
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -87,7 +94,6 @@ DEFAULT_ARTIFACT_MODELS = (
 )
 #: The image every container context is built for, and the source packages it copies.
 IMAGE_PACKAGES = {
-    "sagemaker-gpu": ("superres", "sagemaker_sr"),
     "sagemaker-inf1": ("superres", "sagemaker_sr"),
 }
 IGNORED = {"__pycache__", ".mypy_cache", ".pytest_cache"}
@@ -247,11 +253,13 @@ def group_requirements(group: str, destination: Path) -> Path:
     return destination
 
 
-def install_for_lambda(requirements: Path, target: Path) -> None:
+def install_for_lambda(requirements: Path, target: Path, excludes: Path | None = None) -> None:
     """Install the hashed wheels of ``requirements``, built for the Lambda platform, into ``target``.
 
     uv evaluates the lock's environment markers for the target (python3.12 on x86_64
     Linux), not for the machine running the build; every file must match its locked hash.
+    The GPU container runs the same Python on the same platform. ``excludes`` names packages
+    left out of the closure (the container's own).
     """
     command = [
         find_uv_bin(),
@@ -270,6 +278,7 @@ def install_for_lambda(requirements: Path, target: Path) -> None:
         str(target),
         "--requirements",
         str(requirements),
+        *(["--excludes", str(excludes)] if excludes else []),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode:
@@ -444,15 +453,36 @@ def model_files(names: Sequence[str], model_dir: Path | None, fetch: bool) -> di
     return files
 
 
-def build_model_artifacts(out: Path, weights: dict[str, Path], epoch: int) -> list[Path]:
-    """sagemaker-{gpu,inf1}-model.tar.gz: the weight files at the archive root (/opt/ml/model)."""
-    files = {path.name: path for path in weights.values()}
-    targets = []
-    for kind in ("gpu", "inf1"):
-        target = out / f"sagemaker-{kind}-model.tar.gz"
-        write_tar_gz(target, files, epoch)
-        targets.append(target)
-    return targets
+def weight_entries(weights: dict[str, Path]) -> dict[str, Path]:
+    """Model name -> weight file, as archive entries at the root (the file names)."""
+    return {path.name: path for path in weights.values()}
+
+
+def build_inf1_artifact(out: Path, files: dict[str, Path], epoch: int) -> Path:
+    """sagemaker-inf1-model.tar.gz: the weight files at the archive root (/opt/ml/model)."""
+    target = out / "sagemaker-inf1-model.tar.gz"
+    write_tar_gz(target, weight_entries(files), epoch)
+    return target
+
+
+def build_gpu_artifact(out: Path, weights: dict[str, Path], epoch: int) -> Path:
+    """sagemaker-gpu-model.tar.gz: weights, ``code/inference.py``, the core and its vendored
+    packages (``deployment/sagemaker_artifact.py`` says what goes where)."""
+    with tempfile.TemporaryDirectory(prefix="superres-artifact-") as scratch:
+        site = Path(scratch) / "lib"
+        requirements = group_requirements(sagemaker_artifact.GROUP, Path(scratch) / "requirements.txt")
+        install_for_lambda(requirements, site, sagemaker_artifact.write_excludes(Path(scratch) / "excludes.txt"))
+        code = {
+            sagemaker_artifact.HOST_MODULE: SOURCE / "sagemaker_sr" / "inference.py",
+            **_package_files("superres", f"{sagemaker_artifact.CODE}/"),
+        }
+        try:
+            entries = sagemaker_artifact.artifact_entries(weight_entries(weights), code, site)
+        except ValueError as error:
+            raise BuildError(str(error)) from None
+        target = out / sagemaker_artifact.ARTIFACT
+        write_tar_gz(target, entries, epoch)
+    return target
 
 
 def build_container_contexts(out: Path, pins: dict[str, str]) -> list[Path]:
@@ -503,7 +533,8 @@ def build_all(
     log("converting the networks for OpenVINO ...")
     written += build_networks(regional_dir, weights)
     log(f"packing {len(weights)} model files ...")
-    written += build_model_artifacts(regional_dir, weights, epoch)
+    written.append(build_gpu_artifact(regional_dir, weights, epoch))
+    written.append(build_inf1_artifact(regional_dir, weights, epoch))
     written += build_container_contexts(out / "container-contexts", pins)
     return written
 

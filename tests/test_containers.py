@@ -3,13 +3,12 @@
 Each image's build context (``deployment/build-s3-dist.sh`` writes it) has a pinned
 requirements.txt. Here it is installed into a fresh venv (pip, the same package index and
 cache as everything else; torch 2.14.1 + torchvision 0.29.1 from this machine's disk) and
-the image's own entry point is started from the context's ``source/``: the SageMaker containers answer ``/ping`` and
-``/invocations`` over HTTP on 127.0.0.1 (uvicorn.run is redirected from 0.0.0.0:8080 to
+the image's own entry point is started from the context's ``source/``: the SageMaker Inf1
+container answers ``/ping`` and ``/invocations`` over HTTP on 127.0.0.1 (uvicorn.run is redirected from 0.0.0.0:8080 to
 a free loopback port; nothing else of the entry point changes).
 
-Not verified here: the base images themselves (Docker does not run); Python 3.12 of the
-CUDA image and 3.10 of the Neuron image (the torch wheels on this disk are
-for 3.11, so the venvs use 3.11); CUDA; torch-neuron, which comes from AWS's own package
+Not verified here: the base image itself (Docker does not run); the Neuron image's Python
+3.10 (the torch wheels on this disk are for 3.11, so the venv uses 3.11); torch-neuron, which comes from AWS's own package
 index and only in the Neuron image (the Inf1 venv gets this machine's torch 2.14.1
 instead of the base image's 1.13 and compiles with ``torch.jit.trace``).
 """
@@ -113,7 +112,6 @@ runpy.run_module(sys.argv[0], run_name="__main__")
 @pytest.mark.parametrize(
     ("image", "module", "env"),
     [
-        ("sagemaker-gpu", "sagemaker_sr.serve", {"SUPERRES_DEVICE": "cpu"}),
         (
             "sagemaker-inf1",
             "sagemaker_sr.neuron",

@@ -127,7 +127,7 @@ def test_build_writes_the_aws_solutions_layout(built: Path) -> None:
     networks = built / "regional-s3-assets" / "networks"
     # Of the models built, the networks with an OpenVINO plan (YuNet is a detector).
     assert sorted(p.name for p in networks.iterdir()) == ["manifest.json", "realesr-animevideov3.openvino"]
-    assert {p.name for p in (built / "container-contexts").iterdir()} == {"sagemaker-gpu", "sagemaker-inf1"}
+    assert {p.name for p in (built / "container-contexts").iterdir()} == {"sagemaker-inf1"}
 
 
 def test_global_assets_are_the_templates_with_placeholders_filled(built: Path) -> None:
@@ -137,8 +137,8 @@ def test_global_assets_are_the_templates_with_placeholders_filled(built: Path) -
         assert "%%" not in text
         source = json.loads(text)["Mappings"]["Assets"]["Source"]
         assert source["BucketPrefix"] == PREFIX and source["KeyPrefix"] == f"{SOLUTION}/{VERSION}"
-        # The Lambda stack names no registry account: its code is zips, not images.
-        assert source.get("EcrAccount") == (None if asset == "lambda-efs.template" else ACCOUNT)
+        # Only the Inf1 stack pulls an image of the kit's; the others name no registry account.
+        assert source.get("EcrAccount") == (ACCOUNT if asset == "sagemaker-inf1.template" else None)
 
 
 def test_the_templates_reference_exactly_the_regional_assets_built(built: Path) -> None:
@@ -390,20 +390,26 @@ def test_cpu_service_zip_answers_api_and_sqs_events_without_torch(
     assert (stored_info.width, stored_info.height) == (320, 240)
 
 
-def test_model_artifacts_hold_the_verified_weights(built: Path) -> None:
+@pytest.mark.parametrize("artifact", ["sagemaker-gpu-model.tar.gz", "sagemaker-inf1-model.tar.gz"])
+def test_model_artifacts_hold_the_verified_weights(built: Path, artifact: str) -> None:
+    """The weights at the root (/opt/ml/model/<file>); the GPU artifact's code under code/
+    (tests/test_sagemaker_artifact.py serves it)."""
     store = ModelStore(SHARED / "models")
     expected = {store.path(package.get_spec(name)).name: store.path(package.get_spec(name)) for name in MODELS}
-    gpu = built / "regional-s3-assets" / "sagemaker-gpu-model.tar.gz"
-    inf1 = built / "regional-s3-assets" / "sagemaker-inf1-model.tar.gz"
-    assert gpu.read_bytes() == inf1.read_bytes()
-    header = gpu.read_bytes()[:10]
+    path = built / "regional-s3-assets" / artifact
+    header = path.read_bytes()[:10]
     assert header[:2] == b"\x1f\x8b" and header[3] & 0x08 == 0, "gzip must carry no file name"
     assert header[4:8] == b"\0\0\0\0", "gzip must carry no mtime"
-    with tarfile.open(gpu) as archive:
+    with tarfile.open(path) as archive:
         members = archive.getmembers()
-        assert [m.name for m in members] == sorted(expected)  # at the root: /opt/ml/model/<file>
-        for member in members:
-            assert (member.mtime, member.uid, member.gid, member.uname, member.mode) == (EPOCH, 0, 0, "", 0o644)
+        assert [m.name for m in members] == sorted(m.name for m in members)
+        assert all((m.mtime, m.uid, m.gid, m.uname) == (EPOCH, 0, 0, "") for m in members)
+        weights = [m for m in members if "/" not in m.name]
+        assert [m.name for m in weights] == sorted(expected)
+        code = {m.name.split("/")[1] for m in members if "/" in m.name}
+        assert code == ({"inference.py", "superres", "lib"} if "gpu" in artifact else set())
+        for member in weights:
+            assert member.mode == 0o644
             content = archive.extractfile(member)
             assert content is not None, f"{member.name} is not a regular file"
             digest = hashlib.sha256(content.read()).hexdigest()
@@ -511,7 +517,7 @@ def test_container_definition_matches_templates_and_context(built: Path, image: 
         assert ("EXPOSE", "8080") in instructions
         container = body["Resources"]["Model"]["Properties"]["PrimaryContainer"]
         assert container["Image"]["Fn::Sub"][0].endswith(f"-{image}:${{Version}}")
-        assert ("torch" in wanted) == (image == "sagemaker-gpu")  # Inf1 keeps the Neuron base's torch
+        assert "torch" not in wanted  # Inf1 keeps the Neuron base's torch
 
 
 # ---------------------------------------------------------------- Neuron adapter (CPU stand-in)
@@ -978,6 +984,15 @@ def test_deploy_uploads_a_large_template_file(released: Path, aws_url: str, aws_
     assert client(aws_url, "s3").get_object(Bucket=PREFIX, Key=key)["Body"].read() == Path(template).read_bytes()
 
 
+def staging_requested(cfn: Any, name: str) -> bool:
+    """Whether stack ``name`` exists and holds its model-staging custom resource."""
+    if not stack.describe(cfn, name):
+        return False
+    resources = cfn.describe_stack_resources(StackName=name)["StackResources"]
+    # moto lists a custom resource by its generated name, <stack>-<logical id>-<suffix>.
+    return any(resource.get("PhysicalResourceId", "").startswith(f"{name}-ModelFiles-") for resource in resources)
+
+
 def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(
     released: Path, aws_url: str, aws_env: dict[str, str]
 ) -> None:
@@ -1030,11 +1045,12 @@ def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(
 
     worker = threading.Thread(target=run)
     worker.start()
-    deadline = time.monotonic() + 30
-    while not stack.describe(cfn, "superres-lambda") and time.monotonic() < deadline:
+    # The custom resource exists (moto waits for its answer from then on): answering
+    # earlier would answer nothing.
+    deadline = time.monotonic() + 60
+    while not staging_requested(cfn, "superres-lambda") and time.monotonic() < deadline:
         time.sleep(0.1)
     stack_id = cfn.describe_stacks(StackName="superres-lambda")["Stacks"][0]["StackId"]
-    time.sleep(0.5)
     assert worker.is_alive() and log[0] == "creating stack superres-lambda ..."  # still waiting
     answer = {
         "Status": "SUCCESS",

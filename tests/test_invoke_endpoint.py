@@ -4,92 +4,29 @@ API Gateway event -> lambda_sr.invoke_endpoint (Mangum) -> botocore's
 sagemaker-runtime client -> a stand-in for the SageMaker runtime on 127.0.0.1,
 which forwards to our real container app (sagemaker_sr's /invocations) and
 answers errors the way the runtime does (x-amzn-ErrorType, ModelError fields),
-so botocore parses them as it would in AWS.
+so botocore parses them as it would in AWS (tests/sagemaker_runtime.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import importlib
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import numpy as np
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from conftest import SHARED
 from lambda_events import LambdaContext, api_gateway_event
+from sagemaker_runtime import ENDPOINT, FakeRuntime, invoke_endpoint_lambda
 from servers import serving
 from service_helpers import b64
 from superres import codec
 from superres.service.local import local_app
 from superres.service.settings import ServiceSettings
-
-ENDPOINT = "superres-endpoint"
-
-
-class FakeRuntime:
-    """SageMaker runtime's InvokeEndpoint, forwarding to a container URL, with failure modes."""
-
-    def __init__(self) -> None:
-        self.container = ""
-        self.mode = "forward"
-        self.calls = 0
-        #: The "hang" mode answers only once this is set: past the client's read timeout.
-        self.hung = threading.Event()
-        #: lambda_sr.invoke_endpoint's handler, pointed at this runtime.
-        self.handler: Any = None
-
-    async def invoke(self, request: Request) -> Response:
-        self.calls += 1
-        assert request.path_params["name"] == ENDPOINT
-        if self.mode == "throttle":
-            return _runtime_error(400, "ThrottlingException", {"message": "Rate exceeded"})
-        if self.mode == "hang":
-            await asyncio.to_thread(self.hung.wait)
-        if self.mode == "crash":
-            return _model_error(500, "Traceback (most recent call last): ... CUDA error")
-        async with httpx.AsyncClient(timeout=60) as client:
-            answer = await client.post(
-                self.container + "/invocations",
-                content=await request.body(),
-                headers={"content-type": "application/json"},
-            )
-        if answer.status_code != 200:
-            return _model_error(answer.status_code, answer.text)
-        return Response(answer.content, media_type="application/json")
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/endpoints/{name}/invocations", self.invoke, methods=["POST"])])
-
-
-def _runtime_error(status: int, error_type: str, body: dict) -> Response:
-    return JSONResponse(body, status_code=status, headers={"x-amzn-ErrorType": error_type})
-
-
-def _model_error(original_status: int, original_message: str) -> Response:
-    return _runtime_error(
-        424,
-        "ModelError",
-        {
-            "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if original_status < 500 else "SERVER_ERROR_FROM_MODEL",
-            "Message": f"Received error ({original_status}) from primary",
-            "OriginalStatusCode": original_status,
-            "OriginalMessage": original_message,
-            "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/x",
-        },
-    )
 
 
 @pytest.fixture(scope="module")
@@ -105,22 +42,8 @@ def runtime() -> Iterator[FakeRuntime]:
     )
     with serving(local_app(container_settings)) as container, serving(fake.app()) as runtime_url:
         fake.container = container
-        patch = pytest.MonkeyPatch()
-        for name, value in {
-            "SUPERRES_ENDPOINT_NAME": ENDPOINT,
-            "SUPERRES_TIME_BUDGET_SECONDS": "2",
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime_url,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }.items():
-            patch.setenv(name, value)
-        fake.handler = importlib.reload(importlib.import_module("lambda_sr.invoke_endpoint")).handler
-        try:
+        with invoke_endpoint_lambda(fake, runtime_url, SUPERRES_TIME_BUDGET_SECONDS="2"):
             yield fake
-        finally:
-            fake.hung.set()
-            patch.undo()
 
 
 def invoke(runtime: FakeRuntime, payload: dict) -> tuple[int, dict]:

@@ -121,8 +121,8 @@ def test_committed_templates_are_what_build_py_generates() -> None:
 def test_placeholders_are_the_deployment_build_ones() -> None:
     for kind in KINDS:
         text = raw(kind)
-        # The Lambda stack pulls no image of the kit's: it names no registry account.
-        expected = [p for p in build.PLACEHOLDERS if kind != "lambda" or p != "%%ECR_ACCOUNT_ID%%"]
+        # Only the Inf1 stack pulls an image of the kit's: the others name no registry account.
+        expected = [p for p in build.PLACEHOLDERS if kind == "inf1" or p != "%%ECR_ACCOUNT_ID%%"]
         assert [p for p in build.PLACEHOLDERS if p in text] == expected
         leftover = build.substitute(text).count("%%")
         assert leftover == 0
@@ -1146,10 +1146,12 @@ def test_sagemaker_stack_in_moto(aws, kind: str) -> None:
     assert variant["InstanceType"] == instance and variant["InitialInstanceCount"] == 2
     assert variant["VariantName"] == "AllTraffic"
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    assert (
-        model["PrimaryContainer"]["Image"]
-        == f"123456789012.dkr.ecr.{REGION}.amazonaws.com/superres-kit-sagemaker-{kind}:v1.0.0"
-    )
+    images = {
+        # AWS's PyTorch inference image: us-east-1's registry account of the generated mapping.
+        "gpu": f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.6.0-gpu-py312",
+        "inf1": f"123456789012.dkr.ecr.{REGION}.amazonaws.com/superres-kit-sagemaker-inf1:v1.0.0",
+    }
+    assert model["PrimaryContainer"]["Image"] == images[kind]
     assert model["PrimaryContainer"]["ModelDataUrl"] == (
         f"s3://superres-assets-{REGION}/superres-kit/v1.0.0/sagemaker-{kind}-model.tar.gz"
     )

@@ -15,6 +15,7 @@ from .compute import (
     Endpoint,
     container_model,
     endpoint_properties,
+    gpu_driver,
     zip_function,
 )
 from .core import NO_VALUE, Condition, Resource, Template, if_, skip, sub
@@ -117,6 +118,7 @@ def async_jobs(t: Template, common: Common, kind: str, realtime: Endpoint, outpu
                     "InstanceType": realtime.instance_type.ref,
                     "InitialInstanceCount": 1,
                     "InitialVariantWeight": 1,
+                    **gpu_driver(kind),
                 }
             ],
             "AsyncInferenceConfig": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import images
 from .core import (
     ASSET_BUCKET,
     ASSET_VARIABLES,
@@ -221,16 +222,22 @@ class Endpoint:
 
 
 def container_model(common: Common, kind: str, endpoint_role: Role, environment: dict[str, Any]) -> dict[str, Any]:
-    """The SageMaker model: this variant's image, the model artifact, the service settings."""
+    """The SageMaker model: this variant's image, the model artifact, the service settings.
+
+    GPU: AWS's PyTorch inference image, our code in the artifact, its serving toolkit set
+    from the service's limits. Inf1: the kit's own image.
+    """
+    settings = {"SUPERRES_VARIANT": "gpu", **model_env(common), **environment}
+    gpu = kind == "gpu"
     return {
         "ExecutionRoleArn": endpoint_role.resource.arn,
         "EnableNetworkIsolation": True,
         "PrimaryContainer": {
-            "Image": image_uri(f"sagemaker-{kind}"),
+            "Image": images.image_uri(images.pinned_image()) if gpu else image_uri(f"sagemaker-{kind}"),
             "ModelDataUrl": sub(
                 "s3://${AssetBucket}/${KeyPrefix}/sagemaker-" + kind + "-model.tar.gz", variables=ASSET_VARIABLES
             ),
-            "Environment": {"SUPERRES_VARIANT": "gpu", **model_env(common), **environment},
+            "Environment": {**images.toolkit_environment(settings), **settings} if gpu else settings,
         },
     }
 
@@ -254,6 +261,11 @@ def endpoint_properties(config: Resource, instance_type: Parameter, label: str) 
         "EndpointConfigName": config.att("EndpointConfigName"),
         "RetainAllVariantProperties": True,
     }
+
+
+def gpu_driver(kind: str) -> dict[str, Any]:
+    """The production variant's host image: for GPU, one whose driver runs the container's CUDA."""
+    return {"InferenceAmiVersion": images.INFERENCE_AMI_VERSION} if kind == "gpu" else {}
 
 
 def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
@@ -299,9 +311,13 @@ def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
     basics.allow(
         ["s3:GetObject"], sub("arn:${AWS::Partition}:s3:::${AssetBucket}/${KeyPrefix}/*", variables=ASSET_VARIABLES)
     )
+    if kind == "gpu":
+        t.mappings[images.MAPPING] = images.registry_mapping(images.pinned_image())
     basics.allow(
         ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-        sub(
+        images.repository_arn(images.pinned_image())
+        if kind == "gpu"
+        else sub(
             "arn:${AWS::Partition}:ecr:${AWS::Region}:${EcrAccount}:repository/${SolutionName}-sagemaker-" + kind,
             variables=ASSET_VARIABLES,
         ),
@@ -329,6 +345,7 @@ def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
                     "InstanceType": instance_type.ref,
                     "InitialInstanceCount": min_instances.ref,
                     "InitialVariantWeight": 1,
+                    **gpu_driver(kind),
                 }
             ]
         },

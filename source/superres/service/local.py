@@ -107,7 +107,7 @@ def local_app(settings: ServiceSettings) -> Starlette:
 @contextmanager
 def serving(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 30.0) -> Iterator[str]:
     """Run ``app`` under uvicorn on a thread; yields its base URL (port 0 picks a free one)."""
-    import uvicorn  # not in the Lambda zip, whose hosts never serve HTTP themselves
+    import uvicorn  # only here: the Lambda zip and the SageMaker artifact carry no web server
 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

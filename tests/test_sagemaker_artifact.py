@@ -1,0 +1,300 @@
+"""The GPU model artifact, served by the real serving stack of AWS's PyTorch inference image.
+
+``deployment/package.py`` builds ``sagemaker-gpu-model.tar.gz`` with the real
+RealESRGAN_x4plus weights of ../shared/models; it is unpacked into a temporary
+``SAGEMAKER_BASE_DIR`` (the toolkit's /opt/ml) and served by sagemaker-pytorch-inference's
+``serving.main()`` (what the image's entry point runs for ``serve``) and TorchServe on
+127.0.0.1:8080, on the CPU, under the image's Python 3.12, torch 2.6.0 and numpy
+(``.venv/sagemaker-gpu``, made by ``make sagemaker-gpu-venv``; tests/tools/sagemaker-gpu/).
+The container's environment is the template's own (``Model`` in sagemaker-gpu.template.json),
+plus what only a test on this machine needs: the CPU, the loopback address, the test's
+directory, and a pixel limit below the Lambda's.
+
+Requests come from the invoke-endpoint Lambda's real code (``lambda_sr.invoke_endpoint`` and
+its ``SageMakerBackend``) through a stand-in for the SageMaker runtime on 127.0.0.1.
+
+Not verified here: CUDA and the GPU driver (no GPU), the image itself (no Docker), GFPGAN
+(no weights here; the face switch is off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import SHARED
+from lambda_events import LambdaContext, api_gateway_event
+from repo_modules import load_script
+from sagemaker_runtime import ENDPOINT, FakeRuntime, invoke_endpoint_lambda
+from servers import serving
+from service_helpers import b64
+from superres import codec
+from superres.errors import SuperResError
+from superres.service.backends import SageMakerBackend, model_error
+from superres.service.request import ParsedRequest, build_job
+from superres.service.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+package = load_script("deployment_package", "deployment/package.py")
+sagemaker_artifact = package.sagemaker_artifact
+
+pytestmark = pytest.mark.slow
+
+#: The container venv; `make test` points here, a run of its own may name another.
+VENV = Path(os.environ.get("SUPERRES_SAGEMAKER_GPU_VENV") or ROOT / ".venv" / "sagemaker-gpu")
+MODELS = ["RealESRGAN_x4plus", "YuNet"]
+ADDRESS = "http://127.0.0.1:8080"
+#: Below the Lambda's limit (1920x1080): the container's own 413 must pass through it.
+CONTAINER_MAX_PIXELS = 100 * 100
+#: Torch's import and the first load take seconds; on a busy 2-core machine, more.
+START_SECONDS = 300
+
+
+def template_environment() -> dict[str, str]:
+    """The GPU template's container environment, its parameters at the values tested here."""
+    body = json.loads((ROOT / "templates" / "sagemaker-gpu.template.json").read_text())
+    parameters = {"ModelName": "RealESRGAN_x4plus", "FaceEnhancement": "false"}
+    environment = body["Resources"]["Model"]["Properties"]["PrimaryContainer"]["Environment"]
+    return {name: parameters[value["Ref"]] if isinstance(value, dict) else value for name, value in environment.items()}
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("artifact")
+    weights = package.model_files(MODELS, SHARED / "models", fetch=False)
+    return package.build_gpu_artifact(out, weights, 315532800)
+
+
+@pytest.fixture(scope="module")
+def unpacked(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("opt-ml")
+    with tarfile.open(artifact) as archive:
+        archive.extractall(base / "model", filter="data")
+    return base
+
+
+@dataclasses.dataclass
+class Served:
+    seconds_to_ping: float
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def container(unpacked: Path) -> Iterator[Served]:
+    python = VENV / "bin" / "python"
+    assert python.exists(), f"{VENV} is missing: make sagemaker-gpu-venv creates it"
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", 8080)) != 0, "127.0.0.1:8080 is taken; the container needs it"
+    environment = {
+        **os.environ,
+        **template_environment(),
+        "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}",  # torchserve and java
+        "SAGEMAKER_BASE_DIR": str(unpacked),
+        # The image binds 0.0.0.0:8080; a test listens on loopback only.
+        "TS_INFERENCE_ADDRESS": ADDRESS,
+        "TS_MANAGEMENT_ADDRESS": ADDRESS,
+        "TS_DISABLE_SYSTEM_METRICS": "true",  # as the image sets it (no nvidia-smi)
+        "SUPERRES_DEVICE": "cpu",
+        "SUPERRES_RUNTIME": "torch",
+        "SUPERRES_MAX_INPUT_PIXELS": str(CONTAINER_MAX_PIXELS),
+    }
+    config = Path("/etc/sagemaker-ts.properties")  # the toolkit writes TorchServe's config here
+    config_existed = config.exists()
+    log = unpacked / "container.log"
+    started = time.monotonic()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(python), "-c", "from sagemaker_pytorch_serving_container import serving; serving.main()"],
+            cwd=unpacked,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: TorchServe and its workers included
+        )
+    try:
+        seconds = wait_for_ping(process, log, started)
+        yield Served(seconds, log)
+    finally:
+        process.send_signal(signal.SIGTERM)  # the toolkit passes it on to TorchServe
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if not config_existed:
+            config.unlink(missing_ok=True)
+
+
+def wait_for_ping(process: subprocess.Popen[bytes], log: Path, started: float) -> float:
+    """Seconds from start to the first /ping 200, polled; fails when the server dies or never answers."""
+    deadline = started + START_SECONDS
+    with httpx.Client(timeout=5) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"the serving stack exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(f"{ADDRESS}/ping").status_code == 200:
+                    return time.monotonic() - started
+            time.sleep(0.1)
+    pytest.fail(f"no /ping 200 within {START_SECONDS} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def runtime(container: Served) -> Iterator[FakeRuntime]:
+    fake = FakeRuntime()
+    fake.container = ADDRESS
+    with serving(fake.app()) as runtime_url, invoke_endpoint_lambda(fake, runtime_url):
+        yield fake
+
+
+def through_lambda(runtime: FakeRuntime, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    answer = runtime.handler(api_gateway_event(json.dumps(payload)), LambdaContext())
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def png(astronaut: np.ndarray, size: int) -> bytes:
+    return codec.encode(np.ascontiguousarray(astronaut[100 : 100 + size, 150 : 150 + size]), "png")
+
+
+def backend() -> SageMakerBackend:
+    """The invoke-endpoint Lambda's backend, as it builds it (after invoke_endpoint_lambda)."""
+    return SageMakerBackend(ServiceSettings.for_variant("gpu"), ENDPOINT)
+
+
+# ---------------------------------------------------------------- the artifact
+
+
+def test_the_artifact_vendors_nothing_the_image_has(unpacked: Path) -> None:
+    model = unpacked / "model"
+    assert (model / "code" / "inference.py").is_file() and (model / "code" / "superres" / "engine.py").is_file()
+    assert not (model / "code" / "requirements.txt").exists()  # the toolkit would pip-install it at start
+    vendored = sagemaker_artifact.vendored_distributions(model / "code" / "lib")
+    assert {"spandrel", "starlette", "httpx", "jsonschema", "pydantic-settings"} <= vendored
+    assert vendored.isdisjoint({"torch", "torchvision", "numpy", "pillow", "opencv-python-headless", "pyyaml"})
+    assert {path.name for path in model.glob("*.*")} == {
+        "RealESRGAN_x4plus.ncnn-fp16.pth",
+        "face_detection_yunet_2026may.onnx",
+    }
+
+
+def test_the_core_imports_the_images_numerics(unpacked: Path) -> None:
+    """With the artifact's path as the toolkit sets it, the core gets the image's torch, numpy,
+    Pillow and OpenCV, and the artifact's own spandrel."""
+    code = unpacked / "model" / "code"
+    probe = (
+        "import sys, json; sys.path[:0] = [sys.argv[1]]; import inference, superres.engine, superres.face;"
+        "import torch, numpy, PIL, cv2, spandrel;"
+        "print(json.dumps({m.__name__: [m.__version__, m.__file__] for m in (torch, numpy, PIL, cv2, spandrel)}))"
+    )
+    done = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", probe, str(code)], capture_output=True, text=True, check=True
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["torch"][0].startswith("2.6.0") and found["numpy"][0] == "2.2.3"
+    assert found["PIL"][0] == "11.1.0" and found["cv2"][0].startswith("4.11.")
+    assert all(str(VENV) in found[name][1] for name in ("torch", "numpy", "PIL", "cv2"))
+    assert found["spandrel"][1].startswith(str(code / "lib"))
+
+
+def test_the_face_detector_runs_on_the_images_opencv(unpacked: Path) -> None:
+    """YuNet (the face path's detector) under the image's OpenCV 4.11, not the kit's 5.0."""
+    model = unpacked / "model"
+    probe = (
+        "import sys; sys.path[:0] = [sys.argv[1] + '/code/lib', sys.argv[1] + '/code'];"
+        "from superres import codec; from superres.face import FaceDetector;"
+        "pixels, _ = codec.decode(open(sys.argv[2], 'rb').read());"
+        "print([round(face.score, 2) for face in FaceDetector(sys.argv[1] + '/' + sys.argv[3]).detect(pixels)])"
+    )
+    arguments = [str(model), str(SHARED / "images" / "astronaut.png"), "face_detection_yunet_2026may.onnx"]
+    done = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", probe, *arguments], capture_output=True, text=True, check=True
+    )
+    (score,) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert score > 0.8  # the one face of the photo
+
+
+# ---------------------------------------------------------------- served by the toolkit
+
+
+def test_ping_answers(container: Served) -> None:
+    assert httpx.get(f"{ADDRESS}/ping", timeout=10).status_code == 200
+    print(f"first /ping 200 after {container.seconds_to_ping:.1f} s")  # the README's start-up figure
+
+
+def test_torchserve_runs_with_the_templates_settings(container: Served) -> None:
+    """One worker, the response timeout and size caps the template sets (TorchServe's own view)."""
+    described = httpx.get(f"{ADDRESS}/models/model", timeout=10).json()[0]
+    environment = template_environment()
+    assert (described["minWorkers"], described["maxWorkers"]) == (1, 1)
+    assert described["responseTimeout"] == int(environment["TS_DEFAULT_RESPONSE_TIMEOUT"])
+    startup = container.log.read_text()
+    assert f"Maximum Request Size: {environment['TS_MAX_REQUEST_SIZE']}" in startup
+    assert f"Maximum Response Size: {environment['TS_MAX_RESPONSE_SIZE']}" in startup
+
+
+def test_a_request_through_the_lambda_comes_back_enlarged(runtime: FakeRuntime, astronaut: np.ndarray) -> None:
+    status, body = through_lambda(runtime, {"img": b64(png(astronaut, 64)), "scale": 4})
+    assert status == 200, body
+    pixels, info = codec.decode(base64.b64decode(body["result"]))
+    assert (info.width, info.height, info.format) == (256, 256, "png")
+    assert (body["model"], body["width"], body["height"]) == ("RealESRGAN_x4plus", 256, 256)
+    assert pixels.std() > 10  # a picture, not a blank
+
+
+def test_the_containers_413_reaches_the_lambda_in_the_error_shape(runtime: FakeRuntime, astronaut: np.ndarray) -> None:
+    status, body = through_lambda(runtime, {"img": b64(png(astronaut, 120))})
+    assert status == 413, body
+    assert set(body) == {"message", "code"} and body["code"] == "too_large"
+    assert f"the limit is {CONTAINER_MAX_PIXELS:,} pixels" in body["message"]
+
+
+def test_an_unsupported_image_is_the_containers_415(runtime: FakeRuntime, astronaut: np.ndarray) -> None:
+    """A job whose bytes are no image the container takes (the Lambda would have refused it)."""
+    request = ParsedRequest(url=None, img=b64(png(astronaut, 32)), scale=2, face=False, format=None, quality=90)
+    job = build_job(request, ServiceSettings.for_variant("gpu"))
+    gif = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+    with pytest.raises(SuperResError) as raised:
+        asyncio.run(backend().run(dataclasses.replace(job, image=gif), None))
+    assert (raised.value.status, raised.value.code) == (415, "unsupported_image")
+    assert "Traceback" not in raised.value.message
+
+
+def test_a_body_that_is_not_json_is_a_415_in_the_error_shape(runtime: FakeRuntime, astronaut: np.ndarray) -> None:
+    """InvokeEndpoint with another content type, from the Lambda's own sagemaker-runtime client."""
+    with pytest.raises(ClientError) as raised:
+        backend().client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="image/png", Body=png(astronaut, 32))
+    response = raised.value.response
+    assert response["OriginalStatusCode"] == 415
+    assert json.loads(response["OriginalMessage"]) == {
+        "message": "send the request as application/json, not image/png",
+        "code": "unsupported_media_type",
+    }
+    relayed = model_error(response["OriginalStatusCode"], response["OriginalMessage"])
+    assert (relayed.status, relayed.code) == (415, "unsupported_media_type")
+
+
+def test_a_body_over_the_limit_is_the_apps_413_not_torchserves(container: Served) -> None:
+    """Past TorchServe's default cap (6.5 MB) but inside the template's: the app answers, in its shape."""
+    limit = ServiceSettings.for_variant("gpu").max_request_bytes
+    body = json.dumps({"img": "A" * (limit + 500_000)}).encode()
+    answer = httpx.post(
+        f"{ADDRESS}/invocations", content=body, headers={"content-type": "application/json"}, timeout=60
+    )
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "too_large" and f"the limit is {limit:,} bytes" in answer.json()["message"]
