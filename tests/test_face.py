@@ -25,7 +25,9 @@ from superres.face import (
     FFHQ_TEMPLATE,
     FaceDetector,
     FaceModel,
+    FaceRestoration,
     FaceRestorer,
+    PastedFace,
     align_face,
     alignment_matrix,
     face_mask,
@@ -81,6 +83,24 @@ def test_detector_finds_the_astronaut_with_landmarks_in_yunet_order(detector, as
     # The person's right eye and mouth corner are on the image's left, like the template's.
     assert right_eye[0] < nose[0] < left_eye[0] and right_mouth[0] < left_mouth[0]
     assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])
+
+
+#: The people in the shared photos: the astronaut (colour) and the cameraman (gray).
+FACES_IN_PHOTOS = {"astronaut.png": 1, "camera.png": 1}
+
+
+@pytest.mark.parametrize("path", sorted((SHARED / "images").iterdir()), ids=lambda path: path.name)
+def test_detector_finds_the_face_in_every_photo_of_a_person_and_none_elsewhere(detector, path) -> None:
+    faces = detector.detect(load_photo(path.name))
+    assert len(faces) == FACES_IN_PHOTOS.get(path.name, 0)
+    for face in faces:
+        right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
+        x, y, w, h = face.box
+        assert face.score > 0.8 and face.size > 50
+        assert ((face.landmarks >= (x, y)) & (face.landmarks <= (x + w, y + h))).all()
+        # The cameraman turns his head: his nose tip passes his left eye, so only the pairs' order.
+        assert right_eye[0] < left_eye[0] and right_mouth[0] < left_mouth[0]
+        assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])
 
 
 @pytest.mark.parametrize("name", ["rocket.jpg", "chelsea.png"])
@@ -385,3 +405,81 @@ def test_bad_inputs_are_refused(detector, model, face_crop) -> None:
         FaceRestorer(detector, model, weight=-0.1)
     with pytest.raises(ModelMismatchError):
         FaceDetector(SHARED / "models" / "realesr-animevideov3.ncnn-fp16.pth")
+
+
+# --- edge cases ---------------------------------------------------------------------------
+
+
+def _restore_x2(restorer: FaceRestorer, pixels: np.ndarray) -> tuple[np.ndarray, FaceRestoration]:
+    """The Lanczos x2 background and ``restorer.process`` of ``pixels`` on it."""
+    upscaled = cv2.resize(pixels, None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)
+    if upscaled.ndim == 2:
+        upscaled = upscaled[:, :, None]
+    return upscaled, restorer.process(pixels, upscaled, 2)
+
+
+def _weights(shape: tuple[int, ...], pasted: PastedFace) -> np.ndarray:
+    """A pasted face's blend weight over the whole output image."""
+    x0, y0, x1, y1 = pasted.region
+    weight = np.zeros(shape[:2], np.float32)
+    weight[y0:y1, x0:x1] = pasted.alpha
+    return weight
+
+
+def test_a_face_cut_by_the_image_border_is_restored_within_the_image(detector, model, astronaut) -> None:
+    cut = np.ascontiguousarray(astronaut[:, 200:])  # the left 22 px of the face are gone
+    (face,) = detector.detect(cut)
+    assert face.box[0] < 0  # YuNet places the box past the edge
+    matrix = aligned(face.landmarks)
+    # The crop's part beyond the image is facexlib's gray.
+    crop = align_face(cut, matrix)
+    assert (crop[FACE_SIZE // 2, :20] == (132, 133, 135)).all()
+    upscaled, result = _restore_x2(FaceRestorer(detector, model), cut)
+    (pasted,) = result.faces
+    assert result.image.shape == upscaled.shape
+    weight = _weights(upscaled.shape, pasted)
+    assert weight[:, 0].max() > 0.99  # pasted up to the edge
+    assert np.array_equal(result.image[weight == 0], upscaled[weight == 0])
+
+
+def test_two_overlapping_faces_are_both_restored(detector, model, face_crop) -> None:
+    # The face and its mirror image, side by side, their boxes overlapping.
+    pair = np.concatenate([face_crop, face_crop[:, ::-1]], axis=1)
+    pair = np.ascontiguousarray(np.delete(pair, np.s_[116:206], axis=1))
+    first, second = detector.detect(pair)
+    left, right = sorted([first.box, second.box])
+    assert left[0] + left[2] > right[0] + 20  # overlap by more than 20 px
+    upscaled, result = _restore_x2(FaceRestorer(detector, model), pair)
+    assert len(result.faces) == 2
+    weights = [_weights(upscaled.shape, pasted) for pasted in result.faces]
+    assert ((weights[0] > 0) & (weights[1] > 0)).sum() > 1000  # their pastes overlap too
+    untouched = (weights[0] == 0) & (weights[1] == 0)
+    assert np.array_equal(result.image[untouched], upscaled[untouched])
+    # The face pasted last shows where it is whole, the first where only it reaches.
+    last, first_only = weights[1] > 0.999, (weights[0] > 0.999) & (weights[1] == 0)
+    assert last.sum() > 10_000 and first_only.sum() > 10_000
+    for region in (last, first_only):
+        assert (result.image != upscaled).any(axis=2)[region].mean() > 0.9
+
+
+def test_a_face_below_min_face_size_is_found_but_left_alone(detector, model, astronaut) -> None:
+    small = cv2.resize(astronaut, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    (face,) = detector.detect(small)
+    assert face.size < 32  # 20 px
+    restorer = FaceRestorer(detector, model)
+    assert restorer.min_face_size == 32
+    upscaled, result = _restore_x2(restorer, small)
+    assert result.faces == [] and result.image is upscaled
+    _, result = _restore_x2(FaceRestorer(detector, model, min_face_size=16), small)
+    assert len(result.faces) == 1
+
+
+def test_a_grayscale_portrait_is_restored_in_gray(detector, model) -> None:
+    cameraman = load_photo("camera.png")
+    assert cameraman.shape == (512, 512, 1)
+    upscaled, result = _restore_x2(FaceRestorer(detector, model), cameraman)
+    (pasted,) = result.faces
+    assert result.image.shape == (1024, 1024, 1) and result.image.dtype == np.uint8
+    weight = _weights(upscaled.shape, pasted)
+    assert np.array_equal(result.image[weight == 0], upscaled[weight == 0])
+    assert (result.image != upscaled)[weight > 0.999].mean() > 0.9

@@ -36,6 +36,7 @@ import httpx
 import jsonschema
 import pytest
 
+from conftest import tool_in_own_venv
 from superres.service.contract import contract, schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,12 +150,8 @@ def test_cfn_lint_finds_nothing(kind: str) -> None:
 
 def checkov_executable() -> str:
     # checkov pins boto3 1.35, which the project's pinned boto3 excludes: it lives in its
-    # own virtual environment (see the Makefile), or wherever $CHECKOV points.
-    candidates = [os.environ.get("CHECKOV"), str(ROOT / ".venv" / "checkov" / "bin" / "checkov")]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return candidate
-    pytest.fail("checkov is not installed: make install creates .venv/checkov (or set $CHECKOV)")
+    # own virtual environment.
+    return tool_in_own_venv("CHECKOV", "checkov", "checkov")
 
 
 def run_checkov(directory: Path) -> dict[str, Any]:

@@ -6,7 +6,8 @@ runs), rebuilt on OpenCV's YuNet detector and spandrel's GFPGAN architecture:
 1. ``FaceDetector``: YuNet (``cv2.FaceDetectorYN``) on the *original* image
    gives a box, five landmarks and a score per face.
 2. ``alignment_matrix``: the similarity transform (rotation, uniform scale,
-   shift) that maps the five landmarks best onto the FFHQ 512x512 template;
+   shift) that maps the five landmarks best onto the FFHQ 512x512 template
+   (least squares, closed form);
    ``align_face`` cuts the 512x512 crop with it.
 3. ``FaceModel``: GFPGAN on the crop, with the official normalisation to
    [-1, 1] (spandrel's descriptor call does not do it for GFPGAN; see ``FaceModel``).
@@ -194,19 +195,31 @@ class FaceDetector:
 def alignment_matrix(landmarks: np.ndarray) -> np.ndarray | None:
     """The 2x3 similarity transform from image pixels to the 512x512 crop.
 
-    Fitted like facexlib (``cv2.estimateAffinePartial2D``, least median of
-    squares, then refined on the inliers): rotation, uniform scale and shift
-    only, so a face whose proportions differ from the FFHQ template keeps its
-    proportions and the five points land near, not on, the template's. None
-    when the landmarks are degenerate (all in one point, not finite).
+    Rotation, uniform scale and shift with the least squared distance between
+    the five mapped landmarks and the FFHQ template (Umeyama's closed form). A
+    similarity keeps the face's proportions, so the points land near, not on,
+    the template's. facexlib fits the same model with ``cv2.estimateAffinePartial2D``
+    (least median of squares, refined on its inliers), which is this optimum
+    whenever it keeps all five points; the closed form is it always, in one
+    deterministic step. None when the landmarks are degenerate (all in one
+    point, not finite).
     """
     points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     if not np.isfinite(points).all():
         return None
-    matrix, _ = cv2.estimateAffinePartial2D(points, FFHQ_TEMPLATE, method=cv2.LMEDS)
-    if matrix is None or not np.isfinite(matrix).all() or abs(np.linalg.det(matrix[:, :2])) < 1e-12:
+    source, target = points - points.mean(axis=0), FFHQ_TEMPLATE - FFHQ_TEMPLATE.mean(axis=0)
+    spread = float((source**2).sum())
+    if spread < 1e-12:
         return None
-    return matrix
+    # The optimal rotation and scale in complex numbers: z -> c * z with c = sum(t * conj(s)) / sum(|s|^2).
+    source_z = source[:, 0] + 1j * source[:, 1]
+    target_z = target[:, 0] + 1j * target[:, 1]
+    c = complex((target_z * source_z.conjugate()).sum()) / spread
+    linear = np.array([[c.real, -c.imag], [c.imag, c.real]])
+    if abs(np.linalg.det(linear)) < 1e-12:
+        return None
+    shift = FFHQ_TEMPLATE.mean(axis=0) - linear @ points.mean(axis=0)
+    return np.hstack([linear, shift[:, None]])
 
 
 def align_face(pixels: np.ndarray, matrix: np.ndarray) -> np.ndarray:
