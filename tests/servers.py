@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from superres.service.local import serving
 
-__all__ = ["file_server", "running", "self_signed_certificate", "serving"]
+__all__ = ["create_job_resources", "file_server", "moto_server", "running", "self_signed_certificate", "serving"]
 
 
 @contextmanager
@@ -33,6 +34,31 @@ def file_server(files: dict[str, tuple[int, bytes]]) -> Iterator[str]:
     server.daemon_threads = True
     with running(server) as url:
         yield url
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto in server mode on a free loopback port; yields its base URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def create_job_resources(dynamodb: Any, sqs: Any, table: str, queue: str) -> str:
+    """The CPU stack's job table and work queue (as its template makes them); the queue's URL."""
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return str(sqs.create_queue(QueueName=queue)["QueueUrl"])
 
 
 @contextmanager

@@ -28,14 +28,13 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
 
 os.environ.setdefault("AWS_REGION", "us-east-1")  # crhelper builds its (unused) clients at import
 
 from conftest import SHARED, load_photo
 from custom_resources import efs_model_stager as stager
 from repo_modules import load_script
-from servers import self_signed_certificate
+from servers import moto_server, self_signed_certificate
 from superres.engine import Upscaler
 from superres.manifest import get_spec
 from superres.store import ModelStore
@@ -86,13 +85,8 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from click.testing import CliRunner
 from conftest import SHARED, load_photo
 from lambda_events import api_gateway_event
 from repo_modules import load_script
-from servers import running
+from servers import create_job_resources, running
 from superres import cli, codec
 from superres.operate import keys as api_keys
 from superres.operate import links, publish, stack
@@ -340,13 +340,7 @@ def test_cpu_service_zip_answers_api_and_sqs_events_without_torch(
     shutil.copytree(regional / "networks" / "realesr-animevideov3.openvino", models / "realesr-animevideov3.openvino")
     s3, dynamodb, sqs = (client(aws_url, name) for name in ("s3", "dynamodb", "sqs"))
     s3.create_bucket(Bucket="zip-results")
-    dynamodb.create_table(
-        TableName="zip-jobs",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    queue = sqs.create_queue(QueueName="zip-work")["QueueUrl"]
+    queue = create_job_resources(dynamodb, sqs, "zip-jobs", "zip-work")
     photo = codec.encode(load_photo("astronaut.png")[:60, :80], "png")
     request = json.dumps({"img": base64.b64encode(photo).decode(), "scale": 4})
     events = {

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from lambda_events import LambdaContext, api_gateway_event, sqs_event
-from servers import file_server, serving
+from servers import create_job_resources, file_server, serving
 from service_helpers import HeldBackend, assert_error, b64, load_lambda, post, settings
 from superres import codec
 from superres.service.app import create_app
@@ -325,14 +325,7 @@ def test_local_jobs_store_results_in_the_output_bucket_when_configured(moto: str
 def lambda_jobs(moto: str):
     """The CPU stack's job resources in moto, and the API and worker handlers as Lambda's
     init phase builds them from the stack's environment variables."""
-    dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
-    dynamodb.create_table(
-        TableName="superres-jobs",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    work = sqs.create_queue(QueueName="superres-work")["QueueUrl"]
+    work = create_job_resources(boto3.client("dynamodb"), boto3.client("sqs"), "superres-jobs", "superres-work")
     return {
         "work": work,
         "env": {

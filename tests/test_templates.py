@@ -37,6 +37,7 @@ import jsonschema
 import pytest
 
 from conftest import tool_in_own_venv
+from servers import moto_server
 from superres.service.contract import contract, schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -906,15 +907,8 @@ def test_async_jobs_from_the_template(kind: str) -> None:
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
