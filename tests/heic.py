@@ -62,11 +62,7 @@ def encode_heic(rgb: np.ndarray, *, icc: bytes | None = None, exif: bytes | None
     context = ctypes.c_void_p(lib.heif_context_alloc())
     image, encoder, handle = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
     try:
-        _check(
-            lib.heif_image_create(
-                width, height, _COLORSPACE_RGB, _CHROMA_INTERLEAVED_RGB, ctypes.byref(image)
-            )
-        )
+        _check(lib.heif_image_create(width, height, _COLORSPACE_RGB, _CHROMA_INTERLEAVED_RGB, ctypes.byref(image)))
         _check(lib.heif_image_add_plane(image, _CHANNEL_INTERLEAVED, width, height, 8))
         stride = ctypes.c_int()
         plane = lib.heif_image_get_plane(image, _CHANNEL_INTERLEAVED, ctypes.byref(stride))

@@ -108,6 +108,6 @@ def _typed(text: str, kind: str | None) -> Any:
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "anyOf" and not error.path:
         return "give the image as url or img"
-    where = ".".join(str(part) for part in error.path)
+    where = ".".join(str(part) for part in error.absolute_path)
     message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
     return f"{where}: {message}" if where else message
