@@ -22,6 +22,12 @@ def binary_media_types() -> list[str]:
     return [kind for kind in content if kind != "application/json"]
 
 
+def method_parameter(parameter: dict[str, Any]) -> str:
+    """An OpenAPI parameter as API Gateway names it (its query string is ``querystring``)."""
+    where = {"query": "querystring"}.get(parameter["in"], parameter["in"])
+    return f"method.request.{where}.{parameter['name']}"
+
+
 def request_model_schema() -> dict[str, Any]:
     """The contract's request schema as an API Gateway (JSON Schema draft 4) model."""
     body = schema("ResolutionRequest")
@@ -241,9 +247,7 @@ def api(t: Template, common: Common, function: Resource) -> None:
             assert model == "ResolutionRequest", model
             properties["RequestValidatorId"] = body_validator.ref
             properties["RequestModels"] = {"application/json": request_model.ref}
-        parameters = {
-            f"method.request.{p['in']}.{p['name']}": bool(p.get("required")) for p in spec.get("parameters", [])
-        }
+        parameters = {method_parameter(p): bool(p.get("required")) for p in spec.get("parameters", [])}
         if parameters:
             properties["RequestParameters"] = parameters
         methods.append(t.add(name + "Method", "AWS::ApiGateway::Method", properties))

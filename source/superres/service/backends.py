@@ -102,19 +102,18 @@ class SageMakerBackend:
 
 def container_request(job: Job) -> str:
     """The body the container's /invocations takes for a validated job (real-time or async):
-    every choice already made here (the scale a width or height came to, the model, the
-    format), so the container computes exactly what was validated."""
-    return json.dumps(
-        {
-            "img": base64.b64encode(job.image).decode("ascii"),
-            "scale": plain_number(job.scale),
-            "model": job.model,
-            "face": job.face,
-            "format": job.format,
-            "quality": job.quality,
-            "strip_metadata": job.strip_metadata,
-        }
-    )
+    every choice already made here (the scale a width or height came to, the format), so the
+    container computes what was validated; the model only if the request named one (else the
+    container's own)."""
+    request = {
+        "img": base64.b64encode(job.image).decode("ascii"),
+        "scale": plain_number(job.scale),
+        "face": job.face,
+        "format": job.format,
+        "quality": job.quality,
+        "strip_metadata": job.strip_metadata,
+    }
+    return json.dumps({**request, **({"model": job.model} if job.model else {})})
 
 
 def container_answer(answer: object) -> Upscaled:

@@ -18,7 +18,7 @@ from .. import codec
 from ..errors import TimeBudgetError
 from .app import create_app
 from .backends import Upscaled
-from .request import Job
+from .request import Job, model_for
 from .settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ class LocalBackend:
 
         check_deadline(0, 0)  # it may have waited in the queue for its whole budget
         pixels, _ = codec.decode(job.image)
-        result = self.upscaler(job.model).upscale(pixels, size=job.size, on_progress=check_deadline)
+        model = model_for(job, self.settings)
+        result = self.upscaler(model).upscale(pixels, size=job.size, on_progress=check_deadline)
         faces = 0
         if job.face and self.faces is not None:
             result, faces = self.faces.restore(pixels, result, job.scale, on_progress=check_deadline)
@@ -109,7 +110,7 @@ class LocalBackend:
             width=result.shape[1],
             height=result.shape[0],
             scale=job.scale,
-            model=job.model,
+            model=model,
             faces=faces,
             seconds=round(time.monotonic() - started, 3),
         )

@@ -49,7 +49,9 @@ class Job:
     info: ImageInfo
     #: Output size / input size (from ``scale``, or from the width or height asked for).
     scale: float
-    model: str
+    #: The model asked for; None: the deployment's own (``model_for``), which a forwarding host
+    #: leaves to the host that computes.
+    model: str | None
     face: bool
     format: str
     quality: int
@@ -169,9 +171,12 @@ def check_installed(model: str, settings: ServiceSettings) -> None:
         )
 
 
-def default_model(scale: float, settings: ServiceSettings) -> str:
-    """The deployment's model for a request that names none."""
-    return settings.model_x2 if scale <= 2 and settings.model_x2 else settings.model_x4
+def model_for(job: Job, settings: ServiceSettings) -> str:
+    """The model that computes ``job``: the one it asked for, else the deployment's own for its
+    scale (the x2 model up to scale 2, where there is one)."""
+    if job.model:
+        return job.model
+    return settings.model_x2 if job.scale <= 2 and settings.model_x2 else settings.model_x4
 
 
 def fetch_policy(settings: ServiceSettings) -> FetchPolicy:
@@ -208,7 +213,7 @@ def build_job(request: ParsedRequest, settings: ServiceSettings) -> Job:
         image=image,
         info=info,
         scale=scale,
-        model=request.model or default_model(scale, settings),
+        model=request.model,
         face=request.face,
         format=request.format or _DEFAULT_OUTPUT[info.format],
         quality=request.quality,
@@ -239,7 +244,7 @@ def effective_scale(request: ParsedRequest, info: ImageInfo, settings: ServiceSe
 def predicted_seconds(job: Job, settings: ServiceSettings) -> float:
     """Network FLOPs of the job (tile windows included) over the deployment's throughput, and
     the resize and encoding after it."""
-    spec = get_spec(job.model)
+    spec = get_spec(model_for(job, settings))
     tiles = plan(job.info.height, job.info.width, TileConfig(tile=settings.tile, pad=settings.pad))
     computed = sum((t.rows.window_end - t.rows.window_start) * (t.cols.window_end - t.cols.window_start) for t in tiles)
     mflop = computed * spec.mflop_per_pixel
