@@ -59,7 +59,20 @@ MINIMUM_REQUESTS = 500
 MAX_SIDE = 64
 DEPLOYMENT_MAX_SCALE = 8
 
-SCHEMA = schemathesis.openapi.from_dict(copy.deepcopy(contract()))
+
+def json_form_contract() -> dict[str, Any]:
+    """The contract with /resolution's JSON body only: the fuzzing here is of fields and values
+    (the query string's too); the raw and multipart bodies are bytes, which test_forms and the
+    hostile corpus send with real images and hostile forms."""
+    document = copy.deepcopy(contract())
+    content = document["paths"]["/resolution"]["post"]["requestBody"]["content"]
+    document["paths"]["/resolution"]["post"]["requestBody"]["content"] = {
+        "application/json": content["application/json"]
+    }
+    return document
+
+
+SCHEMA = schemathesis.openapi.from_dict(json_form_contract())
 OPERATION = SCHEMA["/resolution"]["POST"]
 CHECKS = [
     not_a_server_error,
@@ -112,7 +125,7 @@ def assert_error_shape(response: Any) -> dict[str, Any]:
 
 
 @settings(FUZZ, max_examples=NEGATIVE_EXAMPLES)
-@given(case=OPERATION.as_strategy(generation_mode=GenerationMode.NEGATIVE, media_type="application/json"))
+@given(case=OPERATION.as_strategy(generation_mode=GenerationMode.NEGATIVE))
 def test_negative_data_is_rejected_in_the_documented_shape(case: schemathesis.Case, base_url: str) -> None:
     response = case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=60)
     count("negative", response.status_code)
@@ -175,8 +188,10 @@ REFUSALS_OF_VALID_REQUESTS = {
 
 @settings(FUZZ, max_examples=POSITIVE_EXAMPLES)
 @given(
-    case=OPERATION.as_strategy(generation_mode=GenerationMode.POSITIVE, media_type="application/json"),
-    image=st.one_of(st.none(), noise_images(), real_images()),
+    case=OPERATION.as_strategy(generation_mode=GenerationMode.POSITIVE),
+    # Hypothesis draws the first choice most (None, about two in three): real images, which
+    # must come back right, are listed twice.
+    image=st.sampled_from([st.none(), real_images(), noise_images(), real_images()]).flatmap(lambda kind: kind),
 )
 def test_valid_requests_succeed_or_get_a_documented_refusal(
     case: schemathesis.Case, image: str | tuple[str, int, int, str] | None, base_url: str

@@ -77,27 +77,37 @@ def validate_request(payload: dict[str, Any], *, image_sent: bool = False) -> di
 
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
+_DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,20})?")
 
 
 def text_fields(pairs: Iterable[tuple[str, str]], where: str) -> dict[str, Any]:
     """Fields given as text (a query string, a form's text parts) as the types the contract's
-    ResolutionRequest gives them: ``face=true`` a boolean, ``quality=80`` an integer, ``context``
-    JSON. Text that is not of the type stays text, for validation to refuse by name."""
+    ResolutionRequest gives them: ``face=true`` a boolean, ``quality=80`` an integer,
+    ``scale=1.5`` a number, ``context`` JSON. Text that is none of its types stays text, for
+    validation to refuse by name."""
     properties = schema("ResolutionRequest")["properties"]
     fields: dict[str, Any] = {}
     for name, text in pairs:
         if name in fields:
             raise BadRequestError(f"{name} is given more than once in the {where}")
-        fields[name] = _typed(text, properties.get(name, {}).get("type"))
+        fields[name] = _typed(text, _types(properties.get(name, {})))
     return fields
 
 
-def _typed(text: str, kind: str | None) -> Any:
-    if kind == "boolean" and text.lower() in ("true", "false"):
+def _types(property_schema: dict[str, Any]) -> set[str]:
+    """The JSON types a property takes (its ``type``, or those of its ``anyOf`` branches)."""
+    branches = property_schema.get("anyOf", [property_schema])
+    return {branch["type"] for branch in branches if "type" in branch}
+
+
+def _typed(text: str, kinds: set[str]) -> Any:
+    if "boolean" in kinds and text.lower() in ("true", "false"):
         return text.lower() == "true"
-    if kind == "integer" and _INTEGER.fullmatch(text):
+    if "integer" in kinds and _INTEGER.fullmatch(text):
         return int(text)
-    if kind == "object":
+    if "number" in kinds and _DECIMAL.fullmatch(text):
+        return float(text)
+    if "object" in kinds:
         try:
             return json.loads(text)
         except (ValueError, RecursionError):
