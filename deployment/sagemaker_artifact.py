@@ -13,8 +13,8 @@ SageMaker unpacks it into /opt/ml/model; the container's serving toolkit
   endpoints may have no internet, and the toolkit would pip-install a ``code/requirements.txt``.
 
 The image's own torch, torchvision and numpy are never vendored (its torch is built for its
-CUDA, and numpy's ABI is torch's); the core also uses the image's Pillow, OpenCV, PyYAML and
-boto3. deployment/package.py installs and packs; these functions say what goes where.
+CUDA, and numpy's ABI is torch's); the core also uses the image's OpenCV, PyYAML and boto3.
+Pillow is vendored: the image's (11.1) has no AVIF, which every other host reads and writes. deployment/package.py installs and packs; these functions say what goes where.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ GROUP = "sagemaker-gpu-artifact"
 #: Left out of the closure: the image's builds must be the ones imported.
 CONTAINER_PACKAGES = ("torch", "torchvision", "numpy")
 #: What the core imports from the image as it is (none of these may be vendored either).
-IMAGE_PACKAGES = ("pillow", "opencv-python", "opencv-python-headless", "pyyaml", "boto3", "botocore")
+IMAGE_PACKAGES = ("opencv-python", "opencv-python-headless", "pyyaml", "boto3", "botocore")
 CODE = "code"
 #: Where the toolkit finds the module it serves (``SAGEMAKER_PROGRAM``).
 HOST_MODULE = f"{CODE}/inference.py"
@@ -35,8 +35,9 @@ VENDORED = f"{CODE}/lib"
 
 
 def write_excludes(destination: Path) -> Path:
-    """The packages uv must leave out of the vendored closure, as an ``--excludes`` file."""
-    destination.write_text("".join(f"{name}\n" for name in CONTAINER_PACKAGES))
+    """The packages uv must leave out of the vendored closure, as an ``--excludes`` file: the
+    image's own, wherever the closure would bring them in."""
+    destination.write_text("".join(f"{name}\n" for name in (*CONTAINER_PACKAGES, *IMAGE_PACKAGES)))
     return destination
 
 

@@ -6,7 +6,7 @@ import base64
 
 
 def api_gateway_event(
-    body: str | None,
+    body: str | bytes | None,
     *,
     base64_body: bool = False,
     method: str = "POST",
@@ -14,17 +14,24 @@ def api_gateway_event(
     resource: str | None = None,
     headers: dict[str, str] | None = None,
     api_key_id: str | None = None,
+    query: dict[str, str] | None = None,
 ) -> dict:
-    """A REST API (v1) proxy event as API Gateway sends it to Lambda."""
+    """A REST API (v1) proxy event as API Gateway sends it to Lambda. A bytes body is a binary
+    media type's: API Gateway sends it base64-encoded."""
     sent = {"Content-Type": "application/json", "Host": "abc123.execute-api.us-east-1.amazonaws.com", **(headers or {})}
+    if isinstance(body, bytes):
+        body, base64_body = base64.b64encode(body).decode(), False
+        encoded = True
+    else:
+        encoded = base64_body
     return {
         "resource": resource or path,
         "path": path,
         "httpMethod": method,
         "headers": sent,
         "multiValueHeaders": {name: [value] for name, value in sent.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {name: [value] for name, value in query.items()} if query else None,
         "pathParameters": None,
         "stageVariables": None,
         "requestContext": {
@@ -38,7 +45,7 @@ def api_gateway_event(
             "apiId": "abc123",
         },
         "body": base64.b64encode(body.encode()).decode() if base64_body and body is not None else body,
-        "isBase64Encoded": base64_body,
+        "isBase64Encoded": encoded,
     }
 
 

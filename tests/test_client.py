@@ -187,7 +187,7 @@ def test_upscale_url_through_a_file_server(base_url: str, recorder: Recorder, ph
 def test_a_bad_request_raises_the_servers_error(base_url: str, photo_png: bytes) -> None:
     with ResolutionClient(base_url + "/resolution") as client:
         with pytest.raises(ResolutionAPIError) as caught:
-            client.upscale(photo_png, scale=3)
+            client.upscale(photo_png, scale=9)
         assert (caught.value.status, caught.value.code) == (400, "bad_request")
         assert "scale" in caught.value.message
         with pytest.raises(ResolutionAPIError) as caught:

@@ -253,7 +253,7 @@ def test_invoke_endpoint_zip_answers_under_python_312(built: Path, tmp_path: Pat
         archive.extractall(tmp_path)
     # Python 3.12 as in the Lambda runtime, only the zip on the path: import the handler
     # and send it a request the service refuses before any endpoint is called.
-    event = api_gateway_event(json.dumps({"img": "aGVsbG8=", "scale": 3}))
+    event = api_gateway_event(json.dumps({"img": "aGVsbG8=", "scale": 9}))
     probe = "\n".join(
         [
             "import json, sys",

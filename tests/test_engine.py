@@ -60,6 +60,23 @@ def test_scale_2_on_an_x4_network_is_x4_then_lanczos(compact, astronaut) -> None
     _assert_close(half, np.asarray(Image.fromarray(full).resize((154, 102), Image.Resampling.LANCZOS)))
 
 
+@pytest.mark.parametrize(("scale", "size"), [(1, (77, 51)), (1.5, (116, 76)), (3, (231, 153)), (8, (616, 408))])
+def test_any_scale_is_the_native_output_resized(compact, astronaut, scale: float, size: tuple[int, int]) -> None:
+    crop = astronaut[:51, :77]
+    out = compact.upscale(crop, scale)
+    assert (out.shape[1], out.shape[0]) == size
+    _assert_close(out, np.asarray(Image.fromarray(compact.upscale(crop, 4)).resize(size, Image.Resampling.LANCZOS)))
+
+
+def test_a_size_keeps_alpha_and_gray_in_step(compact, astronaut) -> None:
+    rgba = with_round_alpha(astronaut[:40, :60])
+    out = compact.upscale(rgba, size=(100, 67))
+    assert out.shape == (67, 100, 4)
+    assert compact.upscale(np.ascontiguousarray(astronaut[:40, :60, :1]), size=(100, 67)).shape == (67, 100, 1)
+    with pytest.raises(BadRequestError, match="at least 1x1"):
+        compact.upscale(rgba, size=(0, 10))
+
+
 def _assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
     """Within 2 levels: Pillow's 8-bit path rounds and clips between its two passes, ours
     (in float, to keep 16-bit samples) only at the end."""
@@ -71,9 +88,12 @@ def test_native_x2_network_in_official_layout(x2plus_file: Path, astronaut) -> N
     upscaler = Upscaler.from_file(x2plus_file, get_spec("RealESRGAN_x2plus"))
     assert upscaler.native_scale == 2
     crop = astronaut[:33, :45]  # odd: x2plus unshuffles pixels, so the engine must pad
-    assert upscaler.upscale(crop, 2).shape == (66, 90, 3)
-    with pytest.raises(BadRequestError, match="scale"):
-        upscaler.upscale(crop, 4)
+    native = upscaler.upscale(crop, 2)
+    assert native.shape == (66, 90, 3)
+    # Above its native scale: the x2 output enlarged with Lanczos.
+    _assert_close(
+        upscaler.upscale(crop, 4), np.asarray(Image.fromarray(native).resize((180, 132), Image.Resampling.LANCZOS))
+    )
 
 
 def test_params_key_loads_too(tmp_path: Path) -> None:
@@ -183,8 +203,8 @@ def test_non_finite_output_fails_the_call(compact, astronaut) -> None:
 
 
 def test_bad_arguments_are_refused(compact, astronaut) -> None:
-    with pytest.raises(BadRequestError):
-        compact.upscale(astronaut[:8, :8], 8)
+    with pytest.raises(BadRequestError, match="at least 1x1"):
+        compact.upscale(astronaut[:8, :8], 0.05)
     with pytest.raises(BadRequestError):
         compact.upscale(astronaut[:8, :8].astype(np.float32), 4)
     with pytest.raises(ValueError):

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
@@ -277,6 +277,8 @@ def nested_objects(depth: int) -> str:
 class Sent:
     body: bytes | Callable[[], Iterator[bytes]]
     headers: dict[str, str]
+    #: Appended to /resolution as it is ("?scale=2"): the raw form's options.
+    query: str = ""
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,10 @@ def not_image(case_id: str, make: Make, **kw: Unpack[CaseOptions]) -> Case:
     return Case(case_id, make, 415, "unsupported_image", **kw)
 
 
+def not_a_form(case_id: str, make: Make, **kw: Unpack[CaseOptions]) -> Case:
+    return Case(case_id, make, 415, "unsupported_media_type", **kw)
+
+
 def too_large(case_id: str, make: Make, **kw: Unpack[CaseOptions]) -> Case:
     return Case(case_id, make, 413, "too_large", **kw)
 
@@ -437,7 +443,7 @@ STRUCTURE = [
     bad("nested-arrays-800-in-format", raw(('{"img": "aGVsbG8=", "format": ' + nested(800) + "}").encode())),
     bad("nested-objects-800-in-scale", raw(('{"img": "aGVsbG8=", "scale": ' + nested_objects(800) + "}").encode())),
     bad("nested-mixed-unknown-field", raw(('{"img": "aGVsbG8=", "x": ' + nested(900, '{"a": []}') + "}").encode())),
-    bad("duplicate-keys-last-invalid", raw(b'{"img": "aGVsbG8=", "scale": 2, "scale": 3}')),
+    bad("duplicate-keys-last-invalid", raw(b'{"img": "aGVsbG8=", "scale": 2, "scale": 30}')),
     bad("duplicate-img-last-not-string", raw(b'{"img": "aGVsbG8=", "img": {"$ne": null}}')),
     bad("nan-scale", raw(b'{"img": "aGVsbG8=", "scale": NaN}')),
     bad("infinity-quality", raw(b'{"img": "aGVsbG8=", "quality": Infinity}')),
@@ -455,9 +461,11 @@ STRUCTURE = [
     bad("unknown-field-callback", img(b"x", callback="https://attacker.example/hook")),
     bad("neither-url-nor-img", as_json({"scale": 2, "face": False, "format": "png"})),
     bad("multipart-upload", _multipart()),
-    bad("form-urlencoded", raw(b"img=aGVsbG8%3D&scale=2", "application/x-www-form-urlencoded")),
-    bad("raw-png-body", lambda env: Sent(encoded("png"), {"content-type": "image/png"})),
-    bad("xml-body", raw(b'<?xml version="1.0"?><request><img>aGVsbG8=</img></request>', "application/xml")),
+    not_a_form("form-urlencoded", raw(b"img=aGVsbG8%3D&scale=2", "application/x-www-form-urlencoded")),
+    not_a_form("xml-body", raw(b'<?xml version="1.0"?><request><img>aGVsbG8=</img></request>', "application/xml")),
+    not_a_form("text-plain-json", raw(b'{"img": "aGVsbG8="}', "text/plain")),
+    not_a_form("video-body", raw(lambda: encoded("png"), "video/mp4")),
+    not_a_form("content-type-overlong", raw(b"{}", "application/" + "x" * 4000)),
     bad(
         "gzip-encoded-body",
         raw(gzip.compress(json.dumps({"img": "aGVsbG8="}).encode()), **{"content-encoding": "gzip"}),
@@ -469,9 +477,14 @@ STRUCTURE = [
 
 WRONG_VALUES: dict[str, dict[str, object]] = {
     "scale": {
-        "string": "4",
-        "float": 2.5,
-        "float-integral": 4.0,
+        "string-word": "four",
+        "string-exponent": "1e1",
+        "string-negative": "-2",
+        "string-spaces": " 2 ",
+        "string-above-deployment-max": "9",
+        "below-one": 0.5,
+        "above-deployment-max": 9,
+        "above-contract-max": 17,
         "true": True,
         "null": None,
         "array": [2],
@@ -483,6 +496,10 @@ WRONG_VALUES: dict[str, dict[str, object]] = {
     "face": {"string": "true", "int": 1, "zero": 0, "null": None, "array": [True]},
     "format": {"gif": "gif", "bmp-output": "bmp", "uppercase": "PNG", "null": None, "number": 1},
     "quality": {"zero": 0, "over-100": 101, "string": "95", "float": 95.5, "null": None},
+    "width": {"zero": 0, "float": 100.5, "string": "100", "huge": 70_000},
+    "height": {"negative": -1, "null": None, "array": [100]},
+    "model": {"empty": "", "number": 4, "not-installed": "RealESRGAN_x2plus", "path": "../../etc/passwd"},
+    "strip_metadata": {"string": "true", "int": 1},
 }
 WRONG_TYPES = [
     bad(f"{name}-{label}", img(b"x", **{name: value}))
@@ -687,7 +704,131 @@ UPSTREAM = [
     not_image("upstream-own-contract", url(lambda env: env.loopback + "/openapi.yaml"), server="loopback"),
 ]
 
-CORPUS = STRUCTURE + WRONG_TYPES + IMAGES + BASE64 + SSRF + UPSTREAM
+
+def form(*parts: tuple[str, bytes | Callable[[], bytes]], boundary: str = "hostile", **headers: str) -> Make:
+    """A multipart/form-data body of ``parts`` (their header lines, their content)."""
+
+    def make(_: Env) -> Sent:
+        body = b"".join(
+            f"--{boundary}\r\n{head}\r\n\r\n".encode() + (content() if callable(content) else content) + b"\r\n"
+            for head, content in parts
+        )
+        sent = {"content-type": f"multipart/form-data; boundary={boundary}", **headers}
+        return Sent(body + f"--{boundary}--\r\n".encode(), sent)
+
+    return make
+
+
+def text_part(name: str, value: str) -> tuple[str, bytes]:
+    return f'Content-Disposition: form-data; name="{name}"', value.encode()
+
+
+def image_part(content: bytes | Callable[[], bytes], name: str = "image", kind: str = "image/png") -> tuple[str, Any]:
+    return f'Content-Disposition: form-data; name="{name}"; filename="photo.png"\r\nContent-Type: {kind}', content
+
+
+def raw_image(content: bytes | Callable[[], bytes], query: str = "", kind: str = "image/png", **headers: str) -> Make:
+    def make(_: Env) -> Sent:
+        body = content() if callable(content) else content
+        return Sent(body, {"content-type": kind, **headers}, query)
+
+    return make
+
+
+def _cut(make: Make, keep: int) -> Make:
+    """``make``'s request cut after its first ``keep`` bytes (a client that hung up)."""
+
+    def cut(env: Env) -> Sent:
+        sent = make(env)
+        assert isinstance(sent.body, bytes)
+        return Sent(sent.body[:keep], sent.headers)
+
+    return cut
+
+
+def png_file() -> bytes:
+    """The PNG of the forms' cases, built when a case runs (not at collection)."""
+    return encoded("png")
+
+
+def nested_form() -> bytes:
+    body = form(image_part(png_file))(Env("", "", "", "")).body
+    assert isinstance(body, bytes)
+    return body
+
+
+FORMS = [
+    # multipart bombs and malformed forms
+    bad("multipart-500-text-parts", form(*(text_part(f"f{i}", "1") for i in range(500)))),
+    bad("multipart-two-image-files", form(image_part(png_file), image_part(png_file))),
+    bad("multipart-100-files", form(*(image_part(b"x", name=f"file{i}") for i in range(100)))),
+    bad(
+        "multipart-huge-part-header", form((f'Content-Disposition: form-data; name="scale"; x="{"a" * 600_000}"', b"2"))
+    ),
+    bad(
+        "multipart-20000-header-lines",
+        form(("\r\n".join(["X-Pad: 1"] * 20_000) + '\r\nContent-Disposition: form-data; name="scale"', b"2")),
+    ),
+    bad("multipart-part-without-name", form(("Content-Disposition: form-data", b"2"), image_part(png_file))),
+    bad("multipart-no-disposition", form(("Content-Type: text/plain", b"2"), image_part(png_file))),
+    bad("multipart-no-boundary", lambda env: Sent(b"--x\r\n\r\n--x--", {"content-type": "multipart/form-data"})),
+    bad(
+        "multipart-other-boundary",
+        form(image_part(png_file), boundary="other", **{"content-type": "multipart/form-data; boundary=mismatch"}),
+    ),
+    bad("multipart-truncated", _cut(form(text_part("scale", "2"), image_part(b"\x89PNG" + bytes(4000))), 200)),
+    bad("multipart-empty", lambda env: Sent(b"", {"content-type": "multipart/form-data; boundary=x"})),
+    # wrong part types and values
+    bad("multipart-image-as-text-part", form(text_part("image", "aGVsbG8="))),
+    bad("multipart-file-under-another-name", form(image_part(png_file, name="photo"))),
+    bad("multipart-url-beside-the-image", form(image_part(png_file), text_part("url", "http://127.0.0.1/a.png"))),
+    bad("multipart-img-beside-the-image", form(image_part(png_file), text_part("img", "aGVsbG8="))),
+    bad("multipart-scale-word", form(image_part(png_file), text_part("scale", "four"))),
+    bad("multipart-face-yes", form(image_part(png_file), text_part("face", "yes"))),
+    bad("multipart-context-not-json", form(image_part(png_file), text_part("context", "{oops"))),
+    bad("multipart-context-array", form(image_part(png_file), text_part("context", "[1, 2]"))),
+    bad("multipart-scale-twice", form(image_part(png_file), text_part("scale", "2"), text_part("scale", "4"))),
+    bad("multipart-unknown-field", form(image_part(png_file), text_part("callback", "https://attacker.example/"))),
+    bad("multipart-neither-image-nor-url", form(text_part("scale", "2"))),
+    bad(
+        "multipart-option-also-in-query",
+        lambda env: Sent(**{**form(image_part(png_file), text_part("scale", "2"))(env).__dict__, "query": "?scale=4"}),
+    ),
+    not_image("multipart-php-as-png", form(image_part(PHP))),
+    not_image("multipart-gif-bytes-as-png", form(image_part(lambda: pillow("GIF")))),
+    not_image(
+        "multipart-nested-multipart",
+        form(image_part(nested_form, kind="multipart/mixed")),
+    ),
+    not_image("multipart-empty-image", form(image_part(b""))),
+    too_large("multipart-image-bomb", form(image_part(zeros_bomb_png))),
+    # the raw body and its query string
+    bad("raw-empty-body", raw_image(b"")),
+    bad("raw-url-in-query", raw_image(png_file, "?url=http%3A%2F%2F127.0.0.1%2Fa.png")),
+    bad("raw-img-in-query", raw_image(png_file, "?img=aGVsbG8%3D")),
+    bad("raw-huge-query-string", raw_image(png_file, "?format=" + "x" * 10_000)),
+    bad("raw-query-bad-percent-encoding", raw_image(png_file, "?model=%ff%fe")),
+    bad("raw-query-unknown-option", raw_image(png_file, "?colour=blue")),
+    bad("raw-query-face-word", raw_image(png_file, "?face=yes")),
+    bad("raw-query-context-array", raw_image(png_file, "?context=%5B1%5D")),
+    bad("raw-query-scale-and-width", raw_image(png_file, "?scale=2&width=100")),
+    bad("raw-query-empty-scale", raw_image(png_file, "?scale=")),
+    bad(
+        "json-option-also-in-query",
+        lambda env: Sent(
+            json.dumps({"img": "aGVsbG8=", "scale": 2}).encode(), {"content-type": "application/json"}, "?scale=4"
+        ),
+    ),
+    not_image("raw-html-as-png", raw_image(HTML)),
+    not_image("raw-zip-as-octet-stream", raw_image(zip_bytes, kind="application/octet-stream")),
+    not_image("raw-svg-as-image", raw_image(SVG, kind="image/svg+xml")),
+    not_image("raw-truncated-png", raw_image(_truncated("png", 0.5))),
+    too_large("raw-png-bomb", raw_image(zeros_bomb_png)),
+    too_large("raw-over-cap", raw_image(lambda: bytes(STRICT_CAP + 1))),
+    bad("raw-accepting-an-image-still-errs-in-json", raw_image(b"", accept="image/*")),
+]
+
+CORPUS = STRUCTURE + WRONG_TYPES + IMAGES + BASE64 + SSRF + UPSTREAM + FORMS
 assert len({case.id for case in CORPUS}) == len(CORPUS), "case ids must be unique"
 
 
@@ -716,7 +857,7 @@ def env(tripwire: Tripwire) -> Iterator[Env]:
 
 def send(base_url: str, sent: Sent, timeout: float = 60) -> httpx.Response:
     body = sent.body() if callable(sent.body) else sent.body
-    response = httpx.post(base_url + "/resolution", content=body, headers=sent.headers, timeout=timeout)
+    response = httpx.post(base_url + "/resolution" + sent.query, content=body, headers=sent.headers, timeout=timeout)
     if response.status_code >= 500 and response.status_code != 502:
         # An unhandled exception may still be logging its traceback in the server's thread
         # (Starlette answers before it re-raises). CPython 3.11.7 formats tracebacks with

@@ -66,7 +66,13 @@ def test_a_valid_request_reaches_the_endpoint_and_comes_back(runtime: FakeRuntim
 
 @pytest.mark.parametrize(
     "payload",
-    [{"img": "aGVsbG8=", "scale": 3}, {"img": b64(b"not an image")}, {"url": "http://10.0.0.1/a.png"}, {}],
+    [
+        {"img": "aGVsbG8=", "scale": 9},
+        {"img": "aGVsbG8=", "model": "no-such-model"},
+        {"img": b64(b"not an image")},
+        {"url": "http://10.0.0.1/a.png"},
+        {},
+    ],
 )
 def test_bad_requests_never_reach_the_endpoint(runtime: FakeRuntime, payload: dict) -> None:
     runtime.mode = "forward"

@@ -222,7 +222,7 @@ def test_local_jobs_fail_cleanly_on_bad_input(topic) -> None:
         _, failed = states_until_done(url, not_an_image.json()["id"])
         _, gone = states_until_done(url, unfetchable.json()["id"])
         # Refused at once, no job: what needs no image.
-        assert_error(submit(url, {"img": "aGVsbG8=", "scale": 3}), 400, "scale")
+        assert_error(submit(url, {"img": "aGVsbG8=", "scale": 9}), 400, "scale")
         assert_error(submit(url, {"colour": "blue"}), 400)
         assert_error(submit(url, {"img": "aGVsbG8="}, key="spaces are not allowed"), 400, "Idempotency-Key")
         assert_error(httpx.get(f"{url}/jobs/{uuid.uuid4().hex}"), 404, "no job")

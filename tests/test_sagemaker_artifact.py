@@ -185,8 +185,8 @@ def test_the_artifact_vendors_nothing_the_image_has(unpacked: Path) -> None:
     assert (model / "code" / "inference.py").is_file() and (model / "code" / "superres" / "engine.py").is_file()
     assert not (model / "code" / "requirements.txt").exists()  # the toolkit would pip-install it at start
     vendored = sagemaker_artifact.vendored_distributions(model / "code" / "lib")
-    assert {"spandrel", "starlette", "httpx", "jsonschema", "pydantic-settings"} <= vendored
-    assert vendored.isdisjoint({"torch", "torchvision", "numpy", "pillow", "opencv-python-headless", "pyyaml"})
+    assert {"spandrel", "pillow", "pi-heif", "starlette", "httpx", "jsonschema", "pydantic-settings"} <= vendored
+    assert vendored.isdisjoint({"torch", "torchvision", "numpy", "opencv-python-headless", "pyyaml"})
     assert {path.name for path in model.glob("*.*")} == {
         "RealESRGAN_x4plus.ncnn-fp16.pth",
         "face_detection_yunet_2026may.onnx",
@@ -194,8 +194,8 @@ def test_the_artifact_vendors_nothing_the_image_has(unpacked: Path) -> None:
 
 
 def test_the_core_imports_the_images_numerics(unpacked: Path) -> None:
-    """With the artifact's path as the toolkit sets it, the core gets the image's torch, numpy,
-    Pillow and OpenCV, and the artifact's own spandrel."""
+    """With the artifact's path as the toolkit sets it, the core gets the image's torch, numpy
+    and OpenCV, and the artifact's own spandrel and Pillow (the image's has no AVIF)."""
     code = unpacked / "model" / "code"
     probe = (
         "import sys, json; sys.path[:0] = [sys.argv[1]]; import inference, superres.engine, superres.face;"
@@ -207,9 +207,10 @@ def test_the_core_imports_the_images_numerics(unpacked: Path) -> None:
     )
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["torch"][0].startswith("2.6.0") and found["numpy"][0] == "2.2.3"
-    assert found["PIL"][0] == "11.1.0" and found["cv2"][0].startswith("4.11.")
-    assert all(str(VENV) in found[name][1] for name in ("torch", "numpy", "PIL", "cv2"))
-    assert found["spandrel"][1].startswith(str(code / "lib"))
+    assert found["cv2"][0].startswith("4.11.")
+    assert all(str(VENV) in found[name][1] for name in ("torch", "numpy", "cv2"))
+    assert found["PIL"][0] == "13.0.0"
+    assert found["spandrel"][1].startswith(str(code / "lib")) and found["PIL"][1].startswith(str(code / "lib"))
 
 
 def test_the_face_detector_runs_on_the_images_opencv(unpacked: Path) -> None:
@@ -266,7 +267,18 @@ def test_the_containers_413_reaches_the_lambda_in_the_error_shape(runtime: FakeR
 
 def test_an_unsupported_image_is_the_containers_415(runtime: FakeRuntime, astronaut: np.ndarray) -> None:
     """A job whose bytes are no image the container takes (the Lambda would have refused it)."""
-    request = ParsedRequest(url=None, img=b64(png(astronaut, 32)), scale=2, face=False, format=None, quality=90)
+    request = ParsedRequest(
+        url=None,
+        img=b64(png(astronaut, 32)),
+        image=None,
+        scale=2,
+        width=None,
+        height=None,
+        model=None,
+        face=False,
+        format=None,
+        quality=90,
+    )
     job = build_job(request, ServiceSettings.for_variant("gpu"))
     gif = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
     with pytest.raises(SuperResError) as raised:

@@ -544,7 +544,11 @@ def test_api_definition_matches_the_contract(kind: str) -> None:
         assert props["Integration"]["Type"] == "AWS_PROXY"
         # Bodies validated by the contract's model; the parameters it names, declared.
         assert ("RequestModels" in props) == ("requestBody" in operation)
-        declared_parameters = {f"method.request.{p['in']}.{p['name']}" for p in operation.get("parameters", [])}
+        # API Gateway calls the query string "querystring".
+        declared_parameters = {
+            f"method.request.{'querystring' if p['in'] == 'query' else p['in']}.{p['name']}"
+            for p in operation.get("parameters", [])
+        }
         assert set(props.get("RequestParameters", {})) == declared_parameters
     assert built == declared
     # Each method may invoke the function through its own permission, and nothing else may.
@@ -564,8 +568,17 @@ def test_api_definition_matches_the_contract(kind: str) -> None:
     jsonschema.Draft4Validator.check_schema(model["Schema"])
     validator = jsonschema.Draft4Validator(model["Schema"])
     assert validator.is_valid({"url": "https://example.com/a.jpg", "scale": 4})
-    assert not validator.is_valid({"scale": 3, "img": "x"})
+    assert validator.is_valid({"img": "x", "scale": "1.5", "model": "RealESRGAN_x4plus", "format": "avif"})
+    assert not validator.is_valid({"scale": 17, "img": "x"})
+    assert not validator.is_valid({"scale": "2x", "img": "x"})
     assert not validator.is_valid({"scale": 2})
+    # Raw and multipart bodies are binary to API Gateway (base64 in the proxy event), and so
+    # is a raw image answer; JSON stays text, validated by the model above.
+    assert res["Api"]["Properties"]["BinaryMediaTypes"] == [
+        "image/*",
+        "application/octet-stream",
+        "multipart/form-data",
+    ]
     # The POST method validates bodies against it.
     props = res["ResolutionMethod"]["Properties"]
     assert props["RequestModels"] == {"application/json": {"Ref": "ResolutionRequestModel"}}
@@ -1352,7 +1365,7 @@ def test_cors_from_the_template(kind: str) -> None:
         if r["Properties"]["HttpMethod"] == "OPTIONS"
     }
     paths = {props["ResourceId"]["Ref"] for props in preflights.values()}
-    assert paths == {"ResolutionResource", "JobsResource", "JobsIdResource"}
+    assert paths == {"ResolutionResource", "ModelsResource", "JobsResource", "JobsIdResource"}
     for name, props in preflights.items():
         assert res[name]["Condition"] == "HasCors"
         # Browsers send no key and no signature on a preflight.

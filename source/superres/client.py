@@ -90,7 +90,7 @@ class ResolutionClient:
         image: bytes | None = None,
         *,
         url: str | None = None,
-        scale: int = 2,
+        scale: float = 2,
         face: bool = False,
         format: str | None = None,
         quality: int | None = None,

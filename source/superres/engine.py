@@ -20,6 +20,7 @@ from PIL import Image
 from .errors import BadRequestError, InferenceError
 from .manifest import ModelSpec
 from .runtimes import Runner, RunnerOutOfMemoryError, load_runner
+from .sizes import output_size
 from .tiling import Tile, TileConfig, plan
 
 logger = logging.getLogger(__name__)
@@ -55,31 +56,32 @@ class Upscaler:
     def upscale(
         self,
         pixels: np.ndarray,
-        scale: int | None = None,
+        scale: float | None = None,
         *,
+        size: tuple[int, int] | None = None,
         tiles: TileConfig | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> np.ndarray:
-        """Return ``pixels`` (H x W x C, C in 1/3/4, uint8/uint16) enlarged ``scale`` times.
+        """Return ``pixels`` (H x W x C, C in 1/3/4, uint8/uint16) enlarged to ``size``
+        (width, height), else ``scale`` times (``output_size``), else at the network's scale.
 
-        Colour goes through the network; alpha is enlarged with Lanczos
-        (smooth, and never invents edges the mask did not have); grayscale
-        runs as RGB and is converted back. A scale below the network's runs
-        the network and then a Lanczos downscale, so every output is exactly
-        ``scale`` x the input.
+        Colour goes through the network at its native scale; any other output size is then
+        an exact Lanczos resize of that (down for a smaller scale, up for a larger one), so
+        the native scale itself is the network's output untouched. Alpha is enlarged with
+        Lanczos (smooth, and never invents edges the mask did not have); grayscale runs as
+        RGB and is converted back.
         """
-        scale = self.native_scale if scale is None else scale
-        if not 1 <= scale <= self.native_scale:
-            raise BadRequestError(f"scale must be between 1 and {self.native_scale} for {self.name}")
         if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4):
             raise BadRequestError("pixels must be H x W x C with C = 1, 3 or 4")
         if pixels.dtype not in (np.uint8, np.uint16):
             raise BadRequestError("pixels must be uint8 or uint16")
         height, width, channels = pixels.shape
+        size = size or output_size(width, height, self.native_scale if scale is None else scale)
+        if min(size) < 1:
+            raise BadRequestError(f"the output must be at least 1x1 pixels, not {size[0]}x{size[1]}")
         rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[:, :, :3]
         result = self._run_network(rgb, tiles or self.tiles, on_progress)
-        size = (width * scale, height * scale)
-        if scale != self.native_scale:
+        if (result.shape[1], result.shape[0]) != size:
             result = lanczos_resize(result, size)
         if channels == 1:
             return to_gray(result)

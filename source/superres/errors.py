@@ -36,6 +36,12 @@ class UnsupportedImageError(SuperResError):
     code = "unsupported_image"
 
 
+class UnsupportedMediaTypeError(UnsupportedImageError):
+    """A request body of a Content-Type that is none of the API's request forms."""
+
+    code = "unsupported_media_type"
+
+
 class ImageTooLargeError(SuperResError):
     status = 413
     code = "too_large"

@@ -2,6 +2,7 @@
 
 Pillow only, no pixel decoding: limits hold before any pixel exists, and hosts
 that only validate (the invoke-endpoint Lambda) need neither OpenCV nor numpy.
+AVIF is Pillow's own (libavif); HEIC/HEIF comes from pi-heif's Pillow plugin (libheif).
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ import struct
 from dataclasses import dataclass
 from typing import cast
 
+import pi_heif
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, UnsupportedImageError
 
+# HEIF files whose pixels are AV1 are AVIF, which Pillow opens itself (tried first, by name).
+pi_heif.register_heif_opener()
+
 #: Pillow format name -> the name the API uses.
-INPUT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp"}
+INPUT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp", "AVIF": "avif", "HEIF": "heic"}
 _ORIENTATION_TAG = 0x0112
 
 

@@ -14,6 +14,20 @@ from .observability import API_NAME, log_group
 from .parameters import Common
 
 
+def binary_media_types() -> list[str]:
+    """The contract's request bodies other than JSON (a raw image, a multipart form), which API
+    Gateway must pass as binary (base64 in the proxy event, decoded by Mangum); ``image/*``
+    also makes it decode a raw image answer for a caller whose Accept names an image type."""
+    content = contract()["paths"]["/resolution"]["post"]["requestBody"]["content"]
+    return [kind for kind in content if kind != "application/json"]
+
+
+def method_parameter(parameter: dict[str, Any]) -> str:
+    """An OpenAPI parameter as API Gateway names it (its query string is ``querystring``)."""
+    where = {"query": "querystring"}.get(parameter["in"], parameter["in"])
+    return f"method.request.{where}.{parameter['name']}"
+
+
 def request_model_schema() -> dict[str, Any]:
     """The contract's request schema as an API Gateway (JSON Schema draft 4) model."""
     body = schema("ResolutionRequest")
@@ -58,7 +72,7 @@ PERMISSION_SOURCE_SKIP = (
 )
 
 #: The contract's operations as API Gateway methods: logical-name prefix of each.
-METHOD_NAMES = {"resolution": "Resolution", "createJob": "CreateJob", "getJob": "GetJob"}
+METHOD_NAMES = {"resolution": "Resolution", "listModels": "ListModels", "createJob": "CreateJob", "getJob": "GetJob"}
 
 
 def path_resources(t: Template, api: Resource, paths: list[str]) -> dict[str, Resource]:
@@ -186,8 +200,9 @@ def api(t: Template, common: Common, function: Resource) -> None:
         "AWS::ApiGateway::RestApi",
         {
             "Name": sub(API_NAME),
-            "Description": "Image super-resolution: POST /resolution, POST /jobs, GET /jobs/{id}",
+            "Description": "Image super-resolution: POST /resolution, GET /models, POST /jobs, GET /jobs/{id}",
             "EndpointConfiguration": {"Types": ["REGIONAL"]},
+            "BinaryMediaTypes": binary_media_types(),
             "ApiKeySourceType": "HEADER",
             # TLS 1.2 and newer only (the default, TLS_1_0, still accepts 1.0 and 1.1).
             "SecurityPolicy": "TLS_1_2",
@@ -232,9 +247,7 @@ def api(t: Template, common: Common, function: Resource) -> None:
             assert model == "ResolutionRequest", model
             properties["RequestValidatorId"] = body_validator.ref
             properties["RequestModels"] = {"application/json": request_model.ref}
-        parameters = {
-            f"method.request.{p['in']}.{p['name']}": bool(p.get("required")) for p in spec.get("parameters", [])
-        }
+        parameters = {method_parameter(p): bool(p.get("required")) for p in spec.get("parameters", [])}
         if parameters:
             properties["RequestParameters"] = parameters
         methods.append(t.add(name + "Method", "AWS::ApiGateway::Method", properties))
@@ -285,7 +298,7 @@ def api(t: Template, common: Common, function: Resource) -> None:
     deployment = t.add(
         deployment_name(t, [each.name for each in definition]),
         "AWS::ApiGateway::Deployment",
-        {"RestApiId": rest_api.ref, "Description": "POST /resolution, POST /jobs, GET /jobs/{id}"},
+        {"RestApiId": rest_api.ref, "Description": "POST /resolution, GET /models, POST /jobs, GET /jobs/{id}"},
         depends_on=[*methods, *gateway_responses, t.after("PreflightsReady", common.has_cors, preflights)],
     )
     logging_ready = logging_account(t, common)
@@ -346,6 +359,11 @@ def api(t: Template, common: Common, function: Resource) -> None:
         "aikitsInvokeURLresolution",
         "POST here (header x-api-key; SigV4-signed when customAuthType is AWS_IAM)",
         sub(invoke_url + "resolution", rest_api, stage),
+    )
+    t.output(
+        "ModelsURL",
+        "GET here for the models a request may name, with their native scales",
+        sub(invoke_url + "models", rest_api, stage),
     )
     t.output(
         "JobsURL",

@@ -1,6 +1,7 @@
 """The one ASGI app behind every host: local server, both Lambdas (via Mangum), SageMaker container.
 
-Routes: ``POST /resolution`` and ``POST /{stage}/resolution`` (the API), ``POST /jobs``
+Routes: ``POST /resolution`` and ``POST /{stage}/resolution`` (the API, in every request form
+of ``forms``), ``GET /models`` (the models a request may name), ``POST /jobs``
 and ``GET /jobs/{id}`` (asynchronous jobs, also under ``/{stage}``; ``GET
 /jobs/{id}/result`` where this process keeps the results), ``POST /invocations`` and
 ``GET /ping`` (the SageMaker hosting contract), ``GET
@@ -28,12 +29,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ImageTooLargeError, OverloadedError, SuperResError
-from .backends import Backend
+from .backends import Backend, plain_number
 from .contract import CONTRACT_FILE, contract_text
+from .forms import read_request
 from .jobs import jobs_for
 from .jobs.domain import JobNotFoundError, JobRecord, JobsUnavailableError
-from .outputs import S3Results, deliver
-from .request import build_job, parse_request
+from .outputs import RESULT_HEADERS, S3Results, deliver, image_answer
+from .request import build_job, installed_models
 from .settings import ServiceSettings
 
 logger = logging.getLogger("superres.service")
@@ -88,25 +90,40 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
         arrived = time.monotonic()
         deadline = arrived + settings.time_budget_seconds if settings.time_budget_seconds else None
         body = await _read_body(request, settings.max_request_bytes)
-        parsed = parse_request(body, settings)
+        parsed = await read_request(body, request.headers, request.scope.get("query_string", b""), settings)
+        raw = parsed.output == "inline" and wants_image(request.headers.get("accept"))
         with admission:
             job = await run_in_threadpool(build_job, parsed, settings)
             result = await backend.run(job, deadline)
-        answer, _ = await run_in_threadpool(deliver, result, parsed.output, settings, results)
-        if parsed.context is not None:
-            answer["context"] = parsed.context
         logger.info(
-            "request %s: %dx%d %s x%d -> %s %s in %.2f s",
+            "request %s: %dx%d %s x%g %s -> %s %s in %.2f s",
             request_id,
             job.info.width,
             job.info.height,
             job.info.format,
             job.scale,
+            job.model,
             job.format,
-            parsed.output,
+            "raw" if raw else parsed.output,
             time.monotonic() - arrived,
         )
+        if raw:
+            image, media_type, headers = image_answer(result, settings)
+            return Response(image, media_type=media_type, headers={**headers, "x-request-id": request_id})
+        answer, _ = await run_in_threadpool(deliver, result, parsed.output, settings, results)
+        if parsed.context is not None:
+            answer["context"] = parsed.context
         return JSONResponse(answer, headers={"x-request-id": request_id})
+
+    async def models(_: Request, request_id: str) -> Response:
+        defaults = {settings.model_x4, settings.model_x2}
+        listed = [
+            {"name": name, "scale": spec.scale, "purpose": spec.purpose, "default": name in defaults}
+            for name, spec in installed_models(settings).items()
+        ]
+        return JSONResponse(
+            {"models": listed, "max_scale": plain_number(settings.max_scale)}, headers={"x-request-id": request_id}
+        )
 
     def job_answer(request: Request, record: JobRecord, status: int, request_id: str) -> Response:
         shown = record.public()
@@ -159,7 +176,7 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
         response.headers.update(error.headers or {})  # e.g. Allow on a 405
         return response
 
-    api = _json_errors(resolution)
+    api, listing = _json_errors(resolution), _json_errors(models)
     create, status, kept = _json_errors(create_job), _json_errors(get_job), _json_errors(job_result)
     cors = (
         [
@@ -175,8 +192,9 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
                     "x-api-key",
                     "idempotency-key",
                 ],
-                # What a page reads of an answer besides the body: the id to quote, a job's address.
-                expose_headers=["x-request-id", "location"],
+                # What a page reads of an answer besides the body: the id to quote, a job's
+                # address, a raw image answer's fields.
+                expose_headers=["x-request-id", "location", *(f"x-result-{name}" for name in RESULT_HEADERS)],
             )
         ]
         if settings.cors_origin
@@ -187,6 +205,8 @@ def create_app(settings: ServiceSettings, backend: Backend) -> Starlette:
         routes=[
             Route("/resolution", api, methods=["POST"]),
             Route("/{stage}/resolution", api, methods=["POST"]),
+            Route("/models", listing, methods=["GET"]),
+            Route("/{stage}/models", listing, methods=["GET"]),
             Route("/jobs", create, methods=["POST"]),
             Route("/{stage}/jobs", create, methods=["POST"]),
             Route("/jobs/{id}", status, methods=["GET"]),
@@ -217,6 +237,28 @@ def _json_errors(endpoint: Callable[[Request, str], Awaitable[Response]]) -> Cal
             return error_response(500, "internal error", "internal_error", request_id)
 
     return handle
+
+
+def wants_image(accept: str | None) -> bool:
+    """Whether ``accept`` prefers an image type to JSON (by its q-values, then its order)."""
+    ranked = []
+    for position, entry in enumerate((accept or "").split(",")[:32]):
+        kind, *params = (part.strip().lower() for part in entry.split(";"))
+        quality = next((param[2:] for param in params if param.startswith("q=")), "1")
+        try:
+            weight = float(quality)
+        except ValueError:
+            continue  # a malformed entry is skipped, as browsers do
+        if 0 <= weight <= 1:
+            ranked.append((-weight, position, kind))
+    for weight, _, kind in sorted(ranked):
+        if weight == 0:
+            break
+        if kind.startswith("image/"):
+            return True
+        if kind in ("application/json", "application/*", "*/*"):
+            return False
+    return False
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -29,7 +29,7 @@ class Upscaled:
     format: str
     width: int
     height: int
-    scale: int
+    scale: float
     model: str
     #: Faces restored (0 when none were asked for).
     faces: int
@@ -42,11 +42,17 @@ class Upscaled:
             "format": self.format,
             "width": self.width,
             "height": self.height,
-            "scale": self.scale,
+            "scale": plain_number(self.scale),
             "model": self.model,
             "faces": self.faces,
             "seconds": self.seconds,
         }
+
+
+def plain_number(value: float) -> float | int:
+    """A whole number as an integer (``4``, as answers always said), others as they are (a
+    float's repr round-trips, so a forwarded scale gives the container the same size)."""
+    return int(value) if float(value).is_integer() else value
 
 
 class Backend(Protocol):
@@ -95,16 +101,19 @@ class SageMakerBackend:
 
 
 def container_request(job: Job) -> str:
-    """The body the container's /invocations takes for a validated job (real-time or async)."""
-    return json.dumps(
-        {
-            "img": base64.b64encode(job.image).decode("ascii"),
-            "scale": job.scale,
-            "face": job.face,
-            "format": job.format,
-            "quality": job.quality,
-        }
-    )
+    """The body the container's /invocations takes for a validated job (real-time or async):
+    every choice already made here (the scale a width or height came to, the format), so the
+    container computes what was validated; the model only if the request named one (else the
+    container's own)."""
+    request = {
+        "img": base64.b64encode(job.image).decode("ascii"),
+        "scale": plain_number(job.scale),
+        "face": job.face,
+        "format": job.format,
+        "quality": job.quality,
+        "strip_metadata": job.strip_metadata,
+    }
+    return json.dumps({**request, **({"model": job.model} if job.model else {})})
 
 
 def container_answer(answer: object) -> Upscaled:
@@ -120,7 +129,7 @@ def container_answer(answer: object) -> Upscaled:
         format=_field(answer, "format", str),
         width=_field(answer, "width", int),
         height=_field(answer, "height", int),
-        scale=_field(answer, "scale", int),
+        scale=_field(answer, "scale", float),
         model=_field(answer, "model", str),
         faces=_field(answer, "faces", int),
         seconds=_field(answer, "seconds", float),

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
@@ -17,47 +18,33 @@ from .. import codec
 from ..errors import TimeBudgetError
 from .app import create_app
 from .backends import Upscaled
-from .request import Job, model_for_scale
+from .request import Job, model_for
 from .settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from ..engine import Upscaler
 
 
 class LocalBackend:
-    """Runs the engine in this process on a fixed pool of worker threads."""
+    """Runs the engine in this process on a fixed pool of worker threads.
+
+    The deployment's own models load at start; another installed model a request names
+    loads on its first request (which waits for it) and stays loaded.
+    """
 
     def __init__(self, settings: ServiceSettings) -> None:
-        from ..cpu import usable_cores
-        from ..engine import Upscaler  # a runtime: only for hosts that compute
-        from ..manifest import get_spec
         from ..store import ModelStore
-        from ..tiling import TileConfig
 
         self.settings = settings
-        store = ModelStore(settings.model_dir)
-        tiles = TileConfig(tile=settings.tile, pad=settings.pad)
-        names = {settings.model_x4, *([settings.model_x2] if settings.model_x2 else [])}
-        # Never more threads than cores: the workers share them (torch's pool collapses
-        # under oversubscription, and two workers of all cores each oversubscribe).
-        threads = max(settings.cpu_threads or usable_cores(), settings.workers)
-        self.upscalers = {
-            name: Upscaler.from_file(
-                store.network(get_spec(name)),
-                get_spec(name),
-                runtime=settings.runtime,
-                device=settings.device,
-                bf16=settings.cpu_bf16,
-                threads=threads - threads % settings.workers,
-                streams=settings.workers,
-                converted_dir=settings.converted_dir,
-                tiles=tiles,
-            )
-            for name in names
-        }
+        self.store = ModelStore(settings.model_dir)
+        self._loading = threading.Lock()
+        self.upscalers = {name: self._load(name) for name in filter(None, {settings.model_x4, settings.model_x2})}
         self.faces = None
         if settings.face_enabled:
             from ..face import FaceRestorer
 
             self.faces = FaceRestorer.from_store(
-                store,
+                self.store,
                 settings.face_model,
                 device=settings.device,
                 max_faces=settings.face_max_faces,
@@ -65,6 +52,37 @@ class LocalBackend:
                 weight=settings.face_weight,
             )
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="superres")
+
+    def _load(self, name: str) -> Upscaler:
+        from ..cpu import usable_cores
+        from ..engine import Upscaler  # a runtime: only for hosts that compute
+        from ..manifest import get_spec
+        from ..tiling import TileConfig
+
+        settings = self.settings
+        # Never more threads than cores: the workers share them (torch's pool collapses
+        # under oversubscription, and two workers of all cores each oversubscribe).
+        threads = max(settings.cpu_threads or usable_cores(), settings.workers)
+        return Upscaler.from_file(
+            self.store.network(get_spec(name)),
+            get_spec(name),
+            runtime=settings.runtime,
+            device=settings.device,
+            bf16=settings.cpu_bf16,
+            threads=threads - threads % settings.workers,
+            streams=settings.workers,
+            converted_dir=settings.converted_dir,
+            tiles=TileConfig(tile=settings.tile, pad=settings.pad),
+        )
+
+    def upscaler(self, name: str) -> Upscaler:
+        loaded = self.upscalers.get(name)
+        if loaded is not None:
+            return loaded
+        with self._loading:  # one load per model, however many requests ask at once
+            if name not in self.upscalers:
+                self.upscalers[name] = self._load(name)
+            return self.upscalers[name]
 
     async def run(self, job: Job, deadline: float | None) -> Upscaled:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._compute, job, deadline)
@@ -80,18 +98,19 @@ class LocalBackend:
 
         check_deadline(0, 0)  # it may have waited in the queue for its whole budget
         pixels, _ = codec.decode(job.image)
-        name = model_for_scale(job.scale, self.settings)
-        result = self.upscalers[name].upscale(pixels, job.scale, on_progress=check_deadline)
+        model = model_for(job, self.settings)
+        result = self.upscaler(model).upscale(pixels, size=job.size, on_progress=check_deadline)
         faces = 0
         if job.face and self.faces is not None:
             result, faces = self.faces.restore(pixels, result, job.scale, on_progress=check_deadline)
+        metadata = None if job.strip_metadata else codec.read_metadata(job.image)
         return Upscaled(
-            image=codec.encode(result, job.format, quality=job.quality),
+            image=codec.encode(result, job.format, quality=job.quality, metadata=metadata),
             format=job.format,
             width=result.shape[1],
             height=result.shape[0],
             scale=job.scale,
-            model=name,
+            model=model,
             faces=faces,
             seconds=round(time.monotonic() - started, 3),
         )

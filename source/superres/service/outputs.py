@@ -23,8 +23,10 @@ from .settings import ServiceSettings
 
 #: JSON around the base64 result: keys, metadata, quotes.
 _ENVELOPE_BYTES = 512
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif"}
+_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
+#: Headers of a raw image answer besides the answer's fields.
+_HEADER_BYTES = 1024
 
 
 class OutputStoreError(SuperResError):
@@ -34,15 +36,25 @@ class OutputStoreError(SuperResError):
     code = "output_failed"
 
 
-def check_response_size(encoded_bytes: int, settings: ServiceSettings) -> None:
-    answer = 4 * math.ceil(encoded_bytes / 3) + _ENVELOPE_BYTES
+def base64_size(size: int) -> int:
+    return 4 * math.ceil(size / 3)
+
+
+def check_response_size(encoded_bytes: int, settings: ServiceSettings, *, raw: bool = False) -> None:
+    """An answer of an ``encoded_bytes`` image: JSON with its base64, or ``raw`` the image
+    itself (base64 all the same inside a Lambda's answer to API Gateway)."""
+    if raw:
+        sent = base64_size(encoded_bytes) if settings.binary_as_base64 else encoded_bytes
+        answer, form = sent + _HEADER_BYTES, "as an image answer"
+    else:
+        answer, form = base64_size(encoded_bytes) + _ENVELOPE_BYTES, "as a JSON answer"
     if answer > settings.max_response_bytes:
         hint = (
             'ask for "output": "s3" (a presigned URL, no size limit), or for ' if settings.output_bucket else "ask for "
         )
         raise ImageTooLargeError(
-            f"the result is {encoded_bytes:,} bytes ({answer:,} as a JSON answer); the limit is "
-            f"{settings.max_response_bytes:,} bytes: {hint}format jpeg or webp, a lower quality, "
+            f"the result is {encoded_bytes:,} bytes ({answer:,} {form}); the limit is "
+            f"{settings.max_response_bytes:,} bytes: {hint}format webp, avif or jpeg, a lower quality, "
             "a smaller scale or a smaller image"
         )
 
@@ -132,6 +144,19 @@ class LocalResults:
     def get(self, name: str) -> tuple[bytes, str] | None:
         with self._lock:
             return self._items.get(name)
+
+
+def image_answer(result: Upscaled, settings: ServiceSettings) -> tuple[bytes, str, dict[str, str]]:
+    """A raw image answer (``Accept: image/*``): the image, its media type, and the answer's
+    fields as headers."""
+    check_response_size(len(result.image), settings, raw=True)
+    fields = result.fields()
+    headers = {f"x-result-{name}": str(fields[name]) for name in RESULT_HEADERS}
+    return result.image, CONTENT_TYPES[result.format], headers
+
+
+#: The answer's fields a raw image answer carries as X-Result-<name> headers.
+RESULT_HEADERS = ("width", "height", "scale", "model", "faces", "seconds")
 
 
 def deliver(

@@ -29,6 +29,8 @@ _LAMBDA_PAYLOAD = 6 * 1000 * 1000
 _API_GATEWAY_PAYLOAD = 10 * 1000 * 1000
 #: A Lambda function runs 900 s at most; the job worker stops computing before.
 _LAMBDA_WORKER_BUDGET = 840.0
+#: The largest scale any deployment may allow: the contract's maximum for ``scale``.
+MAX_SCALE = 16
 
 
 class VariantDefaults(TypedDict, total=False):
@@ -42,6 +44,7 @@ class VariantDefaults(TypedDict, total=False):
     face_enabled: bool
     device: str
     throughput_mflops: float
+    binary_as_base64: bool
 
 
 # The guide's size advice per variant: Lambda "about 400 x 400", GPU 1920 x 1080,
@@ -62,6 +65,7 @@ VARIANT_DEFAULTS: dict[Variant, VariantDefaults] = {
         "job_time_budget_seconds": _LAMBDA_WORKER_BUDGET,
         # Lambda has no GPU: "auto" would import torch only to find none.
         "device": "cpu",
+        "binary_as_base64": True,
     },
     "gpu": {
         "max_request_bytes": _LAMBDA_PAYLOAD,
@@ -72,6 +76,8 @@ VARIANT_DEFAULTS: dict[Variant, VariantDefaults] = {
         "device": "cuda",
         # ml.g4dn.xlarge (T4, fp16); to be replaced by a figure measured on one.
         "throughput_mflops": 8_000_000.0,
+        # Its API function is the invoke-endpoint Lambda.
+        "binary_as_base64": True,
     },
 }
 
@@ -80,9 +86,15 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SUPERRES_", frozen=True, extra="forbid")
 
     variant: Variant = "local"
-    #: The x4 network; also serves scale 2 (x4 then Lanczos) unless model_x2 is set.
+    #: The network of requests that name none; also serves scales up to 2 (x4 then Lanczos)
+    #: unless model_x2 is set.
     model_x4: str = "RealESRGAN_x4plus"
     model_x2: str | None = None
+    #: The models a request may name (``model``). Unset: model_x4, model_x2 and every other
+    #: upscaler of the manifest whose weights or released conversion is in ``model_dir``.
+    models: frozenset[str] | None = None
+    #: The largest ``scale`` (or width/height over the input's) a request may ask for.
+    max_scale: float = Field(default=8.0, ge=1, le=MAX_SCALE)
     model_dir: Path | None = None
     device: str = "auto"
     #: What runs the network: auto = torch on CUDA, OpenVINO on the CPU (runtimes.load_runner).
@@ -99,8 +111,11 @@ class ServiceSettings(BaseSettings):
     cpu_threads: int | None = Field(default=None, ge=1)
 
     max_request_bytes: int = Field(default=_API_GATEWAY_PAYLOAD, gt=0)
-    #: The whole JSON answer, base64 result included.
+    #: The whole JSON answer, base64 result included; or a raw image answer.
     max_response_bytes: int = Field(default=_API_GATEWAY_PAYLOAD, gt=0)
+    #: The host is a Lambda function behind API Gateway: a raw image answer travels base64 in
+    #: the function's answer to API Gateway and counts so against ``max_response_bytes``.
+    binary_as_base64: bool = False
     max_input_pixels: int = Field(default=1920 * 1080, gt=0)
     max_face_input_pixels: int = Field(default=1280 * 720, gt=0)
     max_output_pixels: int = Field(default=7680 * 4320, gt=0)
