@@ -37,7 +37,9 @@ import jsonschema
 import pytest
 
 from conftest import tool_in_own_venv
+from repo_modules import load_script
 from servers import moto_server
+from superres.manifest import get_spec
 from superres.service.contract import contract, schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1430,3 +1432,18 @@ def test_allow_listed_sse_kms_buckets_can_be_decrypted(kind: str) -> None:
     context = decrypt["Condition"]["StringLike"]
     assert context["kms:ViaService"] == {"Fn::Sub": "s3.*.${AWS::URLSuffix}"}
     assert len(context["kms:EncryptionContext:aws:s3:arn"]) == 2 * PROMISED_ALLOWED_BUCKETS
+
+
+def test_the_invoke_function_knows_the_models_its_endpoint_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It has no model store to look in: GPU offers what the release's artifact carries, Inf1
+    the one network compiled for its NeuronCores; the settings read the list as the stack sets it."""
+    from superres.service.settings import ServiceSettings
+
+    package = load_script("deployment_package", "deployment/package.py")
+    gpu = template("gpu")["Resources"]["Function"]["Properties"]["Environment"]["Variables"]["SUPERRES_MODELS"]
+    carried = [name for name in package.DEFAULT_ARTIFACT_MODELS if get_spec(name).scale == 4]
+    assert json.loads(gpu) == carried
+    monkeypatch.setenv("SUPERRES_MODELS", gpu)
+    assert ServiceSettings.for_variant("gpu").models == frozenset(carried)
+    inf1 = template("inf1")["Resources"]["Function"]["Properties"]["Environment"]["Variables"]["SUPERRES_MODELS"]
+    assert inf1 == {"Fn::Sub": '["${ModelName}"]'}

@@ -23,10 +23,10 @@ from .compute import (
     sagemaker_endpoint,
     zip_function,
 )
-from .core import Resource, Template, skip
+from .core import Resource, Template, skip, sub
 from .network import EFS_MOUNT, efs, vpc
 from .observability import log_group, observability
-from .parameters import common_parameters
+from .parameters import X4_MODELS, Common, common_parameters
 from .storage import JOB_INPUT_PREFIX, RESULTS_PREFIX, WORKER_TIMEOUT, job_queue, job_table_and_topic, output_bucket
 
 TEMPLATES = Path(__file__).resolve().parents[1]
@@ -161,6 +161,15 @@ def lambda_efs_template() -> dict[str, Any]:
     return t.render()
 
 
+def served_models(kind: str, common: Common) -> Any:
+    """The models the endpoint serves, as the JSON list the settings read: on GPU every x4
+    network the release's artifact carries; on Inf1 the stack's one, the only one compiled
+    for the NeuronCores (another would run uncompiled on the instance's CPU)."""
+    if kind == "gpu":
+        return json.dumps(list(X4_MODELS))
+    return sub('["${ModelName}"]', common.model_name)
+
+
 def sagemaker_template(kind: str) -> dict[str, Any]:
     label = {"gpu": "SageMaker GPU", "inf1": "SageMaker Inf1 (AWS Neuron)"}[kind]
     t = Template(
@@ -194,6 +203,9 @@ def sagemaker_template(kind: str) -> dict[str, Any]:
                     "SUPERRES_VARIANT": "gpu",
                     "SUPERRES_ENDPOINT_NAME": realtime.endpoint.att("EndpointName"),
                     **model_env(common),
+                    # This function has no model store to look in: the models a request may
+                    # name are the ones the endpoint serves (README, "Model per request").
+                    "SUPERRES_MODELS": served_models(kind, common),
                     "SUPERRES_ALLOWED_S3_BUCKETS": common.allowed_buckets_env(),
                     **output.env(),
                     **jobs.env(),
