@@ -32,13 +32,13 @@ from bench.metrics import psnr
 from conftest import SHARED, tool_in_own_venv
 from superres.face import (
     FFHQ_TEMPLATE,
-    FaceDetector,
     FaceModel,
     FaceRestorer,
     align_face,
     alignment_matrix,
     paste_face,
 )
+from superres.face_detection import FaceDetector
 from superres.manifest import get_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +66,12 @@ def weights(workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def model(weights: Path) -> FaceModel:
-    return FaceModel.from_file(weights, get_spec("GFPGANv1.4"), device="cpu")
+    return FaceModel.from_file(weights, get_spec("GFPGANv1.4"), runtime="torch", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
-    return FaceDetector(SHARED / "models" / "face_detection_yunet_2026may.onnx")
+    return FaceDetector.from_file(SHARED / "models" / "face_detection_yunet_2026may.onnx")
 
 
 def official(
@@ -141,7 +141,7 @@ def test_facexlib_fit_is_the_optimum_while_it_keeps_all_five_points(
     # misses the template by 6.3 px RMS where the optimum misses it by 3.7 (a deliberate
     # difference: its own comment says it means to equal scikit-image's least squares).
     cut = np.ascontiguousarray(astronaut[30:190, 140:300])
-    landmarks = FaceDetector(SHARED / "models" / "face_detection_yunet_2026may.onnx").detect(cut)[0].landmarks
+    landmarks = FaceDetector.from_file(SHARED / "models" / "face_detection_yunet_2026may.onnx").detect(cut)[0].landmarks
     theirs = official(workdir, weights, "cut", cut, landmarks)
     ours = alignment_matrix(landmarks)
     assert ours is not None
@@ -216,9 +216,9 @@ def test_stage_3_the_pasted_image(detector, model, astronaut, reference) -> None
 
 
 def test_random_weights_made_by_the_official_class_load_as_gfpgan(model, weights) -> None:
-    assert model.descriptor.architecture.id == "GFPGAN"
+    assert model.runner.descriptor.architecture.id == "GFPGAN"
     # Every tensor of the official layout, and no other, is a tensor of the network we run.
     saved = torch.load(weights, map_location="cpu", weights_only=True)["params_ema"]
-    loaded = model.descriptor.model.state_dict()
+    loaded = model.runner.descriptor.model.state_dict()
     assert {key: value.shape for key, value in saved.items()} == {key: value.shape for key, value in loaded.items()}
     assert all(torch.equal(saved[key], loaded[key]) for key in saved)
