@@ -17,7 +17,7 @@ OpenVINO (``runtimes.load_graph`` picks).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,30 +54,25 @@ class Face:
         return self.box[2] * self.box[3]
 
 
+@dataclass(frozen=True)
 class FaceDetector:
     """YuNet on a runtime; ``detect`` is safe to call from many threads."""
 
-    def __init__(
-        self,
-        network: Graph,
-        *,
-        score_threshold: float = 0.8,
-        nms_threshold: float = 0.3,
-        top_k: int = 5000,
-        max_side: int = 1280,
-    ) -> None:
-        if not 0 < score_threshold <= 1 or not 0 < nms_threshold <= 1:
+    network: Graph
+    _: KW_ONLY
+    score_threshold: float = 0.8
+    nms_threshold: float = 0.3
+    top_k: int = 5000
+    #: Images with a longer side are detected on a copy reduced to it. YuNet finds faces of
+    #: about 10 to 300 px well; beyond that its scores fall and false positives rise, and a
+    #: large image costs time for nothing.
+    max_side: int = 1280
+
+    def __post_init__(self) -> None:
+        if not 0 < self.score_threshold <= 1 or not 0 < self.nms_threshold <= 1:
             raise ValueError("score_threshold and nms_threshold must be in (0, 1]")
-        if top_k < 1 or max_side < 32:
+        if self.top_k < 1 or self.max_side < 32:
             raise ValueError("top_k must be at least 1 and max_side at least 32")
-        self.network = network
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.top_k = top_k
-        #: Images with a longer side are detected on a copy reduced to it. YuNet finds
-        #: faces of about 10 to 300 px well; beyond that its scores fall and false
-        #: positives rise, and a large image costs time for nothing.
-        self.max_side = max_side
 
     @classmethod
     def from_file(cls, path: Path | str, *, threads: int | None = None, **options: Any) -> FaceDetector:

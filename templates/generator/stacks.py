@@ -32,9 +32,9 @@ from .storage import JOB_INPUT_PREFIX, RESULTS_PREFIX, WORKER_TIMEOUT, job_queue
 TEMPLATES = Path(__file__).resolve().parents[1]
 #: What FaceEnhancement costs on the Lambda stack (README, Face restoration: bench/face_bench.py).
 LAMBDA_FACE_COST = (
-    " On: the stager also puts GFPGANv1.4 and YuNet, converted to OpenVINO IR (325 MiB), on EFS, and each face "
-    "costs one GFPGAN pass of 396 GFLOP on the function's CPUs: about FACE_SECONDS s per face on 2 vCPUs "
-    "(LambdaMemorySize 3538), more on fewer. Off: neither is staged."
+    " On (opt-in): the stager also puts GFPGANv1.4 and YuNet (OpenVINO IR, 325 MiB, about $0.10 a month on EFS) "
+    "on EFS, and each face costs the functions one GFPGAN pass of 396 GFLOP (1.8 s on 2 cores of a development "
+    "machine) and about 1.1 GB more memory. Off: neither is staged."
 )
 OUTPUTS = {
     "lambda": TEMPLATES / "lambda-efs.template.json",
