@@ -459,8 +459,8 @@ def test_guide_parameters_outputs_and_console_groups(kind: str) -> None:
         "LogRetentionDays",
     ):
         assert name in params
-    # Face enhancement everywhere; opt-in on the Lambda stack (GFPGAN on its CPUs), and said what it costs.
-    assert params["FaceEnhancement"]["Default"] == ("false" if kind == "lambda" else "true")
+    # Face enhancement everywhere, on by default on GPU; the Lambda stack says what it costs there (its CPUs, EFS).
+    assert params["FaceEnhancement"]["Default"] == ("true" if kind == "gpu" else "false")
     assert ("325 MiB" in params["FaceEnhancement"]["Description"]) == (kind == "lambda")
     interface = body["Metadata"]["AWS::CloudFormation::Interface"]
     grouped = [p for group in interface["ParameterGroups"] for p in group["Parameters"]]
