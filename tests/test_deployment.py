@@ -126,8 +126,15 @@ def test_build_writes_the_aws_solutions_layout(built: Path) -> None:
     assert {p.name for p in (built / "global-s3-assets").iterdir()} == GLOBAL_ASSETS
     assert {p.name for p in (built / "regional-s3-assets").iterdir()} == REGIONAL_ASSETS | {"networks"}
     networks = built / "regional-s3-assets" / "networks"
-    # Of the models built, the networks with an OpenVINO plan (YuNet is a detector).
-    assert sorted(p.name for p in networks.iterdir()) == ["manifest.json", "realesr-animevideov3.openvino"]
+    # Of the models built, the networks with an OpenVINO plan: YuNet's graph too, as IR (the zip's
+    # OpenVINO reads nothing else).
+    assert sorted(p.name for p in networks.iterdir()) == [
+        "YuNet.openvino",
+        "manifest.json",
+        "realesr-animevideov3.openvino",
+    ]
+    released = json.loads((networks / "manifest.json").read_text())["networks"]
+    assert released["YuNet"]["plan"] == "fp32" and set(released["YuNet"]["files"]) == {"network.xml", "network.bin"}
     assert {p.name for p in (built / "container-contexts").iterdir()} == {"sagemaker-inf1"}
 
 
