@@ -15,13 +15,17 @@ alignment (landmark fit and the 512x512 crop), the GFPGAN forward pass, and
 paste-back (inverse warp and soft-mask blend into the ``--scale`` x
 background). The background is a Lanczos enlargement: the upscaler is
 engine_bench's subject. The warm-up pass of GFPGAN also counts its FLOPs
-(torch.utils.flop_counter) to compare with the manifest.
+(torch.utils.flop_counter) to compare with the manifest. On the CPU the GFPGAN
+forward pass is then timed per runtime, in one run: torch fp32, and OpenVINO
+(the Lambda stack's, converted as the release build converts it) in fp32 and,
+where the CPU runs it natively, bf16.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,12 +51,12 @@ from superres.codec import decode  # noqa: E402 -- after sys.path gets the repos
 from superres.cpu import native_bf16_cpu  # noqa: E402 -- after sys.path gets the repository root
 from superres.face import (  # noqa: E402 -- after sys.path gets the repository root
     FACE_SIZE,
-    FaceDetector,
     FaceModel,
     align_face,
     alignment_matrix,
     paste_face,
 )
+from superres.face_detection import FaceDetector  # noqa: E402 -- after sys.path gets the repository root
 from superres.manifest import get_spec  # noqa: E402 -- after sys.path gets the repository root
 
 SPEC = get_spec("GFPGANv1.4")
@@ -100,57 +104,24 @@ def align(pixels: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.nda
     return matrix, align_face(pixels, matrix)
 
 
-def openvino_forwards(model: FaceModel, crop: np.ndarray, threads: int) -> dict[str, Callable[[], np.ndarray]]:
-    """GFPGAN's forward pass on ``crop`` compiled by OpenVINO for the CPU, per precision.
-
-    Each returns the restored face as float32 RGB in [0, 1], like ``FaceModel.restore``.
-    """
-    import openvino as ov
-
-    class Forward(torch.nn.Module):
-        """The call FaceModel.restore makes: stored noise maps, the image output alone."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.network = model.descriptor.model  # a submodule: its weights trace as weights
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out: torch.Tensor = self.network(x, return_rgb=False, randomize_noise=False)[0]
-            return out
-
-    x = (
-        np.ascontiguousarray(crop.astype(np.float32).transpose(2, 0, 1)[None])
-        * np.float32(2 / np.iinfo(crop.dtype).max)
-        - 1
-    )
-    with torch.no_grad():
-        # A static shape: the modulated convolutions compute their weights per call, which the
-        # CPU plugin takes only with a static weight shape.
-        ir = ov.convert_model(Forward().eval(), example_input=torch.from_numpy(x), input=[list(x.shape)])
-    core = ov.Core()
-    precisions = ["f32", "bf16"] if native_bf16_cpu() else ["f32"]
-    forwards: dict[str, Callable[[], np.ndarray]] = {}
-    for precision in precisions:
-        config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads}
-        compiled = core.compile_model(ir, "CPU", config)
-
-        def forward(compiled: Any = compiled) -> np.ndarray:
-            out = np.asarray(compiled([x])[0])[0].transpose(1, 2, 0)
-            return np.clip((out + 1) * 0.5, 0, 1)
-
-        forwards[f"OpenVINO {'fp32' if precision == 'f32' else precision}"] = forward
-    return forwards
+def runtime_models(weights: Path, threads: int, converted: Path) -> dict[str, FaceModel]:
+    """GFPGAN on each CPU runtime the kit has, as the hosts load it: torch fp32, and OpenVINO
+    (the Lambda stack's) in fp32 and, where the CPU runs it natively, bf16."""
+    models = {"torch fp32": FaceModel.from_file(weights, SPEC, runtime="torch", device="cpu", threads=threads)}
+    for bf16 in (False, True) if native_bf16_cpu() else (False,):
+        models[f"OpenVINO {'bf16' if bf16 else 'fp32'}"] = FaceModel.from_file(
+            weights, SPEC, runtime="openvino", bf16=bf16, threads=threads, converted_dir=converted
+        )
+    return models
 
 
-def runtime_rows(model: FaceModel, crop: np.ndarray, threads: int, repeat: int) -> list[dict[str, Any]]:
+def runtime_rows(models: dict[str, FaceModel], crop: np.ndarray, repeat: int) -> list[dict[str, Any]]:
     """The GFPGAN forward pass per runtime: seconds, ratio to torch fp32, PSNR against torch."""
-    forwards: dict[str, Callable[[], np.ndarray]] = {"torch fp32": partial(model.restore, crop)}
-    forwards.update(openvino_forwards(model, crop, threads))
     rows: list[dict[str, Any]] = []
     reference: np.ndarray | None = None
-    for runtime, forward in forwards.items():
-        forward()  # warm-up
-        times, face = timed(forward, repeat)
+    for runtime, model in models.items():
+        model.restore(crop)  # warm-up
+        times, face = timed(partial(model.restore, crop), repeat)
         if reference is None:
             reference = face
         rows.append(
@@ -187,14 +158,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     pixels, _ = decode(args.image.read_bytes())
-    detector = FaceDetector(args.detector)
-    with tempfile.TemporaryDirectory(prefix="face_bench.") as workdir:
-        weights = args.weights or random_weights(Path(workdir))
-        model = FaceModel.from_file(weights, SPEC, device=args.device)
-    info = describe_machine(args.threads, "torch", "opencv-python-headless")
-    info["device"] = str(model.device) + (
-        f" ({torch.cuda.get_device_name(model.device)})" if model.device.type == "cuda" else ""
-    )
+    detector = FaceDetector.from_file(args.detector, threads=args.threads)
+    workdir = Path(tempfile.mkdtemp(prefix="face_bench."))
+    weights = args.weights or random_weights(workdir)
+    model = FaceModel.from_file(weights, SPEC, runtime="torch", device=args.device)
+    device = model.runner.info.device
+    info = describe_machine(args.threads, "torch", "openvino")
+    info["device"] = device + (f" ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else "")
     background = cv2.resize(pixels, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_LANCZOS4)
     if background.ndim == 2:
         background = background[:, :, None]
@@ -239,7 +209,7 @@ def main() -> None:
     print(
         f"{info['cpu']}, {info['logical_cpus']} logical CPUs, {info['threads']} threads, "
         f"device {info['device']}, load {'/'.join(f'{v:.2f}' for v in info['load_average'])}, "
-        f"torch {info['torch']}, opencv {info['opencv-python-headless']}, {info['date']}"
+        f"torch {info['torch']}, openvino {info['openvino']}, detector on {detector.network.runtime}, {info['date']}"
     )
     print(
         f"input: {args.image.name} {width}x{height}, {len(faces)} face(s), background x{args.scale} "
@@ -248,7 +218,7 @@ def main() -> None:
     print(
         f"GFPGAN: {'weights ' + str(args.weights) if args.weights else 'RANDOM weights (speed is architecture-bound: the weights do not change it)'}; "
         f"{flops / 1e9:.1f} GFLOP per face (manifest: {SPEC.mflop_per_pixel * FACE_SIZE**2 / 1e3:.1f}), "
-        f"{flops / 1e9 / min(stages['GFPGAN forward']):.1f} GFLOP/s, {model.dtype}"
+        f"{flops / 1e9 / min(stages['GFPGAN forward']):.1f} GFLOP/s, {model.runner.info.precision}"
     )
     print("| stage | best s | median s | share of the image's time |")
     print("|---|---|---|---|")
@@ -257,9 +227,10 @@ def main() -> None:
     print(f"| total for the image | {total:.3f} | | |")
     runtimes = (
         []
-        if first_crop is None or model.device.type != "cpu"
-        else runtime_rows(model, first_crop, args.threads, args.repeat)
+        if first_crop is None or not device.startswith("cpu")
+        else runtime_rows(runtime_models(weights, args.threads, workdir / "converted"), first_crop, args.repeat)
     )
+    shutil.rmtree(workdir)
     if runtimes:
         print("\nGFPGAN forward per face, per CPU runtime (bf16 only where the CPU runs it natively):")
         print("| runtime | best s | median s | time / torch fp32 | PSNR vs torch, dB |")

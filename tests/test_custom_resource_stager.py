@@ -36,6 +36,7 @@ from custom_resources import efs_model_stager as stager
 from repo_modules import load_script
 from servers import moto_server, self_signed_certificate
 from superres.engine import Upscaler
+from superres.face_detection import FaceDetector
 from superres.manifest import get_spec
 from superres.store import ModelStore
 
@@ -46,6 +47,8 @@ BUCKET = "superres-assets-us-east-1"
 PREFIX = "superres-kit/v0.1.0"
 MANIFEST_KEY = f"{PREFIX}/networks/manifest.json"
 NETWORK = "realesr-animevideov3"
+#: The face detector, staged with GFPGAN when the stack's FaceEnhancement is true.
+DETECTOR = "YuNet"
 #: A second network: only its manifest entry and bytes matter to the stager.
 OTHER = "RealESRGAN_x4plus"
 OTHER_FILE = random.Random(2).randbytes(200_000)
@@ -67,8 +70,8 @@ class Context:
 def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The release build's networks/ folder: the real conversion, and its manifest."""
     out = tmp_path_factory.mktemp("regional")
-    weights = ModelStore(SHARED / "models").path(get_spec(NETWORK))
-    package.build_networks(out, {NETWORK: weights})
+    store = ModelStore(SHARED / "models")
+    package.build_networks(out, {name: store.path(get_spec(name)) for name in (NETWORK, DETECTOR)})
     manifest = json.loads((out / "networks" / "manifest.json").read_text())
     manifest["networks"][OTHER] = {
         "files": {"network.bin": {"size": len(OTHER_FILE), "sha256": hashlib.sha256(OTHER_FILE).hexdigest()}}
@@ -238,6 +241,18 @@ def test_the_staged_network_is_what_the_cpu_service_loads(cloudformation: Respon
     assert upscaler.runner.info.runtime == "openvino"
     crop = np.ascontiguousarray(load_photo("astronaut.png")[:40, :48])
     assert upscaler.upscale(crop).shape == (160, 192, 3)
+
+
+def test_staged_face_detector_is_what_the_face_restorer_loads(
+    cloudformation: ResponseServer, efs: Path, s3: Any
+) -> None:
+    """FaceEnhancement on: the detector's IR lands beside the upscaler and finds the astronaut."""
+    stager.handler(event("Create", cloudformation.url, [NETWORK, DETECTOR]), Context(60))
+    assert cloudformation.next()[1]["Status"] == "SUCCESS"
+    store = ModelStore(efs)
+    assert store.network(get_spec(DETECTOR)) == efs / f"{DETECTOR}.openvino"
+    (face,) = FaceDetector.from_store(store).detect(load_photo("astronaut.png"))
+    assert face.score > 0.8
 
 
 def test_update_stages_the_new_network_and_removes_the_old_one(

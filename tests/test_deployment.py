@@ -39,10 +39,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import httpx
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import SHARED, load_photo
+from conftest import SHARED, load_photo, write_random_gfpgan
 from lambda_events import api_gateway_event
 from repo_modules import load_script
 from servers import create_job_resources, running
@@ -125,8 +126,15 @@ def test_build_writes_the_aws_solutions_layout(built: Path) -> None:
     assert {p.name for p in (built / "global-s3-assets").iterdir()} == GLOBAL_ASSETS
     assert {p.name for p in (built / "regional-s3-assets").iterdir()} == REGIONAL_ASSETS | {"networks"}
     networks = built / "regional-s3-assets" / "networks"
-    # Of the models built, the networks with an OpenVINO plan (YuNet is a detector).
-    assert sorted(p.name for p in networks.iterdir()) == ["manifest.json", "realesr-animevideov3.openvino"]
+    # Of the models built, the networks with an OpenVINO plan: YuNet's graph too, as IR (the zip's
+    # OpenVINO reads nothing else).
+    assert sorted(p.name for p in networks.iterdir()) == [
+        "YuNet.openvino",
+        "manifest.json",
+        "realesr-animevideov3.openvino",
+    ]
+    released = json.loads((networks / "manifest.json").read_text())["networks"]
+    assert released["YuNet"]["plan"] == "fp32" and set(released["YuNet"]["files"]) == {"network.xml", "network.bin"}
     assert {p.name for p in (built / "container-contexts").iterdir()} == {"sagemaker-inf1"}
 
 
@@ -287,7 +295,8 @@ def test_invoke_endpoint_zip_answers_under_python_312(built: Path, tmp_path: Pat
 CPU_SERVICE_PROBE = """
 import base64, json, sys
 sys.path.insert(0, sys.argv[1])
-events = json.loads(sys.argv[2])
+with open(sys.argv[2]) as file:
+    events = json.load(file)
 import lambda_sr.handler as api, lambda_sr.worker as worker
 
 class Context:
@@ -315,12 +324,8 @@ print(json.dumps(answers))
 """
 
 
-def test_cpu_service_zip_answers_api_and_sqs_events_without_torch(
-    built: Path, tmp_path: Path, aws_url: str, aws_env: dict[str, str]
-) -> None:
-    """The API function and the job worker as Lambda runs them: Python 3.12, only the zip on
-    the path (no site-packages, so no torch), the converted network in a model directory
-    beside it as the stager leaves it on EFS, and the stack's job resources in moto."""
+def unpack_cpu_service(built: Path, code: Path) -> int:
+    """Unpack cpu-service.zip into ``code`` after checking what it holds; its unzipped size."""
     regional = built / "regional-s3-assets"
     with zipfile.ZipFile(regional / "cpu-service.zip") as archive:
         _assert_reproducible_zip(archive)
@@ -331,13 +336,45 @@ def test_cpu_service_zip_answers_api_and_sqs_events_without_torch(
         assert not tops & {"torch", "torchvision", "cv2", "spandrel", "bin"}
         libs = {Path(n).name for n in archive.namelist() if n.startswith("openvino/libs/")}
         assert "libopenvino_intel_cpu_plugin.so" in libs and not {n for n in libs if "gpu" in n or "npu" in n}
-        archive.extractall(tmp_path / "code")
+        assert not {n for n in libs if "onnx" in n}  # the face detector ships as IR too
+        archive.extractall(code)
     assert unzipped < package.LAMBDA_UNZIPPED_LIMIT
     print(
         f"cpu-service.zip: {unzipped / 2**20:.1f} MiB unzipped, {(regional / 'cpu-service.zip').stat().st_size / 2**20:.1f} MiB zipped"
     )
+    return unzipped
+
+
+def run_cpu_service(
+    code: Path, models: Path, events: dict[str, Any], queue: str, env: dict[str, str]
+) -> dict[str, Any]:
+    """CPU_SERVICE_PROBE as Lambda runs it: Python 3.12, only the zip on the path (no
+    site-packages, so no torch), ``models`` as the stager leaves the model directory on EFS."""
+    events_file = code.parent / "events.json"  # a photo's event is past the length of one argument
+    events_file.write_text(json.dumps(events))
+    result = subprocess.run(
+        [python312(), "-S", "-I", "-c", CPU_SERVICE_PROBE, str(code), str(events_file), queue],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "PATH": os.environ["PATH"], "SUPERRES_VARIANT": "lambda", "SUPERRES_MODEL_DIR": str(models)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (answers["torch"], answers["loaded"]) == ("absent", [])
+    return answers
+
+
+def test_cpu_service_zip_answers_api_and_sqs_events_without_torch(
+    built: Path, tmp_path: Path, aws_url: str, aws_env: dict[str, str]
+) -> None:
+    """The API function and the job worker as Lambda runs them, the converted network in a
+    model directory beside them, and the stack's job resources in moto."""
+    unpack_cpu_service(built, tmp_path / "code")
     models = tmp_path / "models"
-    shutil.copytree(regional / "networks" / "realesr-animevideov3.openvino", models / "realesr-animevideov3.openvino")
+    networks = built / "regional-s3-assets" / "networks"
+    shutil.copytree(networks / "realesr-animevideov3.openvino", models / "realesr-animevideov3.openvino")
     s3, dynamodb, sqs = (client(aws_url, name) for name in ("s3", "dynamodb", "sqs"))
     s3.create_bucket(Bucket="zip-results")
     queue = create_job_resources(dynamodb, sqs, "zip-jobs", "zip-work")
@@ -347,33 +384,24 @@ def test_cpu_service_zip_answers_api_and_sqs_events_without_torch(
         "plain": api_gateway_event(request),
         "base64": api_gateway_event(request, base64_body=True),
         "job": api_gateway_event(request, path="/jobs", resource="/jobs"),
+        "face": api_gateway_event(json.dumps({"img": base64.b64encode(photo).decode(), "face": True})),
     }
     env = {
         **aws_env,
-        "PATH": os.environ["PATH"],
-        "SUPERRES_VARIANT": "lambda",
-        "SUPERRES_MODEL_DIR": str(models),
         "SUPERRES_MODEL_X4": "realesr-animevideov3",
         "SUPERRES_OUTPUT_BUCKET": "zip-results",
         "SUPERRES_JOB_TABLE": "zip-jobs",
         "SUPERRES_JOB_QUEUE_URL": queue,
     }
-    result = subprocess.run(
-        [python312(), "-S", "-I", "-c", CPU_SERVICE_PROBE, str(tmp_path / "code"), json.dumps(events), queue],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    answers = json.loads(result.stdout.strip().splitlines()[-1])
-    assert (answers["torch"], answers["loaded"]) == ("absent", [])
+    answers = run_cpu_service(tmp_path / "code", models, events, queue, env)
     for name in ("plain", "base64"):
         assert answers[name]["statusCode"] == 200, answers[name]
         body = json.loads(answers[name]["body"])
         info = codec.probe(base64.b64decode(body["result"]))
         assert (info.width, info.height, body["model"]) == (320, 240, "realesr-animevideov3")
+    # FaceEnhancement off (the stack's default): face restoration is refused, not ignored.
+    assert answers["face"]["statusCode"] == 400
+    assert "face enhancement is not enabled" in json.loads(answers["face"]["body"])["message"]
     job = json.loads(answers["job"]["body"])
     assert answers["job"]["statusCode"] == 202, job
     assert answers["sqs"] == {"batchItemFailures": []}
@@ -382,6 +410,72 @@ def test_cpu_service_zip_answers_api_and_sqs_events_without_torch(
     stored = s3.get_object(Bucket="zip-results", Key=f"results/{job['id']}.png")["Body"].read()
     stored_info = codec.probe(stored)
     assert (stored_info.width, stored_info.height) == (320, 240)
+
+
+@pytest.fixture(scope="module")
+def face_networks(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The networks folder of a release built with GFPGAN: ``build_networks`` (what ``build``
+    runs on the verified weights) on random GFPGANv1Clean weights in the official layout (no
+    GFPGAN weights exist here), beside the release's own conversions (YuNet among them)."""
+    out = tmp_path_factory.mktemp("face-release")
+    gfpgan = write_random_gfpgan(out / "GFPGANv1.4.pth")
+    package.build_networks(out, {"GFPGANv1.4": gfpgan})
+    networks = built / "regional-s3-assets" / "networks"
+    shutil.copytree(networks, out / "networks", dirs_exist_ok=True, ignore=shutil.ignore_patterns("manifest.json"))
+    return out / "networks"
+
+
+def test_cpu_service_zip_restores_faces_through_api_and_sqs(
+    built: Path, face_networks: Path, tmp_path: Path, aws_url: str, aws_env: dict[str, str]
+) -> None:
+    """FaceEnhancement on: the zip alone (no torch, no OpenCV) restores the astronaut's face
+    with the released conversions of GFPGAN and YuNet (OpenVINO IR), through an API Gateway
+    event and through the job worker."""
+    unpack_cpu_service(built, tmp_path / "code")
+    models = tmp_path / "models"
+    for name in ("realesr-animevideov3", "GFPGANv1.4", "YuNet"):
+        shutil.copytree(face_networks / f"{name}.openvino", models / f"{name}.openvino")
+    s3, dynamodb, sqs = (client(aws_url, name) for name in ("s3", "dynamodb", "sqs"))
+    s3.create_bucket(Bucket="face-results")
+    queue = create_job_resources(dynamodb, sqs, "face-jobs", "face-work")
+    portrait = np.ascontiguousarray(load_photo("astronaut.png")[10:250, 110:390])  # 280x240, the face in it
+    photo = codec.encode(portrait, "png")
+    request = json.dumps({"img": base64.b64encode(photo).decode(), "scale": 2, "face": True})
+    plain = json.dumps({"img": base64.b64encode(photo).decode(), "scale": 2})
+    events = {
+        "face": api_gateway_event(request),
+        "plain": api_gateway_event(plain),
+        "job": api_gateway_event(request, path="/jobs", resource="/jobs"),
+    }
+    env = {
+        **aws_env,
+        "SUPERRES_MODEL_X4": "realesr-animevideov3",
+        "SUPERRES_FACE_ENABLED": "true",
+        "SUPERRES_OUTPUT_BUCKET": "face-results",
+        "SUPERRES_JOB_TABLE": "face-jobs",
+        "SUPERRES_JOB_QUEUE_URL": queue,
+    }
+    answers = run_cpu_service(tmp_path / "code", models, events, queue, env)
+    assert answers["face"]["statusCode"] == 200, answers["face"]
+    face = json.loads(answers["face"]["body"])
+    assert (face["faces"], face["width"], face["height"]) == (1, 560, 480)
+    restored, _ = codec.decode(base64.b64decode(face["result"]))
+    assert answers["plain"]["statusCode"] == 200, answers["plain"]
+    body = json.loads(answers["plain"]["body"])
+    assert body["faces"] == 0
+    upscaled, _ = codec.decode(base64.b64decode(body["result"]))
+    # Only around the face does the picture change (random weights paint noise there), and it does.
+    changed = (restored != upscaled).any(axis=2)
+    rows, columns = np.nonzero(changed)
+    assert changed.mean() > 0.05 and changed[:40].sum() == 0 and changed[:, -40:].sum() == 0
+    assert rows.min() > 40 and columns.max() < 520
+    job = json.loads(answers["job"]["body"])
+    assert answers["job"]["statusCode"] == 202, job
+    assert answers["sqs"] == {"batchItemFailures": []}
+    record = dynamodb.get_item(TableName="face-jobs", Key={"id": {"S": job["id"]}})["Item"]
+    assert record["state"]["S"] == "succeeded", record
+    stored, _ = codec.decode(s3.get_object(Bucket="face-results", Key=f"results/{job['id']}.png")["Body"].read())
+    assert np.array_equal(stored, restored)  # the worker computes the same picture
 
 
 @pytest.mark.parametrize("artifact", ["sagemaker-gpu-model.tar.gz", "sagemaker-inf1-model.tar.gz"])

@@ -1,7 +1,8 @@
 """The GPU model artifact, served by the real serving stack of AWS's PyTorch inference image.
 
 ``deployment/package.py`` builds ``sagemaker-gpu-model.tar.gz`` with the real
-RealESRGAN_x4plus weights of ../shared/models; it is unpacked into a temporary
+RealESRGAN_x4plus weights and YuNet of ../shared/models, and GFPGANv1Clean with random
+weights in the official layout (no GFPGAN weights exist here); it is unpacked into a temporary
 ``SAGEMAKER_BASE_DIR`` (the toolkit's /opt/ml) and served by sagemaker-pytorch-inference's
 ``serving.main()`` (what the image's entry point runs for ``serve``) and TorchServe on
 127.0.0.1:8080, on the CPU, under the image's Python 3.12, torch 2.6.0 and numpy
@@ -13,8 +14,8 @@ directory, and a pixel limit below the Lambda's.
 Requests come from the invoke-endpoint Lambda's real code (``lambda_sr.invoke_endpoint`` and
 its ``SageMakerBackend``) through a stand-in for the SageMaker runtime on 127.0.0.1.
 
-Not verified here: CUDA and the GPU driver (no GPU), the image itself (no Docker), GFPGAN
-(no weights here; the face switch is off).
+Not verified here: CUDA and the GPU driver (no GPU), the image itself (no Docker), the faces
+GFPGAN paints (random weights: the path is real, the pictures are noise).
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import SHARED
+from conftest import SHARED, load_photo, write_random_gfpgan
 from lambda_events import LambdaContext, api_gateway_event
 from repo_modules import load_script
 from sagemaker_runtime import ENDPOINT, FakeRuntime, invoke_endpoint_lambda
@@ -47,6 +49,7 @@ from servers import serving
 from service_helpers import b64
 from superres import codec
 from superres.errors import SuperResError
+from superres.face_detection import FaceDetector
 from superres.service.backends import SageMakerBackend, model_error
 from superres.service.request import ParsedRequest, build_job
 from superres.service.settings import ServiceSettings
@@ -70,7 +73,7 @@ START_SECONDS = 300
 def template_environment() -> dict[str, str]:
     """The GPU template's container environment, its parameters at the values tested here."""
     body = json.loads((ROOT / "templates" / "sagemaker-gpu.template.json").read_text())
-    parameters = {"ModelName": "RealESRGAN_x4plus", "FaceEnhancement": "false"}
+    parameters = {"ModelName": "RealESRGAN_x4plus", "FaceEnhancement": "true"}
     environment = body["Resources"]["Model"]["Properties"]["PrimaryContainer"]["Environment"]
     return {name: parameters[value["Ref"]] if isinstance(value, dict) else value for name, value in environment.items()}
 
@@ -79,6 +82,8 @@ def template_environment() -> dict[str, str]:
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("artifact")
     weights = package.model_files(MODELS, SHARED / "models", fetch=False)
+    # What the release packs from its verified GFPGANv1.4.pth, here random weights in its layout.
+    weights["GFPGANv1.4"] = write_random_gfpgan(tmp_path_factory.mktemp("gfpgan") / "GFPGANv1.4.pth")
     return package.build_gpu_artifact(out, weights, 315532800)
 
 
@@ -190,6 +195,7 @@ def test_the_artifact_vendors_nothing_the_image_has(unpacked: Path) -> None:
     assert {path.name for path in model.glob("*.*")} == {
         "RealESRGAN_x4plus.ncnn-fp16.pth",
         "face_detection_yunet_2026may.onnx",
+        "GFPGANv1.4.pth",
     }
 
 
@@ -214,20 +220,26 @@ def test_the_core_imports_the_images_numerics(unpacked: Path) -> None:
 
 
 def test_the_face_detector_runs_on_the_images_opencv(unpacked: Path) -> None:
-    """YuNet (the face path's detector) under the image's OpenCV 4.11, not the kit's 5.0."""
+    """YuNet's graph (the face path's detector) on the image's OpenCV 4.11 dnn module: the image
+    has no OpenVINO; the decoding around it is the kit's own, as on every host."""
     model = unpacked / "model"
     probe = (
-        "import sys; sys.path[:0] = [sys.argv[1] + '/code/lib', sys.argv[1] + '/code'];"
-        "from superres import codec; from superres.face import FaceDetector;"
+        "import sys, json; sys.path[:0] = [sys.argv[1] + '/code/lib', sys.argv[1] + '/code'];"
+        "from superres import codec; from superres.face_detection import FaceDetector;"
         "pixels, _ = codec.decode(open(sys.argv[2], 'rb').read());"
-        "print([round(face.score, 2) for face in FaceDetector(sys.argv[1] + '/' + sys.argv[3]).detect(pixels)])"
+        "detector = FaceDetector.from_file(sys.argv[1] + '/' + sys.argv[3]);"
+        "faces = detector.detect(pixels);"
+        "print(json.dumps([detector.network.runtime, [face.landmarks.tolist() for face in faces]]))"
     )
     arguments = [str(model), str(SHARED / "images" / "astronaut.png"), "face_detection_yunet_2026may.onnx"]
     done = subprocess.run(
         [str(VENV / "bin" / "python"), "-c", probe, *arguments], capture_output=True, text=True, check=True
     )
-    (score,) = json.loads(done.stdout.strip().splitlines()[-1])
-    assert score > 0.8  # the one face of the photo
+    runtime, (landmarks,) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert runtime == "opencv"
+    # The same face as OpenVINO finds here (this venv's detector), within float noise.
+    (face,) = FaceDetector.from_file(model / "face_detection_yunet_2026may.onnx").detect(load_photo("astronaut.png"))
+    assert np.abs(np.array(landmarks) - face.landmarks).max() < 1e-3
 
 
 # ---------------------------------------------------------------- served by the toolkit
@@ -256,6 +268,27 @@ def test_a_request_through_the_lambda_comes_back_enlarged(runtime: FakeRuntime, 
     assert (info.width, info.height, info.format) == (256, 256, "png")
     assert (body["model"], body["width"], body["height"]) == ("RealESRGAN_x4plus", 256, 256)
     assert pixels.std() > 10  # a picture, not a blank
+
+
+def test_a_face_request_through_the_lambda_comes_back_restored(runtime: FakeRuntime, astronaut: np.ndarray) -> None:
+    """``face: true`` as the GPU template configures the container (FaceEnhancement true sets
+    SUPERRES_FACE_ENABLED): YuNet on the image's OpenCV, GFPGAN on its torch."""
+    # The astronaut at half size, 96x96 around her face (a 45x57 box): under the container's
+    # pixel limit, so the same request without face answers too.
+    half = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    portrait = codec.encode(np.ascontiguousarray(half[10:106, 60:156]), "png")
+    status, body = through_lambda(runtime, {"img": b64(portrait), "scale": 2, "face": True})
+    assert status == 200, body
+    assert (body["faces"], body["width"], body["height"]) == (1, 192, 192)
+    restored, _ = codec.decode(base64.b64decode(body["result"]))
+    status, plain = through_lambda(runtime, {"img": b64(portrait), "scale": 2})
+    assert status == 200 and plain["faces"] == 0, plain
+    upscaled, _ = codec.decode(base64.b64decode(plain["result"]))
+    changed = (restored != upscaled).any(axis=2)
+    # The face changes (random weights paint noise there: all of its middle measured), the
+    # corners, outside the pasted crop's mask, do not (73% of the image changed).
+    assert changed[60:140, 70:140].mean() > 0.9 and 0.2 < changed.mean() < 0.95
+    assert not changed[:8, :8].any() and not changed[-8:, -8:].any()
 
 
 def test_the_containers_413_reaches_the_lambda_in_the_error_shape(runtime: FakeRuntime, astronaut: np.ndarray) -> None:

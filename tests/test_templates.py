@@ -459,8 +459,9 @@ def test_guide_parameters_outputs_and_console_groups(kind: str) -> None:
         "LogRetentionDays",
     ):
         assert name in params
-    # GFPGAN runs on torch, which the Lambda stack's zip does not hold.
-    assert ("FaceEnhancement" in params) == (kind != "lambda")
+    # Face enhancement everywhere, on by default on GPU; the Lambda stack says what it costs there (its CPUs, EFS).
+    assert params["FaceEnhancement"]["Default"] == ("true" if kind == "gpu" else "false")
+    assert ("325 MiB" in params["FaceEnhancement"]["Description"]) == (kind == "lambda")
     interface = body["Metadata"]["AWS::CloudFormation::Interface"]
     grouped = [p for group in interface["ParameterGroups"] for p in group["Parameters"]]
     assert sorted(grouped) == sorted(params), "every parameter in exactly one console group"
@@ -498,7 +499,15 @@ def test_models_match_the_manifest() -> None:
         assert template(kind)["Parameters"]["ModelName"]["AllowedValues"] == x4_networks, kind
     assert all(MODELS[name].scale == 4 and MODELS[name].openvino for name in x4_networks)
     staging = template("lambda")["Resources"]["ModelFiles"]["Properties"]
-    assert staging["Networks"] == [{"Ref": "ModelName"}]
+    # The face networks are staged only when FaceEnhancement is true, which also switches the service's face path.
+    assert staging["Networks"] == {
+        "Fn::If": ["FaceEnhancementOn", [{"Ref": "ModelName"}, "GFPGANv1.4", "YuNet"], [{"Ref": "ModelName"}]]
+    }
+    assert template("lambda")["Conditions"]["FaceEnhancementOn"] == {"Fn::Equals": [{"Ref": "FaceEnhancement"}, "true"]}
+    for name in ("Function", "Worker"):
+        environment = template("lambda")["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert environment["SUPERRES_FACE_ENABLED"] == {"Ref": "FaceEnhancement"}
+    assert all(MODELS[name].openvino for name in ("GFPGANv1.4", "YuNet"))  # the release build converts them
     assert staging["ManifestKey"] == {
         "Fn::Join": ["/", [{"Fn::FindInMap": ["Assets", "Source", "KeyPrefix"]}, "networks/manifest.json"]]
     }

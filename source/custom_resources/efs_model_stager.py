@@ -4,7 +4,8 @@ Properties (``Custom::EfsModelFiles``):
     Bucket       the release's regional asset bucket
     ManifestKey  its ``<prefix>/networks/manifest.json`` (deployment/package.py writes it: per
                  network, each file's size and sha256)
-    Networks     names of the networks to stage, e.g. ``["RealESRGAN_x4plus"]``
+    Networks     names of the networks to stage, e.g. ``["RealESRGAN_x4plus"]``; with the
+                 stack's FaceEnhancement, also ``"GFPGANv1.4"`` and ``"YuNet"``
 
 Create/Update: each file of each network, ``<prefix>/networks/<name>.openvino/<file>``, is
 streamed through a presigned GET into a hidden temporary file next to its final name,

@@ -1,16 +1,19 @@
 """Face restoration with GFPGAN: find faces, align them, restore them, paste them back.
 
 The steps of facexlib's ``FaceRestoreHelper`` (what the official ``GFPGANer``
-runs), rebuilt on OpenCV's YuNet detector and spandrel's GFPGAN architecture:
+runs), rebuilt on the YuNet detector and spandrel's GFPGAN architecture, with no
+OpenCV: the networks run on a runtime (``superres.runtimes``), everything around
+them is numpy (``superres.geometry``), the same on every host.
 
-1. ``FaceDetector``: YuNet (``cv2.FaceDetectorYN``) on the *original* image
-   gives a box, five landmarks and a score per face.
+1. ``FaceDetector`` (``face_detection``): YuNet on the *original* image gives a
+   box, five landmarks and a score per face.
 2. ``alignment_matrix``: the similarity transform (rotation, uniform scale,
    shift) that maps the five landmarks best onto the FFHQ 512x512 template
    (least squares, closed form);
    ``align_face`` cuts the 512x512 crop with it.
-3. ``FaceModel``: GFPGAN on the crop, with the official normalisation to
-   [-1, 1] (spandrel's descriptor call does not do it for GFPGAN; see ``FaceModel``).
+3. ``FaceModel``: GFPGAN on the crop, through a runner: torch (spandrel's
+   network, called with the official normalisation to [-1, 1]) or OpenVINO (that
+   same call converted at a fixed 1x3x512x512).
 4. ``paste_face``: the restored crop goes back through the inverse transform,
    scaled to the upscaled image, under a soft mask; pixels where the mask is 0
    keep the upscaled image's exact values.
@@ -32,22 +35,19 @@ alone sees an 8-bit copy).
 from __future__ import annotations
 
 import logging
-import queue
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-import spandrel
-import torch
-from spandrel import ImageModelDescriptor
 
-from .errors import BadRequestError, InferenceError, ModelMismatchError
+from .errors import BadRequestError, InferenceError
+from .face_detection import Face, FaceDetector, check_pixels
+from .geometry import blurred_rectangle, invert_affine, rgb_to_gray, warp_affine
 from .manifest import ModelSpec, get_spec
-from .runtimes.torch_runner import pick_device, pick_dtype
+from .runtimes import Runner, Runtime, load_runner
 from .store import ModelStore
 
 logger = logging.getLogger(__name__)
@@ -79,117 +79,7 @@ BORDER_RGB = (132, 133, 135)
 _MASK_INSET = 26
 _MASK_BLUR = 51
 
-#: A warp that shrinks more than this first reduces its source with INTER_AREA (no aliasing).
-_SHRINK_LIMIT = 2 / 3
-
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, eq=False)
-class Face:
-    """One detected face, in pixels of the image it was found in."""
-
-    #: x, y of the top-left corner, width, height.
-    box: tuple[float, float, float, float]
-    #: 5 x 2 float64 (x, y): right eye, left eye, nose tip, right mouth corner, left
-    #: mouth corner; right and left of the person, as YuNet and FFHQ_TEMPLATE order them.
-    landmarks: np.ndarray
-    score: float
-
-    @property
-    def size(self) -> float:
-        """The box's shorter side: what ``min_face_size`` compares."""
-        return min(self.box[2], self.box[3])
-
-    @property
-    def area(self) -> float:
-        return self.box[2] * self.box[3]
-
-
-class FaceDetector:
-    """YuNet through ``cv2.FaceDetectorYN``; ``detect`` is safe to call from many threads.
-
-    A ``FaceDetectorYN`` holds its input size (``setInputSize`` before every
-    image), so each call borrows an instance of its own from a pool that grows
-    to the number of concurrent calls.
-    """
-
-    def __init__(
-        self,
-        model_path: Path | str,
-        *,
-        score_threshold: float = 0.8,
-        nms_threshold: float = 0.3,
-        top_k: int = 5000,
-        max_side: int = 1280,
-    ) -> None:
-        if not 0 < score_threshold <= 1 or not 0 < nms_threshold <= 1:
-            raise ValueError("score_threshold and nms_threshold must be in (0, 1]")
-        if top_k < 1 or max_side < 32:
-            raise ValueError("top_k must be at least 1 and max_side at least 32")
-        self.model_path = str(model_path)
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.top_k = top_k
-        #: Images with a longer side are detected on a copy reduced to it. YuNet finds
-        #: faces of about 10 to 300 px well; beyond that its scores fall and false
-        #: positives rise, and a large image costs time for nothing.
-        self.max_side = max_side
-        self._idle: queue.SimpleQueue[cv2.FaceDetectorYN] = queue.SimpleQueue()
-        self._idle.put(self._create())  # a wrong file fails here, not on the first request
-
-    @classmethod
-    def from_store(cls, store: ModelStore, name: str = "YuNet", **options: Any) -> FaceDetector:
-        return cls(store.path(get_spec(name)), **options)
-
-    def _create(self) -> cv2.FaceDetectorYN:
-        try:
-            return cv2.FaceDetectorYN.create(
-                self.model_path, "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
-            )
-        except cv2.error as error:
-            raise ModelMismatchError(f"{self.model_path}: not a YuNet face detector ({error.err})") from None
-
-    def detect(self, pixels: np.ndarray) -> list[Face]:
-        """Faces in ``pixels`` (H x W x C, C in 1/3/4, uint8/uint16), best score first."""
-        _check_pixels(pixels, "pixels")
-        bgr, factor = self._detector_input(pixels)
-        try:
-            detector = self._idle.get_nowait()
-        except queue.Empty:
-            detector = self._create()
-        try:
-            detector.setInputSize((bgr.shape[1], bgr.shape[0]))
-            _, rows = detector.detect(bgr)
-        except cv2.error as error:
-            raise InferenceError(f"face detection failed: {error.err}") from None
-        finally:
-            self._idle.put(detector)
-        if rows is None:
-            return []
-        faces = []
-        for row in rows.astype(np.float64):
-            # Back to the caller's pixels: centres scale about the half-pixel offset.
-            landmarks = (row[4:14].reshape(5, 2) + 0.5) / factor - 0.5
-            x, y = (row[0:2] + 0.5) / factor - 0.5
-            width, height = row[2:4] / factor
-            faces.append(Face((float(x), float(y), float(width), float(height)), landmarks, float(row[14])))
-        return sorted(faces, key=lambda face: face.score, reverse=True)
-
-    def _detector_input(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """An 8-bit BGR image for YuNet (reduced to ``max_side``) and its scale factors (x, y)."""
-        eight = (pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
-        if eight.shape[2] == 1:
-            bgr = cv2.cvtColor(eight, cv2.COLOR_GRAY2BGR)
-        else:
-            bgr = cv2.cvtColor(np.ascontiguousarray(eight[:, :, :3]), cv2.COLOR_RGB2BGR)
-        height, width = bgr.shape[:2]
-        factor = min(1.0, self.max_side / max(height, width))
-        if factor == 1.0:
-            return bgr, np.ones(2)
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-        return bgr, np.array([size[0] / width, size[1] / height])  # what the rounding produced
 
 
 def alignment_matrix(landmarks: np.ndarray) -> np.ndarray | None:
@@ -230,14 +120,14 @@ def align_face(pixels: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     top = np.iinfo(pixels.dtype).max
     border = tuple(float(value) * top / 255 for value in BORDER_RGB)
     if pixels.shape[2] == 1:
-        crop = _warp(pixels[:, :, 0], matrix, (FACE_SIZE, FACE_SIZE), border[1])
+        crop = warp_affine(pixels[:, :, 0], matrix, (FACE_SIZE, FACE_SIZE), border[1])
         return np.repeat(crop[:, :, None], 3, axis=2)
-    return _warp(np.ascontiguousarray(pixels[:, :, :3]), matrix, (FACE_SIZE, FACE_SIZE), border)
+    return warp_affine(pixels[:, :, :3], matrix, (FACE_SIZE, FACE_SIZE), border)
 
 
 def paste_matrix(matrix: np.ndarray, scale: float) -> np.ndarray:
     """The 2x3 transform from crop pixels to the pixels of the image enlarged ``scale`` times."""
-    inverse = cv2.invertAffineTransform(matrix) * scale
+    inverse = invert_affine(matrix) * scale
     inverse[:, 2] += (scale - 1) / 2
     return inverse
 
@@ -245,9 +135,7 @@ def paste_matrix(matrix: np.ndarray, scale: float) -> np.ndarray:
 @cache
 def face_mask() -> np.ndarray:
     """The blend mask in crop pixels: 1 on the face, a Gaussian ramp, exactly 0 at the edge."""
-    mask = np.zeros((FACE_SIZE, FACE_SIZE), np.float32)
-    mask[_MASK_INSET:-_MASK_INSET, _MASK_INSET:-_MASK_INSET] = 1.0
-    mask = np.clip(cv2.GaussianBlur(mask, (_MASK_BLUR, _MASK_BLUR), 0), 0.0, 1.0)
+    mask = blurred_rectangle(FACE_SIZE, _MASK_INSET, _MASK_BLUR)
     mask.setflags(write=False)
     return mask
 
@@ -277,14 +165,14 @@ def paste_face(
     to_region = to_output.copy()
     to_region[:, 2] -= (x0, y0)
     size = (x1 - x0, y1 - y0)
-    alpha = _warp(face_mask(), to_region, size, 0.0) * np.float32(weight)
+    alpha = warp_affine(face_mask(), to_region, size, 0.0) * np.float32(weight)
     changed = alpha > 0
     if not changed.any():
         return None
-    warped = _warp(np.ascontiguousarray(face, dtype=np.float32), to_region, size, (0.0, 0.0, 0.0))
+    warped = warp_affine(face.astype(np.float32, copy=False), to_region, size, (0.0, 0.0, 0.0))
     channels = slice(0, 1) if output.shape[2] == 1 else slice(0, 3)
     if output.shape[2] == 1:
-        warped = cv2.cvtColor(warped, cv2.COLOR_RGB2GRAY)[:, :, None]
+        warped = rgb_to_gray(warped)[:, :, None]
     top = np.iinfo(output.dtype).max
     region = output[y0:y1, x0:x1, channels]
     background = region.astype(np.float32)
@@ -294,115 +182,42 @@ def paste_face(
     return (x0, y0, x1, y1), alpha
 
 
-def _warp(src: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: float | tuple[float, ...]) -> np.ndarray:
-    """``cv2.warpAffine`` (bilinear, constant border) that does not alias when it shrinks.
-
-    When the transform reduces by more than 1.5x, the part of ``src`` it reads
-    is first reduced with INTER_AREA to about the result's scale.
-    """
-
-    def warp(image: np.ndarray, transform: np.ndarray) -> np.ndarray:
-        return cv2.warpAffine(
-            image, transform, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border
-        )
-
-    linear = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    if linear >= _SHRINK_LIMIT:
-        return warp(src, matrix)
-    height, width = src.shape[:2]
-    inverse = cv2.invertAffineTransform(matrix)
-    w, h = size
-    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64) @ inverse.T
-    margin = int(np.ceil(2 / linear)) + 1  # two reduced pixels of context on every side
-    x0 = max(int(np.floor(corners[:, 0].min())) - margin, 0)
-    y0 = max(int(np.floor(corners[:, 1].min())) - margin, 0)
-    x1 = min(int(np.ceil(corners[:, 0].max())) + margin + 1, width)
-    y1 = min(int(np.ceil(corners[:, 1].max())) + margin + 1, height)
-    if x0 >= x1 or y0 >= y1:  # reads nothing of src: all border
-        return warp(src, matrix)
-    reduced = (max(1, round((x1 - x0) * linear)), max(1, round((y1 - y0) * linear)))
-    small = cv2.resize(src[y0:y1, x0:x1], reduced, interpolation=cv2.INTER_AREA)
-    fx, fy = (x1 - x0) / reduced[0], (y1 - y0) / reduced[1]
-    # A pixel centre u of ``small`` is at x0 + (u + 0.5) * fx - 0.5 in ``src``.
-    to_src = np.array([[fx, 0, x0 + 0.5 * fx - 0.5], [0, fy, y0 + 0.5 * fy - 0.5], [0, 0, 1]])
-    return warp(small, matrix @ to_src)
-
-
-def load_face_descriptor(path: Path | str, spec: ModelSpec | None = None) -> ImageModelDescriptor:
-    """Load a GFPGAN weight file; spandrel detects the architecture from the state dict.
-
-    (``engine.load_descriptor`` accepts super-resolution networks only, and
-    spandrel gives GFPGAN the purpose "FaceSR".)
-    """
-    try:
-        descriptor = spandrel.ModelLoader().load_from_file(str(path))
-    except spandrel.UnsupportedModelError as error:
-        raise ModelMismatchError(f"{path}: not a known network architecture ({error})") from None
-    if not isinstance(descriptor, ImageModelDescriptor) or descriptor.architecture.id != "GFPGAN":
-        found = getattr(getattr(descriptor, "architecture", None), "id", type(descriptor).__name__)
-        raise ModelMismatchError(f"{path}: holds a {found} network, not GFPGAN")
-    if spec and spec.architecture != descriptor.architecture.id:
-        raise ModelMismatchError(f"{path}: holds a GFPGAN network, but {spec.name} is a {spec.architecture} network")
-    return descriptor
-
-
 class FaceModel:
-    """GFPGAN on one device; ``restore`` is safe to call from many threads.
+    """GFPGAN through a runner; ``restore`` is safe to call from many threads.
 
-    The official ``GFPGANer`` feeds the network ``normalize(crop / 255, 0.5, 0.5)``,
-    i.e. [-1, 1], and reads its output as [-1, 1]. spandrel 0.4's descriptor call
-    for GFPGAN passes its [0, 1] input straight through and clamps the output to
-    [0, 1], which is wrong for the official weights, so this class calls the
-    network module itself with the official mapping. ``randomize_noise=False``
-    uses the noise maps stored in the weight file, so a face restores the same way
-    every time (the official helper draws new noise per call; the difference is
-    fine texture). fp16 only where spandrel marks the network as safe for it (it
-    does not for GFPGAN: fp32 on CUDA too).
+    The runner takes and gives [0, 1] RGB at 512x512: on torch, spandrel's network
+    called as the official ``GFPGANer`` calls it (``runtimes.torch_runner.OfficialGfpganCall``:
+    [-1, 1] in and out, the weight file's stored noise); on OpenVINO, that same call
+    converted (by the release build, or on first use) at a fixed 1x3x512x512. fp32
+    everywhere unless asked otherwise: spandrel does not mark GFPGAN safe for fp16, and
+    its bf16 cannot be judged without the real weights.
     """
 
-    def __init__(
-        self,
-        descriptor: ImageModelDescriptor,
-        *,
-        name: str = "GFPGAN",
-        device: str | torch.device = "auto",
-        half: bool | None = None,
-        randomize_noise: bool = False,
-    ) -> None:
-        if descriptor.architecture.id != "GFPGAN":
-            raise ModelMismatchError(f"{name}: {descriptor.architecture.id} is not GFPGAN")
+    def __init__(self, runner: Runner, *, name: str = "GFPGAN") -> None:
+        if runner.info.scale != 1:
+            raise ValueError(f"{name}: a face network restores at its input's size, not x{runner.info.scale}")
+        self.runner = runner
         self.name = name
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(self.device, half, descriptor.supports_half)
-        self.descriptor = descriptor.to(self.device, self.dtype).eval()
-        self.randomize_noise = randomize_noise
 
     @classmethod
-    def from_file(cls, path: Path | str, spec: ModelSpec | None = None, **options: Any) -> FaceModel:
-        name = spec.name if spec else Path(path).stem
-        return cls(load_face_descriptor(path, spec), name=name, **options)
+    def from_file(
+        cls, path: Path | str, spec: ModelSpec | None = None, *, runtime: Runtime = "auto", **options: Any
+    ) -> FaceModel:
+        """GFPGAN from its weight file or its released conversion (a folder); ``options`` as
+        for ``runtimes.load_runner`` (device, bf16, threads, converted_dir...)."""
+        spec = spec or get_spec("GFPGANv1.4")
+        return cls(load_runner(path, spec, runtime=runtime, **options), name=spec.name)
 
     def restore(self, crop: np.ndarray) -> np.ndarray:
         """Restore an aligned 512x512x3 RGB crop (uint8/uint16); float32 RGB in [0, 1]."""
         if crop.shape != (FACE_SIZE, FACE_SIZE, 3) or crop.dtype not in (np.uint8, np.uint16):
             raise BadRequestError(f"a face crop must be {FACE_SIZE}x{FACE_SIZE}x3 uint8/uint16")
-        top = float(np.iinfo(crop.dtype).max)
-        x = torch.from_numpy(crop.astype(np.float32)).permute(2, 0, 1)[None].to(self.device)
-        x = x.mul_(2 / top).sub_(1).to(self.dtype)
-        with torch.inference_mode():
-            try:
-                out: torch.Tensor = self.descriptor.model(x, return_rgb=False, randomize_noise=self.randomize_noise)[0]
-            except torch.OutOfMemoryError:
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                raise InferenceError(f"{self.name}: out of memory on {self.device}") from None
-            except RuntimeError as error:
-                raise InferenceError(f"{self.name} failed on a face: {error}") from error
-            out = out.float()
-            if not torch.isfinite(out).all():
-                raise InferenceError(f"{self.name} produced non-finite values on a face")
-            out = out.add_(1).mul_(0.5).clamp_(0, 1)
-        return out[0].permute(1, 2, 0).cpu().numpy()
+        batch = crop.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(np.iinfo(crop.dtype).max)
+        out = self.runner.run(np.ascontiguousarray(batch))
+        if not np.isfinite(out).all():
+            raise InferenceError(f"{self.name} produced non-finite values on a face")
+        restored: np.ndarray = out[0].transpose(1, 2, 0)
+        return restored
 
 
 @dataclass(frozen=True, eq=False)
@@ -458,24 +273,45 @@ class FaceRestorer:
         model_path: Path | str,
         spec: ModelSpec | None = None,
         *,
-        device: str | torch.device = "auto",
-        half: bool | None = None,
+        runtime: Runtime = "auto",
+        device: str = "auto",
+        bf16: bool | None = None,
+        threads: int | None = None,
+        streams: int = 1,
+        converted_dir: Path | None = None,
         score_threshold: float = 0.8,
         nms_threshold: float = 0.3,
         max_side: int = 1280,
         **options: Any,
     ) -> FaceRestorer:
-        detector = FaceDetector(
-            detector_path, score_threshold=score_threshold, nms_threshold=nms_threshold, max_side=max_side
+        """The detector and GFPGAN from their files or released conversions (folders);
+        ``runtime`` to ``converted_dir`` choose GFPGAN's runner (``runtimes.load_runner``)."""
+        detector = FaceDetector.from_file(
+            detector_path,
+            threads=threads,
+            score_threshold=score_threshold,
+            nms_threshold=nms_threshold,
+            max_side=max_side,
         )
-        return cls(detector, FaceModel.from_file(model_path, spec, device=device, half=half), **options)
+        model = FaceModel.from_file(
+            model_path,
+            spec,
+            runtime=runtime,
+            device=device,
+            bf16=bf16,
+            threads=threads,
+            streams=streams,
+            converted_dir=converted_dir,
+        )
+        return cls(detector, model, **options)
 
     @classmethod
     def from_store(
         cls, store: ModelStore, name: str = "GFPGANv1.4", detector: str = "YuNet", **options: Any
     ) -> FaceRestorer:
+        """From the weight files in ``store``, else their released conversions."""
         spec = get_spec(name)
-        return cls.from_files(store.path(get_spec(detector)), store.path(spec), spec, **options)
+        return cls.from_files(store.network(get_spec(detector)), store.network(spec), spec, **options)
 
     def find_faces(self, pixels: np.ndarray) -> list[Face]:
         """The faces ``restore`` would restore: large enough, the largest ``max_faces``."""
@@ -510,8 +346,8 @@ class FaceRestorer:
         ``on_progress(done, total)`` runs after each face (it may raise, e.g. on a
         deadline; the inputs are untouched either way).
         """
-        _check_pixels(original, "original")
-        _check_pixels(upscaled, "upscaled")
+        check_pixels(original, "original")
+        check_pixels(upscaled, "upscaled")
         if not scale > 0:
             raise BadRequestError("scale must be positive")
         expected = (round(original.shape[0] * scale), round(original.shape[1] * scale), original.shape[2])
@@ -543,13 +379,6 @@ class FaceRestorer:
             if on_progress:
                 on_progress(done, len(faces))
         return FaceRestoration(output if pasted and output is not None else upscaled, pasted)
-
-
-def _check_pixels(pixels: np.ndarray, name: str) -> None:
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4):
-        raise BadRequestError(f"{name} must be H x W x C with C = 1, 3 or 4")
-    if pixels.dtype not in (np.uint8, np.uint16):
-        raise BadRequestError(f"{name} must be uint8 or uint16")
 
 
 def _check_weight(weight: float) -> None:

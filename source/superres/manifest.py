@@ -35,8 +35,8 @@ class KnownCopy:
     origin: str
 
 
-#: How a network runs in bf16 on OpenVINO (ModelSpec.openvino).
-OpenVinoPlan = Literal["bf16", "bf16 after fp32 head"]
+#: How a network runs on OpenVINO (ModelSpec.openvino).
+OpenVinoPlan = Literal["bf16", "bf16 after fp32 head", "fp32"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class ModelSpec:
     size: int
     sha256: str
     #: spandrel's architecture id, checked when the file is loaded; for a
-    #: ``runtime="opencv"`` file, a name for the network (spandrel cannot load it).
+    #: ``runtime="onnx"`` file, a name for the network (spandrel cannot load it).
     architecture: str
     #: Output size / input size: 4 or 2 for super-resolution, 1 for the face
     #: networks (GFPGAN restores a 512x512 crop at 512x512; a detector has no output image).
@@ -62,14 +62,16 @@ class ModelSpec:
     mflop_per_pixel: float
     purpose: str
     known_copies: tuple[KnownCopy, ...] = field(default=())
-    #: What loads the file: "spandrel" (a PyTorch state dict) or "opencv"
-    #: (an ONNX graph for cv2.FaceDetectorYN).
+    #: What loads the file: "spandrel" (a PyTorch state dict) or "onnx" (an ONNX graph,
+    #: run by OpenVINO or OpenCV's dnn module: runtimes.load_graph).
     runtime: str = "spandrel"
     #: How the network runs on OpenVINO (the CPU runtime for it: runtimes.load_runner) where
     #: the CPU runs bf16 natively, as checked against torch fp32 on every shared photo
     #: (tests/test_runtimes.py): "bf16" (every layer), "bf16 after fp32 head" (the first
-    #: layer in fp32, for networks whose every-layer bf16 came too close to 50 dB); None =
-    #: not checked on OpenVINO, torch runs it.
+    #: layer in fp32, for networks whose every-layer bf16 came too close to 50 dB); "fp32":
+    #: checked on OpenVINO in fp32, bf16 only when asked for (GFPGAN, whose bf16 cannot be
+    #: judged without its real weights; YuNet); None = not checked on OpenVINO, torch runs it.
+    #: The release build converts every network that has a plan (deployment/package.py).
     openvino: OpenVinoPlan | None = None
 
     @property
@@ -188,6 +190,7 @@ MODELS: dict[str, ModelSpec] = {
             license=_APACHE_GFPGAN,
             mflop_per_pixel=1.51,
             purpose="face restoration",
+            openvino="fp32",
         ),
         ModelSpec(
             name="GFPGANv1.4",
@@ -200,9 +203,10 @@ MODELS: dict[str, ModelSpec] = {
             license=_APACHE_GFPGAN,
             mflop_per_pixel=1.51,
             purpose="face restoration",
+            openvino="fp32",
         ),
-        # The face detector GFPGAN's alignment needs (box + 5 landmarks), run by
-        # cv2.FaceDetectorYN. Official: OpenCV Zoo's 2023mar file, size and sha256 from
+        # The face detector GFPGAN's alignment needs (box + 5 landmarks): its raw graph runs on
+        # OpenVINO (or OpenCV's dnn), superres.face_detection decodes it. Official: OpenCV Zoo's 2023mar file, size and sha256 from
         # the Git LFS pointer in opencv/opencv_zoo. The copy in ../shared/models is the
         # later 2026may export (taken from RuDr8A/RealTime-PPE-Compliance; third-party
         # manifests pin it at opencv_zoo revisions 26cc381e and 47534e27 with this
@@ -222,7 +226,8 @@ MODELS: dict[str, ModelSpec] = {
             license="MIT (opencv/opencv_zoo, models/face_detection_yunet)",
             mflop_per_pixel=0.0017,
             purpose="face detection for face restoration",
-            runtime="opencv",
+            runtime="onnx",
+            openvino="fp32",
             known_copies=(
                 KnownCopy(
                     "face_detection_yunet_2026may.onnx",

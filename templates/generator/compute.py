@@ -14,6 +14,7 @@ from .core import (
     Resource,
     Template,
     asset_key,
+    if_,
     image_uri,
     skip,
     sub,
@@ -158,11 +159,19 @@ def lambda_sizing(t: Template) -> LambdaSizing:
 
 #: Where the release build puts the converted networks and their manifest (deployment/package.py).
 NETWORKS_MANIFEST = "networks/manifest.json"
+#: What face enhancement runs (ServiceSettings.face_model and the detector), staged beside the
+#: upscaler when the Lambda stack's FaceEnhancement is true.
+FACE_NETWORKS = ("GFPGANv1.4", "YuNet")
 
 
 def model_stager(t: Template, common: Common, storage: ModelFileSystem) -> Resource:
     """A custom resource that puts the chosen network, converted for the CPU runtime by the
-    release build, from the asset bucket onto EFS, verified against the release's manifest."""
+    release build, from the asset bucket onto EFS, verified against the release's manifest;
+    with FaceEnhancement, the face networks too (and off again, it removes them)."""
+    networks: Json = [common.model_name.ref]
+    if common.face_enhancement is not None:
+        faces_on = t.condition("FaceEnhancementOn", {"Fn::Equals": [common.face_enhancement.ref, "true"]})
+        networks = if_(faces_on, [common.model_name.ref, *FACE_NETWORKS], [common.model_name.ref])
     log = log_group(t, common, "StagerLogGroup")
     stager_role = function_role(t, "StagerRole", log, vpc=True)
     grant_efs_client(stager_role.policy("write-models"), storage.file_system, storage.access_point, write=True)
@@ -198,7 +207,7 @@ def model_stager(t: Template, common: Common, storage: ModelFileSystem) -> Resou
             "ServiceTimeout": 960,
             "Bucket": ASSET_BUCKET,
             "ManifestKey": asset_key(NETWORKS_MANIFEST),
-            "Networks": [common.model_name.ref],
+            "Networks": networks,
             # Only orders the work: the route to S3 (NAT route, the private subnets' association
             # with their table) comes first.
             "NetworkReady": storage.network.ready(),

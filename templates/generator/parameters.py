@@ -130,8 +130,9 @@ def allowed_bucket(allowed_buckets: Parameter, index: int) -> dict[str, Any]:
     return {"Fn::Select": [index, padded]}
 
 
-def common_parameters(t: Template, *, default_model: str, default_face: bool | None) -> Common:
-    """``default_face`` None: the stack offers no face enhancement."""
+def common_parameters(t: Template, *, default_model: str, default_face: bool | None, face_cost: str = "") -> Common:
+    """``default_face`` None: the stack offers no face enhancement; ``face_cost``: what turning
+    it on costs on this stack, appended to the parameter's description."""
     api = "API"
     stage_name = t.parameter(
         api,
@@ -267,7 +268,7 @@ def common_parameters(t: Template, *, default_model: str, default_face: bool | N
             Type="String",
             Default="true" if default_face else "false",
             AllowedValues=["true", "false"],
-            Description='Serve "face": true requests (GFPGAN + YuNet); when false they are a 400.',
+            Description='Serve "face": true requests (GFPGAN + YuNet); when false they are a 400.' + face_cost,
         )
     )
     allowed_buckets = t.parameter(

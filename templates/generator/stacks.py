@@ -30,6 +30,12 @@ from .parameters import X4_MODELS, Common, common_parameters
 from .storage import JOB_INPUT_PREFIX, RESULTS_PREFIX, WORKER_TIMEOUT, job_queue, job_table_and_topic, output_bucket
 
 TEMPLATES = Path(__file__).resolve().parents[1]
+#: What FaceEnhancement costs on the Lambda stack (README, Face restoration: bench/face_bench.py).
+LAMBDA_FACE_COST = (
+    " On (opt-in): the stager also puts GFPGANv1.4 and YuNet (OpenVINO IR, 325 MiB, about $0.10 a month on EFS) "
+    "on EFS, and each face costs the functions one GFPGAN pass of 396 GFLOP (1.8 s on 2 cores of a development "
+    "machine) and about 1.1 GB more memory. Off: neither is staged."
+)
 OUTPUTS = {
     "lambda": TEMPLATES / "lambda-efs.template.json",
     "gpu": TEMPLATES / "sagemaker-gpu.template.json",
@@ -42,8 +48,8 @@ def lambda_efs_template() -> dict[str, Any]:
         "AI Solution Kit - Image Super-Resolution (Lambda + EFS, CPU), version %%VERSION%%: "
         "API Gateway -> Lambda (zip, OpenVINO on CPU) in a VPC -> converted networks on EFS."
     )
-    # No face enhancement: GFPGAN runs on torch, which a zip function cannot hold.
-    common = common_parameters(t, default_model="realesr-general-x4v3", default_face=None)
+    # Face enhancement is opt-in here: GFPGAN on the CPU costs seconds per face and 0.3 GB of EFS.
+    common = common_parameters(t, default_model="realesr-general-x4v3", default_face=False, face_cost=LAMBDA_FACE_COST)
     sizing = lambda_sizing(t)
     storage = efs(t, vpc(t))
     model_files = model_stager(t, common, storage)

@@ -5,6 +5,8 @@
 - ``openvino`` (``openvino_runner``): the network converted to OpenVINO IR on the CPU;
   faster than torch on every CPU measured here (README, Benchmarks), and small enough for
   a Lambda zip.
+- ``opencv`` (``opencv_dnn``): OpenCV's dnn module, for the face detector's graph (YuNet)
+  where OpenVINO is not installed (the GPU container, whose image has OpenCV).
 
 ``load_runner`` picks one: CUDA runs torch; the CPU runs OpenVINO where it is installed
 and the network's manifest entry has a checked plan (``ModelSpec.openvino``), else torch.
@@ -18,9 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..manifest import ModelSpec
-from .base import Runner, RunnerInfo, RunnerOutOfMemoryError
+from .base import Graph, Runner, RunnerInfo, RunnerOutOfMemoryError
 
-__all__ = ["Runner", "RunnerInfo", "RunnerOutOfMemoryError", "Runtime", "load_runner"]
+__all__ = ["Graph", "Runner", "RunnerInfo", "RunnerOutOfMemoryError", "Runtime", "load_graph", "load_runner"]
 
 Runtime = Literal["auto", "torch", "openvino"]
 
@@ -82,11 +84,26 @@ def load_runner(
             Path(path) if released else ensure_converted(Path(path), spec, converted_dir or default_converted_dir())
         )
         return OpenVinoRunner(folder, spec, bf16=bf16, threads=threads, streams=streams)
-    from .torch_runner import TorchRunner, load_descriptor
+    from .torch_runner import OfficialGfpganCall, TorchRunner, load_descriptor
 
     if threads:
         import torch
 
         # Each thread that calls torch gets a team of this size: streams x it stays within threads.
         torch.set_num_threads(max(1, threads // streams))
-    return TorchRunner(load_descriptor(path, spec), device=device, half=half, bf16=bf16, **torch_options)
+    descriptor = load_descriptor(path, spec)
+    if spec.architecture == "GFPGAN":
+        torch_options["compiled"] = OfficialGfpganCall(descriptor.model)
+    return TorchRunner(descriptor, device=device, half=half, bf16=bf16, **torch_options)
+
+
+def load_graph(path: Path | str, *, threads: int | None = None) -> Graph:
+    """A graph with named outputs (the face detector's): a released conversion (a folder) on
+    OpenVINO; a graph file on OpenVINO where it is installed, else on OpenCV's dnn module."""
+    if Path(path).is_dir() or importlib.util.find_spec("openvino") is not None:
+        from .openvino_runner import OpenVinoGraph
+
+        return OpenVinoGraph(Path(path), threads=threads)
+    from .opencv_dnn import OpenCvGraph
+
+    return OpenCvGraph(Path(path))

@@ -45,3 +45,13 @@ class Runner(Protocol):
 
 class RunnerOutOfMemoryError(Exception):
     """The device had no memory for this batch; a smaller one may fit."""
+
+
+class Graph(Protocol):
+    """A network whose outputs the caller decodes itself (the face detector's YuNet): one
+    input blob in, every output by name out; safe to call from many threads."""
+
+    #: "openvino", "opencv"
+    runtime: str
+
+    def __call__(self, blob: np.ndarray) -> dict[str, np.ndarray]: ...

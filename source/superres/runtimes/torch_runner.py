@@ -47,13 +47,20 @@ def pick_dtype(device: torch.device, half: bool | None, supports_half: bool) -> 
 
 
 def load_descriptor(path: Path | str, spec: ModelSpec | None = None) -> ImageModelDescriptor:
-    """Load a weight file; spandrel detects the architecture from the state dict."""
+    """Load a weight file; spandrel detects the architecture from the state dict.
+
+    A super-resolution network, or the face network (GFPGAN, spandrel's "FaceSR") where
+    ``spec`` names one.
+    """
     try:
         descriptor = spandrel.ModelLoader().load_from_file(str(path))
     except spandrel.UnsupportedModelError as error:
         raise ModelMismatchError(f"{path}: not a known network architecture ({error})") from None
-    if not isinstance(descriptor, ImageModelDescriptor) or descriptor.purpose != "SR":
-        raise ModelMismatchError(f"{path}: not a super-resolution network")
+    purpose = "FaceSR" if spec and spec.architecture == "GFPGAN" else "SR"
+    if not isinstance(descriptor, ImageModelDescriptor) or descriptor.purpose != purpose:
+        raise ModelMismatchError(
+            f"{path}: not a {'face restoration' if purpose == 'FaceSR' else 'super-resolution'} network"
+        )
     if spec and (descriptor.architecture.id, descriptor.scale) != (spec.architecture, spec.scale):
         raise ModelMismatchError(
             f"{path}: holds a x{descriptor.scale} {descriptor.architecture.id} network, "
@@ -76,9 +83,10 @@ class TorchRunner:
     ) -> None:
         """``bf16``: None = the bf16 trunk wherever it is native and measured (see
         ``with_bf16_trunk``), True = insist on it (ValueError where impossible), False = fp32.
-        ``compiled``: the descriptor's network compiled ahead of time (torch-neuron's trace
-        for fixed-shape tiles), called instead of it on fp32 batches; the descriptor still
-        says what the network is."""
+        ``compiled``: what to call instead of the descriptor on fp32 batches: its network
+        compiled ahead of time (torch-neuron's trace for fixed-shape tiles), or called the way
+        its authors call it where spandrel's call differs (``OfficialGfpganCall``); the
+        descriptor still says what the network is."""
         self.device = pick_device(device)
         self.dtype = torch.float32 if compiled else pick_dtype(self.device, half, descriptor.supports_half)
         self.descriptor = descriptor.to(self.device, self.dtype).eval()
@@ -103,7 +111,7 @@ class TorchRunner:
 
     def run(self, batch: Batch) -> Batch:
         tensor = torch.from_numpy(batch).to(self.device).to(self.dtype)
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and not self._compiled:  # the layout the network was given
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             try:
@@ -117,6 +125,26 @@ class TorchRunner:
                 raise InferenceError(f"the network failed on a tile: {error}") from error
             result: Batch = out.float().cpu().numpy()
         return np.ascontiguousarray(result)
+
+
+class OfficialGfpganCall(torch.nn.Module):
+    """GFPGAN on [0, 1] RGB as the official ``GFPGANer`` runs it, for a runner.
+
+    ``GFPGANer`` feeds the network ``normalize(crop / 255, 0.5, 0.5)``, i.e. [-1, 1], and
+    reads its output as [-1, 1]. spandrel 0.4's descriptor call for GFPGAN passes its [0, 1]
+    input straight through, which is wrong for the official weights. The noise maps are the
+    ones stored in the weight file (``randomize_noise=False``), so a face restores the same
+    way every time (the official helper draws new noise per call; the difference is fine
+    texture); only the image output is kept (``return_rgb=False``).
+    """
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network  # a submodule: its weights move, and trace, with this module
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.network(image * 2 - 1, return_rgb=False, randomize_noise=False)[0]
+        return (out + 1) * 0.5
 
 
 class _Bf16(torch.nn.Module):

@@ -43,10 +43,18 @@ class LocalBackend:
         if settings.face_enabled:
             from ..face import FaceRestorer
 
+            # The upscaler's runtime choice and thread budget: OpenVINO on the CPU (the Lambda
+            # zip's released conversions), torch on CUDA.
             self.faces = FaceRestorer.from_store(
                 self.store,
                 settings.face_model,
+                runtime=settings.runtime,
                 device=settings.device,
+                # GFPGAN's bf16 is not checked (no real weights here): never insisted on.
+                bf16=False if settings.cpu_bf16 is False else None,
+                threads=self._threads(),
+                streams=settings.workers,
+                converted_dir=settings.converted_dir,
                 max_faces=settings.face_max_faces,
                 min_face_size=settings.face_min_size,
                 weight=settings.face_weight,
@@ -54,26 +62,32 @@ class LocalBackend:
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="superres")
 
     def _load(self, name: str) -> Upscaler:
-        from ..cpu import usable_cores
         from ..engine import Upscaler  # a runtime: only for hosts that compute
         from ..manifest import get_spec
         from ..tiling import TileConfig
 
         settings = self.settings
-        # Never more threads than cores: the workers share them (torch's pool collapses
-        # under oversubscription, and two workers of all cores each oversubscribe).
-        threads = max(settings.cpu_threads or usable_cores(), settings.workers)
+        threads = self._threads()
         return Upscaler.from_file(
             self.store.network(get_spec(name)),
             get_spec(name),
             runtime=settings.runtime,
             device=settings.device,
             bf16=settings.cpu_bf16,
-            threads=threads - threads % settings.workers,
+            threads=threads,
             streams=settings.workers,
             converted_dir=settings.converted_dir,
             tiles=TileConfig(tile=settings.tile, pad=settings.pad),
         )
+
+    def _threads(self) -> int:
+        """The threads every network of this backend may use, a multiple of the workers. Never
+        more threads than cores: the workers share them (torch's pool collapses under
+        oversubscription, and two workers of all cores each oversubscribe)."""
+        from ..cpu import usable_cores
+
+        threads = max(self.settings.cpu_threads or usable_cores(), self.settings.workers)
+        return threads - threads % self.settings.workers
 
     def upscaler(self, name: str) -> Upscaler:
         loaded = self.upscalers.get(name)

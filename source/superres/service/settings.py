@@ -39,6 +39,7 @@ class VariantDefaults(TypedDict, total=False):
     max_request_bytes: int
     max_response_bytes: int
     max_input_pixels: int
+    max_face_input_pixels: int
     time_budget_seconds: float
     job_time_budget_seconds: float
     face_enabled: bool
@@ -60,6 +61,8 @@ VARIANT_DEFAULTS: dict[Variant, VariantDefaults] = {
         "max_request_bytes": _LAMBDA_PAYLOAD,
         "max_response_bytes": _LAMBDA_PAYLOAD,
         "max_input_pixels": 400 * 400,
+        # Face enhancement (opt-in, FaceEnhancement) does not raise the limit on this variant.
+        "max_face_input_pixels": 400 * 400,
         "time_budget_seconds": _API_GATEWAY_BUDGET,
         # The worker function runs for 15 minutes at most; keep a margin for storing the result.
         "job_time_budget_seconds": _LAMBDA_WORKER_BUDGET,
