@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the deployment assets the AWS Solutions way (see deployment/README.md):
 #
-#   deployment/build-s3-dist.sh BUCKET_PREFIX SOLUTION_NAME VERSION [ECR_ACCOUNT_ID] [options]
+#   deployment/build-s3-dist.sh BUCKET_PREFIX SOLUTION_NAME VERSION [options]
 #
 # writes deployment/global-s3-assets/, deployment/regional-s3-assets/ and
 # deployment/container-contexts/. Options go to `python deployment/package.py build`
@@ -13,8 +13,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 
 if [ "$#" -lt 3 ]; then
-    echo "usage: $0 BUCKET_PREFIX SOLUTION_NAME VERSION [ECR_ACCOUNT_ID] [--model-dir DIR] [--models A,B] [--no-fetch] [--out DIR]" >&2
-    echo "  e.g. $0 my-bucket superres-kit v1.0.0 123456789012" >&2
+    echo "usage: $0 BUCKET_PREFIX SOLUTION_NAME VERSION [--model-dir DIR] [--models A,B] [--no-fetch] [--out DIR]" >&2
+    echo "  e.g. $0 my-bucket superres-kit v1.0.0" >&2
     exit 2
 fi
 

@@ -1,6 +1,6 @@
 """Build the deployment assets the AWS Solutions way, reproducibly.
 
-    python deployment/package.py build BUCKET_PREFIX SOLUTION_NAME VERSION [ECR_ACCOUNT_ID]
+    python deployment/package.py build BUCKET_PREFIX SOLUTION_NAME VERSION
         [--model-dir DIR] [--models NAME,NAME] [--no-fetch] [--out deployment]
     python deployment/package.py publish BUCKET_PREFIX SOLUTION_NAME VERSION --region R [--region R2 ...]
     python deployment/package.py links --global-bucket YOUR_BUCKET [--readme README.md]
@@ -74,7 +74,7 @@ LOCKFILE = ROOT / "requirements.lock"
 TEMPLATES = {
     "lambda-efs.template": "lambda-efs.template.json",
     "sagemaker-gpu.template": "sagemaker-gpu.template.json",
-    "sagemaker-inf1.template": "sagemaker-inf1.template.json",
+    "sagemaker-inferentia.template": "sagemaker-inferentia.template.json",
 }
 #: The Lambda runtime the zips target (templates/build.py: LAMBDA_PYTHON = python3.12, x86_64):
 #: Amazon Linux 2023, glibc 2.34, so manylinux_2_28 wheels and older ones run there.
@@ -542,20 +542,6 @@ def build_all(
 # ---------------------------------------------------------------- command line
 
 
-def builder_account() -> str:
-    """The account of the builder's AWS credentials: where the images are pushed by default."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return str(boto3.client("sts").get_caller_identity()["Account"])
-    except (BotoCoreError, ClientError) as error:
-        raise BuildError(
-            f"no ECR_ACCOUNT_ID given and no AWS account to take it from ({error}); "
-            "pass the 12-digit account whose ECR hosts the images"
-        ) from None
-
-
 #: The solution name of the kit's releases (the key prefix); the buckets are the publisher's own.
 RELEASE_SOLUTION = "superres-kit"
 
@@ -574,7 +560,6 @@ def main() -> None:
 @click.argument("bucket_prefix")
 @click.argument("solution_name")
 @click.argument("version")
-@click.argument("ecr_account_id", required=False, default=None)
 @click.option(
     "--model-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -599,7 +584,6 @@ def build(
     bucket_prefix: str,
     solution_name: str,
     version: str,
-    ecr_account_id: str | None,
     model_dir: Path | None,
     models: str,
     no_fetch: bool,
@@ -609,13 +593,8 @@ def build(
     from superres.operate.names import check_build_names
 
     try:
-        check_build_names(bucket_prefix, solution_name, version, ecr_account_id)
-        values = {
-            "%%BUCKET_NAME%%": bucket_prefix,
-            "%%SOLUTION_NAME%%": solution_name,
-            "%%VERSION%%": version,
-            "%%ECR_ACCOUNT_ID%%": ecr_account_id or builder_account(),
-        }
+        check_build_names(bucket_prefix, solution_name, version)
+        values = {"%%BUCKET_NAME%%": bucket_prefix, "%%SOLUTION_NAME%%": solution_name, "%%VERSION%%": version}
         written = build_all(
             values,
             out,
@@ -734,15 +713,15 @@ def links(
         return session.client("s3", region_name=region)
 
     try:
-        check_published(release, s3, partitions)
+        templates = check_published(release, s3, partitions)
     except (ReleaseNotFoundError, BotoCoreError) as error:
         raise click.ClickException(str(error)) from None
     regions = {region: label for region, label in REGIONS.items() if partition_of(region).name in partitions}
     if readme is None:
-        click.echo(table(release, regions), nl=False)
+        click.echo(table(release, templates, regions), nl=False)
         return
     try:
-        readme.write_text(with_table(readme.read_text(), release, regions))
+        readme.write_text(with_table(readme.read_text(), release, templates, regions))
     except (OSError, ValueError) as error:
         raise click.ClickException(f"{readme}: {error}") from None
     click.echo(f"{readme}: link table written")

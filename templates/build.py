@@ -18,8 +18,9 @@ Why plain dicts rather than troposphere or nested stacks:
 
 Assets are referenced through the placeholders the AWS Solutions build substitutes
 (serverless-image-handler convention): %%BUCKET_NAME%% (regional asset bucket prefix,
-``-<region>`` appended), %%SOLUTION_NAME%%, %%VERSION%% and %%ECR_ACCOUNT_ID%% (the
-account that hosts the container images in each region's ECR).
+``-<region>`` appended), %%SOLUTION_NAME%% and %%VERSION%%. No template names an image of
+the kit's own: the SageMaker stacks run AWS's images (templates/generator/images.py and
+inferentia.py).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from repo_modules import load_script
 from servers import create_job_resources, running
 from superres import cli, codec
 from superres.operate import keys as api_keys
-from superres.operate import links, publish, stack
+from superres.operate import links, publish, rules, stack
 from superres.operate.regions import REGIONS
 from superres.store import ModelStore, sha256_of
 
@@ -65,9 +65,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 EPOCH = 1_700_000_000
 #: What ../shared/models holds (known copies; GFPGAN's weights are not available here).
 MODELS = ["realesr-animevideov3", "YuNet"]
-PREFIX, SOLUTION, VERSION, ACCOUNT = (build.EXAMPLE_ASSETS[k] for k in build.PLACEHOLDERS)
+PREFIX, SOLUTION, VERSION = (build.EXAMPLE_ASSETS[k] for k in build.PLACEHOLDERS)
 REGION = "us-east-1"
-GLOBAL_ASSETS = {"lambda-efs.template", "sagemaker-gpu.template", "sagemaker-inf1.template"}
+GLOBAL_ASSETS = {"lambda-efs.template", "sagemaker-gpu.template", "sagemaker-inferentia.template"}
 REGIONAL_ASSETS = {
     "cpu-service.zip",
     "efs-model-stager.zip",
@@ -85,7 +85,6 @@ def run_build(out: Path, *extra: str, env: dict[str, str] | None = None) -> subp
             PREFIX,
             SOLUTION,
             VERSION,
-            ACCOUNT,
             "--model-dir",
             str(SHARED / "models"),
             "--models",
@@ -144,9 +143,8 @@ def test_global_assets_are_the_templates_with_placeholders_filled(built: Path) -
         assert text == build.substitute((ROOT / "templates" / generated).read_text(), build.EXAMPLE_ASSETS)
         assert "%%" not in text
         source = json.loads(text)["Mappings"]["Assets"]["Source"]
-        assert source["BucketPrefix"] == PREFIX and source["KeyPrefix"] == f"{SOLUTION}/{VERSION}"
-        # Only the Inf1 stack pulls an image of the kit's; the others name no registry account.
-        assert source.get("EcrAccount") == (ACCOUNT if asset == "sagemaker-inf1.template" else None)
+        # No stack pulls an image of the kit's: no registry account of the publisher's.
+        assert source == {"BucketPrefix": PREFIX, "KeyPrefix": f"{SOLUTION}/{VERSION}"}
 
 
 def test_the_templates_reference_exactly_the_regional_assets_built(built: Path) -> None:
@@ -530,10 +528,9 @@ def test_build_refuses_bad_input_clearly(tmp_path: Path, extra: list[str], env: 
 @pytest.mark.parametrize(
     ("names", "message"),
     [
-        (["Bad_Bucket", SOLUTION, VERSION, ACCOUNT], "not a valid S3 bucket name"),
-        ([PREFIX, "Super Res", VERSION, ACCOUNT], "solution name"),
-        ([PREFIX, SOLUTION, "v1/0", ACCOUNT], "version"),
-        ([PREFIX, SOLUTION, VERSION, "12345"], "12 digits"),
+        (["Bad_Bucket", SOLUTION, VERSION], "not a valid S3 bucket name"),
+        ([PREFIX, "Super Res", VERSION], "solution name"),
+        ([PREFIX, SOLUTION, "v1/0"], "version"),
     ],
 )
 def test_build_refuses_bad_names(tmp_path: Path, names: list[str], message: str) -> None:
@@ -546,6 +543,30 @@ def test_build_refuses_bad_names(tmp_path: Path, names: list[str], message: str)
         check=False,
     )
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_build_refuses_the_ecr_account_it_no_longer_takes(tmp_path: Path) -> None:
+    """The fourth argument of old (the account whose ECR held the kit's image) is a usage error,
+    not ignored: no stack runs an image of the kit's any more."""
+    result = subprocess.run(
+        [
+            "bash",
+            str(DEPLOYMENT / "build-s3-dist.sh"),
+            PREFIX,
+            SOLUTION,
+            VERSION,
+            "123456789012",
+            "--out",
+            str(tmp_path),
+        ],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2 and "unexpected extra argument (123456789012)" in result.stderr
+    assert not (tmp_path / "global-s3-assets").exists()
 
 
 def test_build_without_arguments_prints_usage() -> None:
@@ -679,13 +700,82 @@ def asset_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-def test_china_rows_offer_no_inf1_and_name_both_regions() -> None:
-    text = links.table(RELEASE)
-    rows = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("| ") and "`" in line}
-    assert {"cn-north-1", "cn-northwest-1", "us-east-1"} <= set(rows)
-    for region in ("cn-north-1", "cn-northwest-1"):
-        assert rows[region].count("[launch](") == 2 and "not offered" in rows[region]
-    assert rows["us-east-1"].count("[launch](") == 3
+def published_templates() -> links.Published:
+    """The committed templates as a release publishes them, in both partitions."""
+    bodies = {
+        variant: json.loads(build.substitute((ROOT / "templates" / package.TEMPLATES[asset]).read_text()))
+        for variant, (_, asset, _) in links.VARIANTS.items()
+    }
+    return {"aws": bodies, "aws-cn": bodies}
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """Region -> its cells, one per variant in links.VARIANTS's order."""
+    return {
+        line.split("`")[1]: [cell.strip() for cell in line.split("|")[2:-1]]
+        for line in text.splitlines()
+        if line.startswith("| ") and "`" in line
+    }
+
+
+def rule_regions(body: dict[str, Any]) -> set[str]:
+    """Every Region one of a template's rules names (evaluated apart from the links code)."""
+    return {
+        region
+        for rule in body.get("Rules", {}).values()
+        for assertion in rule["Assertions"]
+        for region in assertion["Assert"]["Fn::Contains"][0]
+    }
+
+
+def test_links_only_where_the_template_deploys() -> None:
+    """Lambda and GPU in every region of the table; Inferentia only where its rules allow a
+    family (in the China regions, neither Inf1 nor Inf2 has AWS's Neuron image and the instances)."""
+    templates = published_templates()
+    rows = table_rows(links.table(RELEASE, templates))
+    assert set(rows) == set(REGIONS)
+    inferentia = rule_regions(templates["aws"]["inferentia"])
+    assert inferentia and not any(region.startswith("cn-") for region in inferentia)
+    for region, (lambda_cell, gpu_cell, inferentia_cell) in rows.items():
+        assert lambda_cell.startswith("[launch](") and gpu_cell.startswith("[launch](")
+        assert inferentia_cell.startswith("[launch](") == (region in inferentia), region
+        if region not in inferentia:
+            assert inferentia_cell == "not offered"
+    # Where the default instance type deploys, the link presets nothing.
+    assert "param_" not in links.table(RELEASE, templates)
+
+
+def test_a_link_presets_a_family_the_region_has() -> None:
+    """A region the default family (Inf2) is not offered in, but Inf1 is, gets a link that
+    preselects ml.inf1.xlarge; a region with neither, no link."""
+    templates = published_templates()
+    body = json.loads(json.dumps(templates["aws"]["inferentia"]))
+    regions = body["Rules"]["Inf2Region"]["Assertions"][0]["Assert"]["Fn::Contains"][0]
+    regions.remove("us-west-2")
+    templates["aws"]["inferentia"] = body
+    rows = table_rows(links.table(RELEASE, templates, {"us-west-2": "US West (Oregon)", "us-west-1": "N. California"}))
+    query = parse_qs(
+        urlsplit(rows["us-west-2"][2].removeprefix("[launch](").removesuffix(")")).fragment.partition("?")[2]
+    )
+    assert query["param_deployInstanceType"] == ["ml.inf1.xlarge"]
+    assert rows["us-west-1"][2] == "not offered"
+
+
+def test_rules_the_evaluator_does_not_know_fail_loudly() -> None:
+    """A rule function or a reference the links code cannot evaluate is an error, never a link
+    to a stack that might refuse itself."""
+    unknown = {"Rules": {"R": {"Assertions": [{"Assert": {"Fn::EachMemberIn": [[], []]}, "AssertDescription": "d"}]}}}
+    with pytest.raises(ValueError, match="Fn::EachMemberIn is not known"):
+        rules.launch_parameters(unknown, "us-east-1")
+    partition = {
+        "Rules": {
+            "R": {
+                "Assertions": [{"Assert": {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws"]}, "AssertDescription": "d"}]
+            }
+        }
+    }
+    with pytest.raises(ValueError, match="AWS::Partition, which has no value"):
+        rules.launch_parameters(partition, "us-east-1")
 
 
 def test_readme_links_to_no_bucket_the_project_does_not_own() -> None:
@@ -1048,13 +1138,13 @@ def test_deploy_says_when_there_is_nothing_to_change(aws_env: dict[str, str], tm
 
 
 def test_deploy_uploads_a_large_template_file(released: Path, aws_url: str, aws_env: dict[str, str]) -> None:
-    template = str(released / "global-s3-assets" / "sagemaker-inf1.template")
-    inline = superres("stack", "deploy", "inf1", "--template", template)
+    template = str(released / "global-s3-assets" / "sagemaker-inferentia.template")
+    inline = superres("stack", "deploy", "inferentia", "--template", template)
     assert inline.exit_code == 1 and "pass --template-bucket" in inline.output
     deployed = superres(
         "stack",
         "deploy",
-        "inf1",
+        "inferentia",
         "--template",
         template,
         "--template-bucket",
@@ -1062,13 +1152,13 @@ def test_deploy_uploads_a_large_template_file(released: Path, aws_url: str, aws_
         "--poll",
         "0.1",
         "--stack-name",
-        "superres-inf1-file",
+        "superres-inferentia-file",
         "-p",
         "deployInstanceType=ml.inf1.2xlarge",
     )
     assert deployed.exit_code == 0, deployed.output
-    assert "superres-inf1-file: CREATE_COMPLETE" in deployed.output
-    key = "superres-templates/superres-inf1-file/sagemaker-inf1.template"
+    assert "superres-inferentia-file: CREATE_COMPLETE" in deployed.output
+    key = "superres-templates/superres-inferentia-file/sagemaker-inferentia.template"
     assert client(aws_url, "s3").get_object(Bucket=PREFIX, Key=key)["Body"].read() == Path(template).read_bytes()
 
 

@@ -51,13 +51,13 @@ _spec.loader.exec_module(build)
 # moto announces each resource type its CloudFormation skips; the module docstring lists them.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
 
-KINDS = ["lambda", "gpu", "inf1"]
+KINDS = ["lambda", "gpu", "inferentia"]
 REGION = "us-east-1"
-#: The instance types the AI Solution Kit deployment guide lists for each SageMaker stack
-#: (templates/README.md, Parameters): the template must offer these, the first as default.
-GUIDE_INSTANCE_TYPES = {
+#: The instance types each SageMaker stack offers (templates/README.md, Parameters), the first
+#: as default: the AI Solution Kit deployment guide's, and Inf2 beside the guide's Inf1 (issue 15).
+INSTANCE_TYPES = {
     "gpu": ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g4dn.8xlarge"],
-    "inf1": ["ml.inf1.xlarge", "ml.inf1.2xlarge", "ml.inf1.6xlarge"],
+    "inferentia": ["ml.inf2.xlarge", "ml.inf2.8xlarge", "ml.inf1.xlarge", "ml.inf1.2xlarge", "ml.inf1.6xlarge"],
 }
 #: AllowedS3Buckets promises "up to 10 bucket names" (templates/README.md, and the
 #: parameter's own description): the policy must have a slot for each.
@@ -125,9 +125,7 @@ def test_committed_templates_are_what_build_py_generates() -> None:
 def test_placeholders_are_the_deployment_build_ones() -> None:
     for kind in KINDS:
         text = raw(kind)
-        # Only the Inf1 stack pulls an image of the kit's: the others name no registry account.
-        expected = [p for p in build.PLACEHOLDERS if kind == "inf1" or p != "%%ECR_ACCOUNT_ID%%"]
-        assert [p for p in build.PLACEHOLDERS if p in text] == expected
+        assert [p for p in build.PLACEHOLDERS if p in text] == list(build.PLACEHOLDERS)
         leftover = build.substitute(text).count("%%")
         assert leftover == 0
     body = template("lambda")
@@ -413,7 +411,7 @@ def test_s3_read_only_on_allow_listed_buckets_and_the_mirror() -> None:
             assert statement["Resource"]["Fn::Sub"][0] == "arn:${AWS::Partition}:s3:::${AssetBucket}/${KeyPrefix}/*"
 
 
-@pytest.mark.parametrize("kind", ["gpu", "inf1"])
+@pytest.mark.parametrize("kind", ["gpu", "inferentia"])
 def test_invoke_endpoint_only_on_the_stacks_endpoint(kind: str) -> None:
     body = template(kind)
     invokes = [(o, s) for o, s in policy_statements(body) if "sagemaker:InvokeEndpoint" in as_list(s["Action"])]
@@ -446,8 +444,8 @@ def test_guide_parameters_outputs_and_console_groups(kind: str) -> None:
     if kind == "lambda":
         assert "deployInstanceType" not in params
     else:
-        assert params["deployInstanceType"]["AllowedValues"] == GUIDE_INSTANCE_TYPES[kind]
-        assert params["deployInstanceType"]["Default"] == {"gpu": "ml.g4dn.xlarge", "inf1": "ml.inf1.xlarge"}[kind]
+        assert params["deployInstanceType"]["AllowedValues"] == INSTANCE_TYPES[kind]
+        assert params["deployInstanceType"]["Default"] == INSTANCE_TYPES[kind][0]
         for name in ("MinInstances", "MaxInstances"):
             assert params[name]["Type"] == "Number"
     for name in (
@@ -459,9 +457,13 @@ def test_guide_parameters_outputs_and_console_groups(kind: str) -> None:
         "LogRetentionDays",
     ):
         assert name in params
-    # Face enhancement everywhere, on by default on GPU; the Lambda stack says what it costs there (its CPUs, EFS).
-    assert params["FaceEnhancement"]["Default"] == ("true" if kind == "gpu" else "false")
-    assert ("325 MiB" in params["FaceEnhancement"]["Description"]) == (kind == "lambda")
+    # Face enhancement on GPU (on by default) and Lambda (opt-in, its description says what it costs
+    # there: its CPUs, EFS); the face networks are not compiled for Neuron, so Inferentia has none.
+    if kind == "inferentia":
+        assert "FaceEnhancement" not in params
+    else:
+        assert params["FaceEnhancement"]["Default"] == ("true" if kind == "gpu" else "false")
+        assert ("325 MiB" in params["FaceEnhancement"]["Description"]) == (kind == "lambda")
     interface = body["Metadata"]["AWS::CloudFormation::Interface"]
     grouped = [p for group in interface["ParameterGroups"] for p in group["Parameters"]]
     assert sorted(grouped) == sorted(params), "every parameter in exactly one console group"
@@ -797,7 +799,7 @@ def test_job_resources_and_their_iam_from_the_template() -> None:
     assert (ServiceSettings.model_fields["output_prefix"].default, INPUT_PREFIX) == ("results/", "jobs/")
 
 
-@pytest.mark.parametrize("kind", ["gpu", "inf1"])
+@pytest.mark.parametrize("kind", ["gpu", "inferentia"])
 def test_async_jobs_from_the_template(kind: str) -> None:
     """SageMaker Asynchronous Inference behind AsyncJobs: off by default, and then nothing of it
     exists (cost at rest unchanged); on, an endpoint that scales to zero and wakes on backlog."""
@@ -1143,11 +1145,55 @@ def test_lambda_stack_without_iam_auth_in_moto(aws) -> None:
     assert sorted(r for r in statement["Resource"] if r) == ["arn:aws:s3:::in-a/*", "arn:aws:s3:::in-b/*"]
 
 
-@pytest.mark.parametrize("kind", ["gpu", "inf1"])
-def test_sagemaker_stack_in_moto(aws, kind: str) -> None:
-    instance = GUIDE_INSTANCE_TYPES[kind][1]
+#: (stack, instance type, AWS's image it runs, model artifact): us-east-1's registry account of
+#: the generated mappings, each Inferentia family on its own Neuron image, one artifact for both.
+MOTO_ENDPOINTS = [
+    (
+        "gpu",
+        "ml.g4dn.2xlarge",
+        f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.6.0-gpu-py312",
+        "sagemaker-gpu-model.tar.gz",
+    ),
+    (
+        "inferentia",
+        "ml.inf2.8xlarge",
+        f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference-neuronx:2.7.0-neuronx-py310-sdk2.25.0-ubuntu22.04",
+        "sagemaker-neuron-model.tar.gz",
+    ),
+    (
+        "inferentia",
+        "ml.inf1.2xlarge",
+        f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference-neuron:1.13.1-neuron-py310-sdk2.20.2-ubuntu20.04",
+        "sagemaker-neuron-model.tar.gz",
+    ),
+]
+
+
+@pytest.fixture
+def moto_hosts_inf2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's endpoint-config check predates Inf2: its list has ml.inf1.* and no ml.inf2.*, which
+    SageMaker hosts (cfn-lint's per-Region hosting instance types, from the AWS Price List)."""
+    from moto.sagemaker.models import FakeEndpointConfig
+
+    moto_check = FakeEndpointConfig.validate_instance_type
+
+    def check(config: Any, instance_type: str) -> None:
+        if instance_type not in ("ml.inf2.xlarge", "ml.inf2.8xlarge"):
+            moto_check(config, instance_type)
+
+    monkeypatch.setattr(FakeEndpointConfig, "validate_instance_type", check)
+
+
+@pytest.mark.usefixtures("moto_hosts_inf2")
+@pytest.mark.parametrize(("kind", "instance", "image", "artifact"), MOTO_ENDPOINTS)
+def test_sagemaker_stack_in_moto(aws, kind: str, instance: str, image: str, artifact: str) -> None:
     created = create_stack(
-        aws, kind, f"superres-{kind}", deployInstanceType=instance, MinInstances="2", MaxInstances="4"
+        aws,
+        kind,
+        f"superres-{instance.replace('.', '-')}",
+        deployInstanceType=instance,
+        MinInstances="2",
+        MaxInstances="4",
     )
     assert created["stack"]["StackStatus"] == "CREATE_COMPLETE"
     function = assert_method_wiring(aws, created, "AWS_IAM")
@@ -1161,16 +1207,25 @@ def test_sagemaker_stack_in_moto(aws, kind: str) -> None:
     assert variant["InstanceType"] == instance and variant["InitialInstanceCount"] == 2
     assert variant["VariantName"] == "AllTraffic"
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    images = {
-        # AWS's PyTorch inference image: us-east-1's registry account of the generated mapping.
-        "gpu": f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.6.0-gpu-py312",
-        "inf1": f"123456789012.dkr.ecr.{REGION}.amazonaws.com/superres-kit-sagemaker-inf1:v1.0.0",
-    }
-    assert model["PrimaryContainer"]["Image"] == images[kind]
-    assert model["PrimaryContainer"]["ModelDataUrl"] == (
-        f"s3://superres-assets-{REGION}/superres-kit/v1.0.0/sagemaker-{kind}-model.tar.gz"
-    )
-    assert model["PrimaryContainer"]["Environment"]["SUPERRES_MODEL_X4"] == "RealESRGAN_x4plus"
+    assert model["PrimaryContainer"]["Image"] == image
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://superres-assets-{REGION}/superres-kit/v1.0.0/{artifact}"
+    # The endpoint role pulls from that image's repository, and from no other.
+    repository = image.split("/", 1)[1].split(":")[0]
+    (pull,) = [
+        statement
+        for statement in role_policy(aws, created["resources"]["EndpointRole"], "model-image-logs")["Statement"]
+        if "ecr:BatchGetImage" in statement["Action"]
+    ]
+    assert pull["Resource"] == f"arn:aws:ecr:{REGION}:763104351884:repository/{repository}"
+    model_env = model["PrimaryContainer"]["Environment"]
+    assert model_env["SUPERRES_MODEL_X4"] == "RealESRGAN_x4plus"
+    assert model_env["SAGEMAKER_PROGRAM"] == "inference.py"
+    if kind == "inferentia":
+        # The Neuron runtime, serving the one network the stack compiles.
+        assert model_env["SUPERRES_RUNTIME"] == "neuron"
+        assert json.loads(model_env["SUPERRES_MODELS"]) == ["RealESRGAN_x4plus"]
+    else:
+        assert "SUPERRES_RUNTIME" not in model_env and "SUPERRES_MODELS" not in model_env
     # moto drops EnableNetworkIsolation when it creates the model from CloudFormation.
     assert template(kind)["Resources"]["Model"]["Properties"]["EnableNetworkIsolation"] is True
     env = function["Environment"]["Variables"]
@@ -1323,7 +1378,7 @@ def test_reserved_concurrency_is_a_parameter(kind: str) -> None:
     }
 
 
-@pytest.mark.parametrize("kind", ["gpu", "inf1"])
+@pytest.mark.parametrize("kind", ["gpu", "inferentia"])
 def test_instance_type_updates_replace_the_endpoint_and_keep_capacity(kind: str) -> None:
     """SageMaker refuses to change the instance type of a variant registered with autoscaling:
     the endpoint's name carries the instance type, so a new type is a new endpoint (replacement),
@@ -1424,7 +1479,7 @@ def test_ordering_of_the_stager_and_the_model_files() -> None:
     ]
 
 
-@pytest.mark.parametrize("kind", ["gpu", "inf1"])
+@pytest.mark.parametrize("kind", ["gpu", "inferentia"])
 def test_sns_subscription_redrives_to_the_dead_letter_queue(kind: str) -> None:
     res = template(kind)["Resources"]
     subscription = res["JobEventsSubscription"]["Properties"]
@@ -1444,8 +1499,8 @@ def test_allow_listed_sse_kms_buckets_can_be_decrypted(kind: str) -> None:
 
 
 def test_the_invoke_function_knows_the_models_its_endpoint_serves(monkeypatch: pytest.MonkeyPatch) -> None:
-    """It has no model store to look in: GPU offers what the release's artifact carries, Inf1
-    the one network compiled for its NeuronCores; the settings read the list as the stack sets it."""
+    """It has no model store to look in: GPU offers what the release's artifact carries,
+    Inferentia the one network compiled for its NeuronCores; the settings read the list as the stack sets it."""
     from superres.service.settings import ServiceSettings
 
     package = load_script("deployment_package", "deployment/package.py")
@@ -1454,5 +1509,8 @@ def test_the_invoke_function_knows_the_models_its_endpoint_serves(monkeypatch: p
     assert json.loads(gpu) == carried
     monkeypatch.setenv("SUPERRES_MODELS", gpu)
     assert ServiceSettings.for_variant("gpu").models == frozenset(carried)
-    inf1 = template("inf1")["Resources"]["Function"]["Properties"]["Environment"]["Variables"]["SUPERRES_MODELS"]
-    assert inf1 == {"Fn::Sub": '["${ModelName}"]'}
+    inferentia = template("inferentia")["Resources"]
+    served = inferentia["Function"]["Properties"]["Environment"]["Variables"]["SUPERRES_MODELS"]
+    assert served == {"Fn::Sub": '["${ModelName}"]'}
+    # The endpoint is told the same list: it compiles only that network.
+    assert inferentia["Model"]["Properties"]["PrimaryContainer"]["Environment"]["SUPERRES_MODELS"] == served

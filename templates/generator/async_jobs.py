@@ -15,7 +15,6 @@ from .compute import (
     Endpoint,
     container_model,
     endpoint_properties,
-    gpu_driver,
     zip_function,
 )
 from .core import NO_VALUE, Condition, Resource, Template, if_, skip, sub
@@ -71,7 +70,7 @@ class AsyncJobs:
         grant_table_read_write(start, self.records.table, delete=True)
 
 
-def async_jobs(t: Template, common: Common, kind: str, realtime: Endpoint, output: Output) -> AsyncJobs:
+def async_jobs(t: Template, common: Common, realtime: Endpoint, output: Output) -> AsyncJobs:
     """A second endpoint of the same model that scales to zero when idle, its notification
     topic, the function that finishes jobs from it, the job table and the kit's topic."""
     async_jobs_on = t.parameter(
@@ -96,7 +95,7 @@ def async_jobs(t: Template, common: Common, kind: str, realtime: Endpoint, outpu
         "AWS::SageMaker::Model",
         container_model(
             common,
-            kind,
+            realtime.image,
             realtime.role,
             {
                 "SUPERRES_TIME_BUDGET_SECONDS": "0",
@@ -118,7 +117,7 @@ def async_jobs(t: Template, common: Common, kind: str, realtime: Endpoint, outpu
                     "InstanceType": realtime.instance_type.ref,
                     "InitialInstanceCount": 1,
                     "InitialVariantWeight": 1,
-                    **gpu_driver(kind),
+                    **realtime.image.variant,
                 }
             ],
             "AsyncInferenceConfig": {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from . import images
+from . import images, inferentia
 from .core import (
     ASSET_BUCKET,
     ASSET_VARIABLES,
@@ -15,21 +16,28 @@ from .core import (
     Template,
     asset_key,
     if_,
-    image_uri,
     skip,
     sub,
 )
 from .iam import Role, function_role, grant_efs_client, role
 from .network import EFS_MOUNT, ModelFileSystem
 from .observability import VARIANT_NAME, log_group
-from .parameters import Common
+from .parameters import X4_MODELS, Common
 
 LAMBDA_PYTHON = "python3.12"
 #: The CPU stack's API function and job worker (deployment/package.py builds it).
 CPU_SERVICE_ZIP = "cpu-service.zip"
 INSTANCE_TYPES = {
     "gpu": ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g4dn.8xlarge"],
-    "inf1": ["ml.inf1.xlarge", "ml.inf1.2xlarge", "ml.inf1.6xlarge"],
+    "inferentia": inferentia.INSTANCE_TYPES,
+}
+INSTANCE_DESCRIPTIONS = {
+    "gpu": "SageMaker instance type of the endpoint.",
+    "inferentia": (
+        "SageMaker instance type of the endpoint: ml.inf2 (Inferentia2, torch-neuronx) or ml.inf1 (Inferentia, "
+        "which AWS calls legacy: torch-neuron). Each family is offered in some Regions only; the stack refuses "
+        "one its Region does not have, and says where it is."
+    ),
 }
 
 SYNCHRONOUS_DLQ_SKIP = (
@@ -221,32 +229,77 @@ def model_stager(t: Template, common: Common, storage: ModelFileSystem) -> Resou
 
 
 @dataclass(frozen=True)
+class ModelImage:
+    """What a stack's SageMaker models run, and what goes with that choice."""
+
+    #: The image, and its ECR repository (the endpoint role's pull permission).
+    uri: Json
+    repository: Json
+    #: The model artifact among the release's regional assets.
+    artifact: str
+    #: The model's environment beyond the service settings and the serving toolkit's.
+    environment: dict[str, Json]
+    #: The production variant's extra properties (the GPU host's driver).
+    variant: dict[str, Any]
+    #: The models the endpoint serves, as the JSON list SUPERRES_MODELS holds.
+    served_models: Json
+
+
+def model_image(t: Template, common: Common, kind: str, instance_type: Parameter) -> ModelImage:
+    """GPU: every x4 network of the artifact on AWS's PyTorch image, on a host whose driver runs
+    its CUDA. Inferentia: the stack's one network (the only one compiled for the NeuronCores;
+    another would run uncompiled on the instance's CPU) on AWS's Neuron image of the family of
+    ``instance_type``, which a rule allows only in the Regions that family is offered in."""
+    if kind == "gpu":
+        gpu = images.pinned_image()
+        t.mappings[images.MAPPING] = images.registry_mapping(gpu)
+        return ModelImage(
+            images.image_uri(gpu),
+            images.repository_arn(gpu),
+            "sagemaker-gpu-model.tar.gz",
+            {},
+            {"InferenceAmiVersion": images.INFERENCE_AMI_VERSION},
+            json.dumps(list(X4_MODELS)),
+        )
+    offered = inferentia.pinned_availability()
+    t.mappings[inferentia.MAPPING] = inferentia.registry_mapping(offered)
+    inferentia.region_rules(t, instance_type, offered)
+    inf1 = inferentia.inf1_chosen(t, instance_type)
+    served = sub('["${ModelName}"]', common.model_name)
+    return ModelImage(
+        inferentia.chosen(inf1, inferentia.image_uri),
+        inferentia.chosen(inf1, inferentia.repository_arn),
+        "sagemaker-neuron-model.tar.gz",
+        {"SUPERRES_RUNTIME": "neuron", "SUPERRES_MODELS": served},
+        {},
+        served,
+    )
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """A SageMaker endpoint, the role its models run with, and its instance type parameter."""
+    """A SageMaker endpoint, the role its models run with, its image and instance type parameter."""
 
     endpoint: Resource
     role: Role
+    image: ModelImage
     instance_type: Parameter
     max_instances: Parameter
 
 
-def container_model(common: Common, kind: str, endpoint_role: Role, environment: dict[str, Any]) -> dict[str, Any]:
-    """The SageMaker model: this variant's image, the model artifact, the service settings.
-
-    GPU: AWS's PyTorch inference image, our code in the artifact, its serving toolkit set
-    from the service's limits. Inf1: the kit's own image.
-    """
-    settings = {"SUPERRES_VARIANT": "gpu", **model_env(common), **environment}
-    gpu = kind == "gpu"
+def container_model(
+    common: Common, image: ModelImage, endpoint_role: Role, environment: dict[str, Any]
+) -> dict[str, Any]:
+    """The SageMaker model: AWS's image, our code in the artifact, the service settings and the
+    serving toolkit set from the service's limits."""
+    settings = {"SUPERRES_VARIANT": "gpu", **model_env(common), **image.environment, **environment}
     return {
         "ExecutionRoleArn": endpoint_role.resource.arn,
         "EnableNetworkIsolation": True,
         "PrimaryContainer": {
-            "Image": images.image_uri(images.pinned_image()) if gpu else image_uri(f"sagemaker-{kind}"),
-            "ModelDataUrl": sub(
-                "s3://${AssetBucket}/${KeyPrefix}/sagemaker-" + kind + "-model.tar.gz", variables=ASSET_VARIABLES
-            ),
-            "Environment": {**images.toolkit_environment(settings), **settings} if gpu else settings,
+            "Image": image.uri,
+            "ModelDataUrl": sub("s3://${AssetBucket}/${KeyPrefix}/" + image.artifact, variables=ASSET_VARIABLES),
+            "Environment": {**images.toolkit_environment(settings), **settings},
         },
     }
 
@@ -272,11 +325,6 @@ def endpoint_properties(config: Resource, instance_type: Parameter, label: str) 
     }
 
 
-def gpu_driver(kind: str) -> dict[str, Any]:
-    """The production variant's host image: for GPU, one whose driver runs the container's CUDA."""
-    return {"InferenceAmiVersion": images.INFERENCE_AMI_VERSION} if kind == "gpu" else {}
-
-
 def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
     """Model, endpoint config, endpoint, target-tracking autoscaling."""
     group = "SageMaker endpoint"
@@ -287,7 +335,7 @@ def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
         Type="String",
         Default=INSTANCE_TYPES[kind][0],
         AllowedValues=INSTANCE_TYPES[kind],
-        Description="SageMaker instance type of the endpoint.",
+        Description=INSTANCE_DESCRIPTIONS[kind],
     )
     min_instances = t.number(
         group,
@@ -313,23 +361,16 @@ def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
         minimum=1,
         description="Target tracking on SageMakerVariantInvocationsPerInstance.",
     )
+    image = model_image(t, common, kind, instance_type)
     endpoint_role = role(t, "EndpointRole", "sagemaker.amazonaws.com")
     # One-off statements: each is about something the stack does not create (the asset
-    # bucket, the kit's ECR repository, SageMaker's own log groups and metrics).
+    # bucket, AWS's image repository, SageMaker's own log groups and metrics).
     basics = endpoint_role.policy("model-image-logs")
     basics.allow(
         ["s3:GetObject"], sub("arn:${AWS::Partition}:s3:::${AssetBucket}/${KeyPrefix}/*", variables=ASSET_VARIABLES)
     )
-    if kind == "gpu":
-        t.mappings[images.MAPPING] = images.registry_mapping(images.pinned_image())
     basics.allow(
-        ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-        images.repository_arn(images.pinned_image())
-        if kind == "gpu"
-        else sub(
-            "arn:${AWS::Partition}:ecr:${AWS::Region}:${EcrAccount}:repository/${SolutionName}-sagemaker-" + kind,
-            variables=ASSET_VARIABLES,
-        ),
+        ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], image.repository
     )
     # ECR issues registry tokens only on "*".
     basics.allow(["ecr:GetAuthorizationToken"], "*")
@@ -342,7 +383,7 @@ def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
         "*",
         Condition={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker"]}},
     )
-    model = t.add("Model", "AWS::SageMaker::Model", container_model(common, kind, endpoint_role, {}))
+    model = t.add("Model", "AWS::SageMaker::Model", container_model(common, image, endpoint_role, {}))
     config = t.add(
         "EndpointConfig",
         "AWS::SageMaker::EndpointConfig",
@@ -354,7 +395,7 @@ def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
                     "InstanceType": instance_type.ref,
                     "InitialInstanceCount": min_instances.ref,
                     "InitialVariantWeight": 1,
-                    **gpu_driver(kind),
+                    **image.variant,
                 }
             ]
         },
@@ -387,4 +428,4 @@ def sagemaker_endpoint(t: Template, common: Common, kind: str) -> Endpoint:
         },
     )
     t.output("EndpointName", "SageMaker endpoint", endpoint.att("EndpointName"))
-    return Endpoint(endpoint, endpoint_role, instance_type, max_instances)
+    return Endpoint(endpoint, endpoint_role, image, instance_type, max_instances)

@@ -7,7 +7,6 @@ is a Python error at build time rather than a template CloudFormation rejects.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -134,19 +133,15 @@ ASSET_MAPPING = {
     "Source": {
         "BucketPrefix": "%%BUCKET_NAME%%",
         "KeyPrefix": "%%SOLUTION_NAME%%/%%VERSION%%",
-        "SolutionName": "%%SOLUTION_NAME%%",
-        "Version": "%%VERSION%%",
-        "EcrAccount": "%%ECR_ACCOUNT_ID%%",
     }
 }
-PLACEHOLDERS = ("%%BUCKET_NAME%%", "%%SOLUTION_NAME%%", "%%VERSION%%", "%%ECR_ACCOUNT_ID%%")
+PLACEHOLDERS = ("%%BUCKET_NAME%%", "%%SOLUTION_NAME%%", "%%VERSION%%")
 
 #: What the deployment build puts in; tests deploy and lint templates filled with these.
 EXAMPLE_ASSETS = {
     "%%BUCKET_NAME%%": "superres-assets",
     "%%SOLUTION_NAME%%": "superres-kit",
     "%%VERSION%%": "v1.0.0",
-    "%%ECR_ACCOUNT_ID%%": "123456789012",
 }
 
 
@@ -163,26 +158,12 @@ def asset(key: str) -> dict[str, Any]:
 
 
 ASSET_BUCKET = {"Fn::Join": ["-", [asset("BucketPrefix"), REGION]]}
-#: Fn::Sub variables naming the assets (``${AssetBucket}``, ``${KeyPrefix}``...).
-ASSET_VARIABLES = {
-    "AssetBucket": ASSET_BUCKET,
-    "KeyPrefix": asset("KeyPrefix"),
-    "SolutionName": asset("SolutionName"),
-    "Version": asset("Version"),
-    "EcrAccount": asset("EcrAccount"),
-}
+#: Fn::Sub variables naming the assets (``${AssetBucket}``, ``${KeyPrefix}``).
+ASSET_VARIABLES = {"AssetBucket": ASSET_BUCKET, "KeyPrefix": asset("KeyPrefix")}
 
 
 def asset_key(filename: str) -> dict[str, Any]:
     return {"Fn::Join": ["/", [asset("KeyPrefix"), filename]]}
-
-
-def image_uri(repository: str) -> dict[str, Any]:
-    """An image in the regional ECR registry of the account that publishes the kit."""
-    return sub(
-        "${EcrAccount}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${SolutionName}-" + repository + ":${Version}",
-        variables=ASSET_VARIABLES,
-    )
 
 
 # ---------------------------------------------------------------- the template
@@ -279,17 +260,6 @@ class Template:
         if condition:
             self.outputs[name]["Condition"] = condition.name
 
-    def _used_mappings(self) -> dict[str, Any]:
-        """The mappings, the asset mapping cut to the keys the resources read: a stack that
-        pulls no image of the kit's (EcrAccount) names no registry account."""
-        used = json.dumps(self.resources)
-        source = {
-            key: value
-            for key, value in ASSET_MAPPING["Source"].items()
-            if f'"{key}"' in used or key in ("BucketPrefix", "KeyPrefix")
-        }
-        return {**self.mappings, "Assets": {"Source": source}}
-
     def render(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "AWSTemplateFormatVersion": "2010-09-09",
@@ -305,7 +275,7 @@ class Template:
             "Parameters": self.parameters,
         }
         if self.mappings:
-            body["Mappings"] = self._used_mappings()
+            body["Mappings"] = self.mappings
         body["Conditions"] = self.conditions
         if self.rules:
             body["Rules"] = self.rules

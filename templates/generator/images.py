@@ -52,7 +52,7 @@ class InferenceImage:
         return f"{self.version}-gpu-{self.python}"
 
 
-def _version_key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
@@ -64,7 +64,7 @@ def newest_gpu_image(config: dict[str, Any], python: str = PYTHON) -> InferenceI
     versions = [v for v, entry in inference["versions"].items() if python in entry.get("py_versions", [])]
     if not versions:
         raise ValueError(f"pytorch.json has no inference image for {python}")
-    version = max(versions, key=_version_key)
+    version = max(versions, key=version_key)
     entry = inference["versions"][version]
     return InferenceImage(version, python, entry["repository"], dict(sorted(entry["registries"].items())))
 

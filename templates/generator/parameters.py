@@ -51,7 +51,7 @@ class Common:
     stage_rate: Parameter
     stage_burst: Parameter
     model_name: Parameter
-    #: None where the stack's runtime has no face restoration (the Lambda zip)
+    #: None where the stack's runtime has no face restoration (Inferentia: the face networks are not compiled for Neuron)
     face_enhancement: Parameter | None
     allowed_buckets: Parameter
     log_retention: Parameter

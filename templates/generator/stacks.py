@@ -23,10 +23,10 @@ from .compute import (
     sagemaker_endpoint,
     zip_function,
 )
-from .core import Resource, Template, skip, sub
+from .core import Resource, Template, skip
 from .network import EFS_MOUNT, efs, vpc
 from .observability import log_group, observability
-from .parameters import X4_MODELS, Common, common_parameters
+from .parameters import common_parameters
 from .storage import JOB_INPUT_PREFIX, RESULTS_PREFIX, WORKER_TIMEOUT, job_queue, job_table_and_topic, output_bucket
 
 TEMPLATES = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ LAMBDA_FACE_COST = (
 OUTPUTS = {
     "lambda": TEMPLATES / "lambda-efs.template.json",
     "gpu": TEMPLATES / "sagemaker-gpu.template.json",
-    "inf1": TEMPLATES / "sagemaker-inf1.template.json",
+    "inferentia": TEMPLATES / "sagemaker-inferentia.template.json",
 }
 
 
@@ -167,25 +167,17 @@ def lambda_efs_template() -> dict[str, Any]:
     return t.render()
 
 
-def served_models(kind: str, common: Common) -> Any:
-    """The models the endpoint serves, as the JSON list the settings read: on GPU every x4
-    network the release's artifact carries; on Inf1 the stack's one, the only one compiled
-    for the NeuronCores (another would run uncompiled on the instance's CPU)."""
-    if kind == "gpu":
-        return json.dumps(list(X4_MODELS))
-    return sub('["${ModelName}"]', common.model_name)
-
-
 def sagemaker_template(kind: str) -> dict[str, Any]:
-    label = {"gpu": "SageMaker GPU", "inf1": "SageMaker Inf1 (AWS Neuron)"}[kind]
+    label = {"gpu": "SageMaker GPU", "inferentia": "SageMaker Inferentia: Inf2 or Inf1 (AWS Neuron)"}[kind]
     t = Template(
         f"AI Solution Kit - Image Super-Resolution ({label}), version %%VERSION%%: "
         "API Gateway -> Lambda (validate, invoke endpoint) -> SageMaker real-time endpoint."
     )
-    common = common_parameters(t, default_model="RealESRGAN_x4plus", default_face=kind == "gpu")
+    # No face enhancement on Inferentia: the face networks are not compiled for Neuron.
+    common = common_parameters(t, default_model="RealESRGAN_x4plus", default_face=True if kind == "gpu" else None)
     realtime = sagemaker_endpoint(t, common, kind)
     output = output_bucket(t)
-    jobs = async_jobs(t, common, kind, realtime, output)
+    jobs = async_jobs(t, common, realtime, output)
     function_log = log_group(t, common, "FunctionLogGroup")
     invoke_role = iam.function_role(t, "FunctionRole", function_log, vpc=False)
     iam.grant_invoke_endpoint(invoke_role.policy("invoke-endpoint"), realtime.endpoint)
@@ -211,7 +203,7 @@ def sagemaker_template(kind: str) -> dict[str, Any]:
                     **model_env(common),
                     # This function has no model store to look in: the models a request may
                     # name are the ones the endpoint serves (README, "Model per request").
-                    "SUPERRES_MODELS": served_models(kind, common),
+                    "SUPERRES_MODELS": realtime.image.served_models,
                     "SUPERRES_ALLOWED_S3_BUCKETS": common.allowed_buckets_env(),
                     **output.env(),
                     **jobs.env(),
@@ -230,5 +222,5 @@ def sagemaker_template(kind: str) -> dict[str, Any]:
 
 def render_all() -> dict[Path, str]:
     """Each template's path and its text."""
-    built = {"lambda": lambda_efs_template(), "gpu": sagemaker_template("gpu"), "inf1": sagemaker_template("inf1")}
+    built = {"lambda": lambda_efs_template(), **{kind: sagemaker_template(kind) for kind in ("gpu", "inferentia")}}
     return {OUTPUTS[kind]: json.dumps(body, indent=2, ensure_ascii=False) + "\n" for kind, body in built.items()}

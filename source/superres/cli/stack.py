@@ -9,7 +9,7 @@ import click
 from .aws import aws_clients, profile_option, region_option
 from .reporting import ReportingGroup
 
-_VARIANTS = ("lambda", "gpu", "inf1")
+_VARIANTS = ("lambda", "gpu", "inferentia")
 
 
 @click.group(cls=ReportingGroup)
