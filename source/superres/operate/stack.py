@@ -155,13 +155,15 @@ def wait(
     deadline = time.monotonic() + timeout
     new_events: list[dict[str, Any]] = []
     while True:
+        # The status first, then the events: every event that led to a final status is then
+        # listed before it returns (the other order can miss the stack's own last event).
+        stack: dict[str, Any] = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+        status = stack["StackStatus"]
         for event in _events(cfn, stack_id):
             if event["EventId"] not in seen:
                 seen.add(event["EventId"])
                 new_events.append(event)
                 log(format_event(event))
-        stack: dict[str, Any] = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
-        status = stack["StackStatus"]
         if status in SUCCESS:
             return stack
         if status in FAILURE:
