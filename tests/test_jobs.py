@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 import httpx
@@ -438,14 +439,12 @@ def sagemaker_notification(job_id: str, status: str, **response: str) -> dict:
     return {"Records": [{"EventSource": "aws:sns", "Sns": {"Type": "Notification", "Message": json.dumps(message)}}]}
 
 
-def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astronaut) -> None:
-    from moto.backends import get_backend
-
-    arn, delivered = topic
+def sagemaker_job_functions(topic_arn: str) -> tuple[Any, Any]:
+    """The GPU/Inferentia stacks' API function (invoke_endpoint) and job events function."""
     env = {
         "SUPERRES_OUTPUT_BUCKET": BUCKET,
         "SUPERRES_JOB_TABLE": "superres-jobs",
-        "SUPERRES_JOB_TOPIC_ARN": arn,
+        "SUPERRES_JOB_TOPIC_ARN": topic_arn,
         "SUPERRES_ENDPOINT_NAME": "superres-endpoint",
         "SUPERRES_ASYNC_ENDPOINT_NAME": "superres-async",
         "SUPERRES_MODEL_X4": "realesr-animevideov3",
@@ -456,6 +455,14 @@ def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astr
             patch.setenv(name, value)
         api = importlib.reload(importlib.import_module("lambda_sr.invoke_endpoint")).handler
         events = importlib.reload(importlib.import_module("lambda_sr.job_events")).handler
+    return api, events
+
+
+def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astronaut) -> None:
+    from moto.backends import get_backend
+
+    arn, delivered = topic
+    api, events = sagemaker_job_functions(arn)
     s3 = boto3.client("s3")
     good = {"img": b64(png(astronaut, 96)), "scale": 4, "context": {"abc": 123}}
     status, job, _ = call(api, "POST", "/jobs", good, headers={"Idempotency-Key": "g-1"})
@@ -514,6 +521,41 @@ def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astr
         LambdaContext(),
     )
     assert delivered() == []
+
+
+def test_a_job_the_endpoint_answered_while_warming_up_is_invoked_again(lambda_jobs, topic, astronaut) -> None:
+    """The Inferentia endpoint after a scale-up answers 503 model_warming_up while its network
+    compiles: the job is not failed but invoked again (same input, same id) and stays queued."""
+    from moto.backends import get_backend
+
+    arn, delivered = topic
+    api, events = sagemaker_job_functions(arn)
+    status, job, _ = call(api, "POST", "/jobs", {"img": b64(png(astronaut, 32)), "scale": 4})
+    assert status == 202
+    invoked = get_backend("sagemaker-runtime")["123456789012"][REGION].async_results["superres-async"]
+    location = f"s3://{BUCKET}/async-in/{job['id']}.json"
+    assert location in invoked
+    invoked.clear()
+    s3 = boto3.client("s3")
+    warming = {"message": "the network is being compiled; retry shortly", "code": "model_warming_up"}
+    s3.put_object(Bucket=BUCKET, Key=f"async-failed/{job['id']}-error.out", Body=json.dumps(warming).encode())
+    notification = sagemaker_notification(
+        job["id"], "Failed", failureLocation=f"s3://{BUCKET}/async-failed/{job['id']}-error.out"
+    )
+    message = json.loads(notification["Records"][0]["Sns"]["Message"])
+    message["failureReason"] = "ServerError: Received server error (503) from primary with message ..."
+    notification["Records"][0]["Sns"]["Message"] = json.dumps(message)
+    events(notification, LambdaContext())
+    assert location in invoked  # invoked again
+    assert call(api, "GET", f"/jobs/{job['id']}")[1]["state"] == "queued"
+    assert delivered() == []
+    # Any other 5xx fails the job as before.
+    s3.put_object(Bucket=BUCKET, Key=f"async-failed/{job['id']}-error.out", Body=b'{"message": "x", "code": "x"}')
+    invoked.clear()
+    events(notification, LambdaContext())
+    assert location not in invoked
+    _, failed, _ = call(api, "GET", f"/jobs/{job['id']}")
+    assert failed["state"] == "failed" and failed["status"] == 502
 
 
 def test_the_job_events_function_fits_the_invoke_endpoint_zip() -> None:

@@ -13,10 +13,10 @@ import asyncio
 import json
 from typing import Any
 
-from superres.service.jobs import sagemaker_events, sagemaker_outcome
+from superres.service.jobs import requeue_if_warming_up, sagemaker_events, sagemaker_outcome
 from superres.service.settings import ServiceSettings
 
-_runner, _s3 = sagemaker_events(ServiceSettings.for_variant("gpu"))
+_runner, _s3, _runtime = sagemaker_events(ServiceSettings.for_variant("gpu"))
 #: One loop for the life of the execution environment (warm invocations reuse it).
 _loop = asyncio.new_event_loop()
 
@@ -24,5 +24,8 @@ _loop = asyncio.new_event_loop()
 def handler(event: dict[str, Any], _context: Any) -> None:
     # A failure here raises: Lambda retries the SNS delivery (asynchronous invocation) twice.
     for record in event.get("Records", []):
-        job_id, outcome = sagemaker_outcome(json.loads(record["Sns"]["Message"]), _s3)
+        message = json.loads(record["Sns"]["Message"])
+        if requeue_if_warming_up(message, _s3, _runtime):
+            continue  # not a failure: the endpoint's network was still compiling
+        job_id, outcome = sagemaker_outcome(message, _s3)
         _loop.run_until_complete(_runner.complete(job_id, outcome))

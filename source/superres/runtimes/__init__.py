@@ -5,6 +5,9 @@
 - ``openvino`` (``openvino_runner``): the network converted to OpenVINO IR on the CPU;
   faster than torch on every CPU measured here (README, Benchmarks), and small enough for
   a Lambda zip.
+- ``neuron`` (``neuron_runner``): the network compiled for fixed-shape windows on AWS
+  Inferentia (torch-neuron on Inf1, torch-neuronx on Inf2), compiled when the runner starts;
+  only ever chosen by name.
 
 ``load_runner`` picks one: CUDA runs torch; the CPU runs OpenVINO where it is installed
 and the network's manifest entry has a checked plan (``ModelSpec.openvino``), else torch.
@@ -18,11 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..manifest import ModelSpec
+from ..tiling import TileConfig
 from .base import Runner, RunnerInfo, RunnerOutOfMemoryError
 
-__all__ = ["Runner", "RunnerInfo", "RunnerOutOfMemoryError", "Runtime", "load_runner"]
+__all__ = ["NeuronCompilerName", "Runner", "RunnerInfo", "RunnerOutOfMemoryError", "Runtime", "load_runner"]
 
-Runtime = Literal["auto", "torch", "openvino"]
+Runtime = Literal["auto", "torch", "openvino", "neuron"]
+#: What compiles the network for the neuron runtime (``neuron_runner.pick_compiler``).
+NeuronCompilerName = Literal["auto", "torch-neuron", "torch-neuronx", "cpu-trace"]
 
 
 def default_converted_dir() -> Path:
@@ -54,6 +60,9 @@ def load_runner(
     threads: int | None = None,
     streams: int = 1,
     converted_dir: Path | None = None,
+    tiles: TileConfig | None = None,
+    neuron_compiler: NeuronCompilerName = "auto",
+    neuron_cache_dir: Path | None = None,
     **torch_options: Any,
 ) -> Runner:
     """A runner for the network ``spec`` names, from its weight file ``path``, or from a
@@ -64,6 +73,8 @@ def load_runner(
     compute at once, sharing them (OpenVINO: per compiled model; torch: its one pool per
     process, set to ``threads // streams``).
     ``converted_dir`` (OpenVINO): where converted networks are kept (converted on first use).
+    ``tiles`` (Neuron): the fixed-shape windows the tiler will cut, which the network is compiled
+    for, by ``neuron_compiler``, kept in ``neuron_cache_dir``.
     """
     released = Path(path).is_dir()  # a released conversion runs on OpenVINO only
     chosen = runtime if runtime != "auto" else ("openvino" if released else pick_runtime(spec, device))
@@ -83,6 +94,16 @@ def load_runner(
         )
         return OpenVinoRunner(folder, spec, bf16=bf16, threads=threads, streams=streams)
     from .torch_runner import TorchRunner, load_descriptor
+
+    if chosen == "neuron":
+        from .neuron_runner import NeuronRunner, pick_compiler
+
+        if tiles is None or neuron_cache_dir is None:
+            raise ValueError("the neuron runtime needs the fixed-shape tiles and a cache folder")
+        compiler = pick_compiler(neuron_compiler)  # before any thread: a missing compiler fails the load
+        return NeuronRunner(
+            load_descriptor(path, spec), name=spec.name, tiles=tiles, compiler=compiler, cache_dir=neuron_cache_dir
+        )
 
     if threads:
         import torch

@@ -1,4 +1,4 @@
-"""The torch runtime: spandrel's descriptor on CPU or CUDA (and a torch-neuron trace on Inf1).
+"""The torch runtime: spandrel's descriptor on CPU or CUDA.
 
 On CPU it runs oneDNN's channels-last layout and, where the CPU runs bf16 natively, the
 network's trunk in bf16 with its first and last layers in fp32; on CUDA fp16 where the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,33 +71,25 @@ class TorchRunner:
         device: str | torch.device = "auto",
         half: bool | None = None,
         bf16: bool | None = None,
-        compiled: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         """``bf16``: None = the bf16 trunk wherever it is native and measured (see
-        ``with_bf16_trunk``), True = insist on it (ValueError where impossible), False = fp32.
-        ``compiled``: the descriptor's network compiled ahead of time (torch-neuron's trace
-        for fixed-shape tiles), called instead of it on fp32 batches; the descriptor still
-        says what the network is."""
+        ``with_bf16_trunk``), True = insist on it (ValueError where impossible), False = fp32."""
         self.device = pick_device(device)
-        self.dtype = torch.float32 if compiled else pick_dtype(self.device, half, descriptor.supports_half)
+        self.dtype = pick_dtype(self.device, half, descriptor.supports_half)
         self.descriptor = descriptor.to(self.device, self.dtype).eval()
         if bf16 is None:
-            bf16 = not compiled and self.dtype == torch.float32 and bf16_trunk_available(self.descriptor, self.device)
-        if bf16 and compiled:
-            raise ValueError("a compiled network runs as it was compiled: no bf16 trunk")
+            bf16 = self.dtype == torch.float32 and bf16_trunk_available(self.descriptor, self.device)
         if bf16:
             self.descriptor = with_bf16_trunk(self.descriptor, self.device)
-        if self.device.type == "cpu" and not compiled:
+        if self.device.type == "cpu":
             # oneDNN's preferred layout on CPU: same numbers, fewer reorders.
             self.descriptor.model.to(memory_format=torch.channels_last)
-        self._compiled = compiled
         precision = "bf16 trunk, fp32 first and last layers" if bf16 else str(self.dtype).removeprefix("torch.")
         self.info = RunnerInfo(
             runtime="torch",
             device=str(self.device),
             precision=precision.replace("float", "fp"),
             scale=int(descriptor.scale),
-            fixed_shape=compiled is not None,
         )
 
     def run(self, batch: Batch) -> Batch:
@@ -107,9 +98,10 @@ class TorchRunner:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             try:
-                # spandrel's descriptor clamps to [0, 1]; a compiled network's output is raw.
-                out = self._compiled(tensor).clamp_(0, 1) if self._compiled else self.descriptor(tensor)
-            except torch.OutOfMemoryError:
+                out = self.descriptor(tensor)  # spandrel's descriptor clamps to [0, 1]
+            # torch.cuda's name: torch.OutOfMemoryError is torch 2.5's, and the core also runs on
+            # torch 1.13 (the Inferentia artifact).
+            except torch.cuda.OutOfMemoryError:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 raise RunnerOutOfMemoryError(f"out of memory on {self.device}") from None

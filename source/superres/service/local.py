@@ -63,6 +63,7 @@ class LocalBackend:
         # Never more threads than cores: the workers share them (torch's pool collapses
         # under oversubscription, and two workers of all cores each oversubscribe).
         threads = max(settings.cpu_threads or usable_cores(), settings.workers)
+        neuron = settings.runtime == "neuron"  # compiled for one window shape: every window is that shape
         return Upscaler.from_file(
             self.store.network(get_spec(name)),
             get_spec(name),
@@ -72,7 +73,11 @@ class LocalBackend:
             threads=threads - threads % settings.workers,
             streams=settings.workers,
             converted_dir=settings.converted_dir,
-            tiles=TileConfig(tile=settings.tile, pad=settings.pad),
+            tiles=TileConfig(
+                tile=settings.tile, pad=settings.pad, fixed_shape=neuron, batch=settings.neuron_batch if neuron else 1
+            ),
+            neuron_compiler=settings.neuron_compiler,
+            neuron_cache_dir=settings.neuron_cache_dir,
         )
 
     def upscaler(self, name: str) -> Upscaler:

@@ -26,7 +26,13 @@ each host is given). Exported here: what the hosts call, and the output bucket's
 
 from .hosts import jobs_for, lambda_worker, sagemaker_events
 from .queues import INPUT_PREFIX
-from .sagemaker import ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX, sagemaker_outcome
+from .sagemaker import (
+    ASYNC_FAILURE_PREFIX,
+    ASYNC_INPUT_PREFIX,
+    ASYNC_OUTPUT_PREFIX,
+    requeue_if_warming_up,
+    sagemaker_outcome,
+)
 
 __all__ = [
     "ASYNC_FAILURE_PREFIX",
@@ -35,6 +41,7 @@ __all__ = [
     "INPUT_PREFIX",
     "jobs_for",
     "lambda_worker",
+    "requeue_if_warming_up",
     "sagemaker_events",
     "sagemaker_outcome",
 ]

@@ -39,9 +39,10 @@ def lambda_worker(settings: ServiceSettings, backend: Backend) -> tuple[JobRunne
     return runner, SqsJobQueue(settings)
 
 
-def sagemaker_events(settings: ServiceSettings) -> tuple[JobRunner, Any]:
-    """What finishes the GPU/Inf1 stacks' jobs from SageMaker's notifications: (runner, s3)."""
+def sagemaker_events(settings: ServiceSettings) -> tuple[JobRunner, Any, Any]:
+    """What finishes the GPU/Inferentia stacks' jobs from SageMaker's notifications: (runner,
+    s3, the SageMaker runtime that invokes a job again while the endpoint warms up)."""
     if not (settings.job_table and settings.output_bucket):
         raise RuntimeError("the job events function needs SUPERRES_JOB_TABLE and SUPERRES_OUTPUT_BUCKET")
     runner = JobRunner(settings, None, DynamoJobStore(settings), S3Results(settings), notifier_for(settings))
-    return runner, aws_client("s3")
+    return runner, aws_client("s3"), aws_client("sagemaker-runtime")

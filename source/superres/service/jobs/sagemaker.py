@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ...errors import ModelWarmingUpError, SuperResError
 from ..backends import Upscaled, container_answer, container_request, model_error
 from ..outputs import aws_client
 from ..request import build_job, parse_request
@@ -61,19 +62,45 @@ class SageMakerAsyncQueue:
 def sagemaker_outcome(message: dict[str, Any], s3: Any) -> tuple[str, Callable[[], Upscaled]]:
     """(job id, a function reading its outcome) from a SageMaker asynchronous inference
     notification: the container's answer at ``outputLocation``, or its error."""
-
-    def read(uri: str) -> bytes:
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return body
-
     response = message.get("responseParameters") or {}
 
     def outcome() -> Upscaled:
         if message.get("invocationStatus") == "Completed":
-            return container_answer(json.loads(read(response["outputLocation"])))
-        found = _MODEL_STATUS.search(str(message.get("failureReason", "")))
-        failure = response.get("failureLocation")
-        raise model_error(int(found.group(1)) if found else None, read(failure) if failure else None)
+            return container_answer(json.loads(_read(s3, response["outputLocation"])))
+        raise _failure(message, s3)
 
     return str(message["inferenceId"]), outcome
+
+
+def requeue_if_warming_up(message: dict[str, Any], s3: Any, runtime: Any) -> bool:
+    """Invokes the job again, same input and id, when the endpoint answered it with its 503
+    ``model_warming_up`` (an instance that just started, its network still compiling: the
+    Inferentia model after a scale-up from zero); True if it did. The job stays queued: the
+    compile ends in the network ready, or in a 500 that fails the job."""
+    if message.get("invocationStatus") == "Completed" or "(503)" not in str(message.get("failureReason", "")):
+        return False
+    if not isinstance(_failure(message, s3), ModelWarmingUpError):
+        return False
+    request = message.get("requestParameters") or {}
+    runtime.invoke_endpoint_async(
+        EndpointName=request["endpointName"],
+        InputLocation=request["inputLocation"],
+        ContentType="application/json",
+        Accept="application/json",
+        InferenceId=str(message["inferenceId"]),
+        InvocationTimeoutSeconds=3600,
+    )
+    return True
+
+
+def _read(s3: Any, uri: str) -> bytes:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def _failure(message: dict[str, Any], s3: Any) -> SuperResError:
+    """The container's error, from the failure's reason (its status) and its body in the bucket."""
+    found = _MODEL_STATUS.search(str(message.get("failureReason", "")))
+    location = (message.get("responseParameters") or {}).get("failureLocation")
+    return model_error(int(found.group(1)) if found else None, _read(s3, location) if location else None)
