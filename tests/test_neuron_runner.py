@@ -84,6 +84,18 @@ def test_the_compiled_network_only_ever_sees_the_compiled_shape(tmp_path: Path) 
     assert set(recording.shapes) == {(TILES.batch, 3, TILES.window, TILES.window)}
 
 
+def test_the_compiled_networks_raw_output_is_clamped(tmp_path: Path) -> None:
+    """The traced network is spandrel's raw module (the descriptor's clamp is not in it): the
+    runner clamps, so highlights saturate instead of wrapping around."""
+    doubled = dataclasses.replace(CPU_TRACE, load=lambda path: lambda batch: CPU_TRACE.load(path)(batch) * 2)
+    compiled, runner = neuron_upscaler(tmp_path, doubled)
+    assert runner.wait(120)
+    plain, _ = neuron_upscaler(tmp_path)
+    crop = np.ascontiguousarray(load_photo("astronaut.png")[100:164, 140:204, :3])
+    out, reference = compiled.upscale(crop, 4).astype(int), plain.upscale(crop, 4).astype(int)
+    assert np.abs(out - np.minimum(2 * reference, 255)).max() <= 1
+
+
 def test_a_batch_of_another_shape_is_refused(tmp_path: Path) -> None:
     _, runner = neuron_upscaler(tmp_path)
     assert runner.wait(120)
