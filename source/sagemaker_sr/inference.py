@@ -8,10 +8,11 @@ served by the image's toolkit (sagemaker-pytorch-inference on TorchServe) on /pi
 backend every other host runs (``superres.service``), its models loaded from the unpacked
 artifact. On the Neuron runtime it returns while the network compiles (minutes, on a thread of
 the runner): the toolkit's /ping answers 200 either way, so until the compile is done every
-invocation answers 503 ``model_warming_up`` with a Retry-After, never a hang. ``transform_fn`` hands each body to that app's ``POST /invocations`` and answers
-with its status and JSON, so every error, a bad request included, is the one error shape
-with its own 4xx status (``context.set_response_status``); the toolkit's own error path
-would answer with a traceback in the body.
+invocation answers 503 ``model_warming_up`` with a Retry-After, never a hang. ``transform_fn``
+hands each body to that app's ``POST /invocations`` and answers with its status and JSON, so
+every error, a bad request included, is the one error shape with its own status
+(``context.set_response_status``); the toolkit's own error path would answer with a traceback
+in the body.
 """
 
 from __future__ import annotations

@@ -24,9 +24,21 @@ from ..manifest import ModelSpec
 from ..tiling import TileConfig
 from .base import Runner, RunnerInfo, RunnerOutOfMemoryError
 
-__all__ = ["NeuronCompilerName", "Runner", "RunnerInfo", "RunnerOutOfMemoryError", "Runtime", "load_runner"]
+__all__ = [
+    "HostRuntime",
+    "NeuronCompilerName",
+    "Runner",
+    "RunnerInfo",
+    "RunnerOutOfMemoryError",
+    "Runtime",
+    "load_runner",
+]
 
-Runtime = Literal["auto", "torch", "openvino", "neuron"]
+#: The runtimes any machine runs (the CLI's choices).
+Runtime = Literal["auto", "torch", "openvino"]
+#: Those and the one only an Inferentia instance runs (a SageMaker host's ``SUPERRES_RUNTIME``):
+#: it needs the tiler's fixed-shape windows, which the service's backend cuts for it.
+HostRuntime = Literal[Runtime, "neuron"]
 #: What compiles the network for the neuron runtime (``neuron_runner.pick_compiler``).
 NeuronCompilerName = Literal["auto", "torch-neuron", "torch-neuronx", "cpu-trace"]
 
@@ -53,7 +65,7 @@ def load_runner(
     path: Path | str,
     spec: ModelSpec,
     *,
-    runtime: Runtime = "auto",
+    runtime: HostRuntime = "auto",
     device: str = "auto",
     half: bool | None = None,
     bf16: bool | None = None,
@@ -98,8 +110,8 @@ def load_runner(
     if chosen == "neuron":
         from .neuron_runner import NeuronRunner, pick_compiler
 
-        if tiles is None or neuron_cache_dir is None:
-            raise ValueError("the neuron runtime needs the fixed-shape tiles and a cache folder")
+        if tiles is None or not tiles.fixed_shape or neuron_cache_dir is None:
+            raise ValueError("the neuron runtime needs fixed-shape tiles and a cache folder")
         compiler = pick_compiler(neuron_compiler)  # before any thread: a missing compiler fails the load
         return NeuronRunner(
             load_descriptor(path, spec), name=spec.name, tiles=tiles, compiler=compiler, cache_dir=neuron_cache_dir

@@ -85,6 +85,11 @@ def _neuronx() -> Any:
     return importlib.import_module("torch_neuronx")
 
 
+def _neuronx_load(path: Path) -> Module:
+    _neuronx()  # registers the Neuron operators a saved trace calls, before torch.jit reads it
+    return _jit_load(path)
+
+
 COMPILERS = {
     compiler.name: compiler
     for compiler in (
@@ -94,6 +99,7 @@ COMPILERS = {
             precision="as neuron-cc compiles fp32 by default",
             dynamic_batch=True,
             trace=lambda network, example: _neuron().trace(network, example, dynamic_batch_size=True),
+            # _neuron() first: importing torch_neuron registers the operators the saved trace calls.
             load=lambda path: _neuron().DataParallel(_jit_load(path)),
         ),
         NeuronCompiler(
@@ -102,7 +108,7 @@ COMPILERS = {
             precision="as neuronx-cc compiles fp32 by default",
             dynamic_batch=False,
             trace=lambda network, example: _neuronx().trace(network, example),
-            load=_jit_load,
+            load=_neuronx_load,
         ),
         NeuronCompiler(
             name="cpu-trace",

@@ -17,7 +17,7 @@ from pydantic import Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..runtimes import NeuronCompilerName, Runtime
+from ..runtimes import HostRuntime, NeuronCompilerName
 
 Variant = Literal["local", "lambda", "gpu"]
 
@@ -97,8 +97,9 @@ class ServiceSettings(BaseSettings):
     max_scale: float = Field(default=8.0, ge=1, le=MAX_SCALE)
     model_dir: Path | None = None
     device: str = "auto"
-    #: What runs the network: auto = torch on CUDA, OpenVINO on the CPU (runtimes.load_runner).
-    runtime: Runtime = "auto"
+    #: What runs the network: auto = torch on CUDA, OpenVINO on the CPU (runtimes.load_runner);
+    #: neuron = compiled for AWS Inferentia (the Inferentia model sets it).
+    runtime: HostRuntime = "auto"
     #: Where networks converted for OpenVINO are kept (converted on first use when missing).
     converted_dir: Path | None = None
     tile: int = 256
