@@ -3,8 +3,7 @@
 #
 #   deployment/build-s3-dist.sh BUCKET_PREFIX SOLUTION_NAME VERSION [options]
 #
-# writes deployment/global-s3-assets/, deployment/regional-s3-assets/ and
-# deployment/container-contexts/. Options go to `python deployment/package.py build`
+# writes deployment/global-s3-assets/ and deployment/regional-s3-assets/. Options go to `python deployment/package.py build`
 # (--model-dir, --models, --no-fetch, --out). Timestamps come from SOURCE_DATE_EPOCH,
 # by default the time of the last commit, so a rebuild of a commit is byte-identical.
 set -euo pipefail

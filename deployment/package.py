@@ -18,12 +18,9 @@ what a deployer and an operator need (``superres stack``, ``superres keys``). ``
   in ``pyproject.toml`` and its closure, at their locked hashes, less what ``Prune`` leaves
   out), ``networks/`` (the chosen models that have an OpenVINO plan, converted to OpenVINO
   IR from their verified weights, and ``networks/manifest.json`` with each file's size and
-  sha256: what the Lambda stack's stager puts on EFS), ``sagemaker-gpu-model.tar.gz`` (the
-  weights, the host and its vendored packages for AWS's PyTorch inference container:
-  ``deployment/sagemaker_artifact.py``) and ``sagemaker-inf1-model.tar.gz`` (the weight
-  files of the chosen models, from the verifying model store);
-- ``container-contexts/<image>/``: each image's Dockerfile, its requirements pinned from
-  ``pyproject.toml``, and the source packages it copies.
+  sha256: what the Lambda stack's stager puts on EFS), ``sagemaker-gpu-model.tar.gz`` and
+  ``sagemaker-neuron-model.tar.gz`` (the weights, the host and its vendored packages for AWS's
+  PyTorch inference image and its Neuron inference images: ``deployment/sagemaker_artifact.py``).
 
 Reproducible: archive entries are sorted, every timestamp is ``SOURCE_DATE_EPOCH``, modes
 are normalised, gzip carries no file name and no mtime; the same inputs give the same
@@ -46,7 +43,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -66,7 +63,6 @@ from deployment import sagemaker_artifact
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SOURCE = ROOT / "source"
-CONTAINERS = HERE / "containers"
 #: The kit's one lockfile (make lock): versions and hashes of everything it installs.
 LOCKFILE = ROOT / "requirements.lock"
 
@@ -85,6 +81,8 @@ LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 #: The folder of regional-s3-assets/ holding the converted networks, and their manifest.
 NETWORKS_DIR = "networks"
 NETWORKS_MANIFEST = "manifest.json"
+#: Never packed: caches of Python and its tools.
+IGNORED = {"__pycache__", ".mypy_cache", ".pytest_cache"}
 
 #: The x4 networks the SageMaker host can serve plus the face models (templates/README.md).
 DEFAULT_ARTIFACT_MODELS = (
@@ -92,11 +90,6 @@ DEFAULT_ARTIFACT_MODELS = (
     "GFPGANv1.4",
     "YuNet",
 )
-#: The image every container context is built for, and the source packages it copies.
-IMAGE_PACKAGES = {
-    "sagemaker-inf1": ("superres", "sagemaker_sr"),
-}
-IGNORED = {"__pycache__", ".mypy_cache", ".pytest_cache"}
 
 
 class BuildError(Exception):
@@ -190,37 +183,6 @@ def _normalise(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def pyproject_pins(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
-    """Every exact pin of pyproject.toml (runtime and extras), by normalised name."""
-    project = tomllib.loads(pyproject.read_text())["project"]
-    entries = [
-        *project["dependencies"],
-        *(d for extra in project.get("optional-dependencies", {}).values() for d in extra),
-    ]
-    pins: dict[str, str] = {}
-    for entry in entries:
-        name, sep, version = entry.partition("==")
-        if not sep:
-            raise BuildError(f"pyproject.toml: {entry!r} is not an exact pin (name==version)")
-        pins[_normalise(name.split("[")[0].strip())] = f"{name.strip()}=={version.strip()}"
-    return pins
-
-
-def pinned(names: Iterable[str], pins: dict[str, str] | None = None) -> list[str]:
-    """``name==version`` for each name, the version taken from pyproject.toml."""
-    pins = pins if pins is not None else pyproject_pins()
-    missing = [name for name in names if _normalise(name) not in pins]
-    if missing:
-        raise BuildError(f"not pinned in pyproject.toml: {', '.join(missing)}")
-    return [pins[_normalise(name)] for name in names]
-
-
-def read_requirement_names(path: Path) -> list[str]:
-    """Distribution names of a ``requirements.in`` (one a line, ``#`` comments)."""
-    names = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
-    return [name for name in names if name]
-
-
 def locked_versions(lock: Path = LOCKFILE) -> dict[str, set[str]]:
     """``name -> versions`` of every package in ``requirements.lock``, names normalised
     (a universal lock may hold a package at one version per Python or platform)."""
@@ -232,34 +194,41 @@ def locked_versions(lock: Path = LOCKFILE) -> dict[str, set[str]]:
     return versions
 
 
-def group_requirements(group: str, destination: Path) -> Path:
-    """``group``'s members pinned at their locked versions, written to ``destination``.
+def group_requirements(group: str, destination: Path, lock: Path = LOCKFILE) -> Path:
+    """``group``'s members pinned at their versions in ``lock``, written to ``destination``.
 
-    Installed with ``requirements.lock`` as constraints, their whole closure comes at the
-    locked versions with the locked hashes.
+    Installed with ``lock`` as constraints, their whole closure comes at the locked versions
+    with the locked hashes.
     """
     groups = tomllib.loads((ROOT / "pyproject.toml").read_text()).get("dependency-groups", {})
     if group not in groups:
         raise BuildError(f"pyproject.toml has no dependency group {group}")
-    versions = locked_versions()
+    versions = locked_versions(lock)
     pins = []
     for name in groups[group]:
         found = versions.get(_normalise(name), set())
         if len(found) != 1:
             held = f"at {len(found)} versions" if found else "not at all"
-            raise BuildError(f"{LOCKFILE.name} holds {name} {held}; a zip needs one (run make lock)")
+            raise BuildError(f"{lock.name} holds {name} {held}; a zip needs one (run make lock)")
         pins.append(f"{name}=={found.pop()}\n")
     destination.write_text("".join(pins))
     return destination
 
 
-def install_for_lambda(requirements: Path, target: Path, excludes: Path | None = None) -> None:
+def install_for_lambda(
+    requirements: Path,
+    target: Path,
+    excludes: Path | None = None,
+    lock: Path = LOCKFILE,
+    python_version: str = LAMBDA_PYTHON_VERSION,
+) -> None:
     """Install the hashed wheels of ``requirements``, built for the Lambda platform, into ``target``.
 
     uv evaluates the lock's environment markers for the target (python3.12 on x86_64
-    Linux), not for the machine running the build; every file must match its locked hash.
-    The GPU container runs the same Python on the same platform. ``excludes`` names packages
-    left out of the closure (the container's own).
+    Linux), not for the machine running the build; every file must match its hash in ``lock``.
+    The GPU container runs the same Python on the same platform, the Neuron images
+    ``python_version`` 3.10 from a lock of their own. ``excludes`` names packages left out of
+    the closure (the container's own).
     """
     command = [
         find_uv_bin(),
@@ -269,11 +238,11 @@ def install_for_lambda(requirements: Path, target: Path, excludes: Path | None =
         "--require-hashes",
         "--no-build",
         "--constraints",
-        str(LOCKFILE),
+        str(lock),
         "--python-platform",
         LAMBDA_PLATFORM,
         "--python-version",
-        LAMBDA_PYTHON_VERSION,
+        python_version,
         "--target",
         str(target),
         "--requirements",
@@ -458,53 +427,27 @@ def weight_entries(weights: dict[str, Path]) -> dict[str, Path]:
     return {path.name: path for path in weights.values()}
 
 
-def build_inf1_artifact(out: Path, files: dict[str, Path], epoch: int) -> Path:
-    """sagemaker-inf1-model.tar.gz: the weight files at the archive root (/opt/ml/model)."""
-    target = out / "sagemaker-inf1-model.tar.gz"
-    write_tar_gz(target, weight_entries(files), epoch)
-    return target
-
-
-def build_gpu_artifact(out: Path, weights: dict[str, Path], epoch: int) -> Path:
-    """sagemaker-gpu-model.tar.gz: weights, ``code/inference.py``, the core and its vendored
-    packages (``deployment/sagemaker_artifact.py`` says what goes where)."""
+def build_model_artifact(
+    artifact: sagemaker_artifact.ModelArtifact, out: Path, weights: dict[str, Path], epoch: int
+) -> Path:
+    """A SageMaker model artifact: weights, ``code/inference.py``, the core and its vendored
+    packages for the image's Python (``deployment/sagemaker_artifact.py`` says what goes where)."""
     with tempfile.TemporaryDirectory(prefix="superres-artifact-") as scratch:
         site = Path(scratch) / "lib"
-        requirements = group_requirements(sagemaker_artifact.GROUP, Path(scratch) / "requirements.txt")
-        install_for_lambda(requirements, site, sagemaker_artifact.write_excludes(Path(scratch) / "excludes.txt"))
+        requirements = group_requirements(artifact.group, Path(scratch) / "requirements.txt", artifact.lock)
+        excludes = sagemaker_artifact.write_excludes(Path(scratch) / "excludes.txt")
+        install_for_lambda(requirements, site, excludes, artifact.lock, artifact.python_version)
         code = {
             sagemaker_artifact.HOST_MODULE: SOURCE / "sagemaker_sr" / "inference.py",
             **_package_files("superres", f"{sagemaker_artifact.CODE}/"),
         }
         try:
-            entries = sagemaker_artifact.artifact_entries(weight_entries(weights), code, site)
+            entries = sagemaker_artifact.artifact_entries(artifact, weight_entries(weights), code, site)
         except ValueError as error:
             raise BuildError(str(error)) from None
-        target = out / sagemaker_artifact.ARTIFACT
+        target = out / artifact.name
         write_tar_gz(target, entries, epoch)
     return target
-
-
-def build_container_contexts(out: Path, pins: dict[str, str]) -> list[Path]:
-    """One folder per image: Dockerfile, pinned requirements.txt, the source packages it copies."""
-    written = []
-    for image, packages in IMAGE_PACKAGES.items():
-        context = out / image
-        shutil.rmtree(context, ignore_errors=True)
-        definition = CONTAINERS / image
-        context.mkdir(parents=True)
-        shutil.copy2(definition / "Dockerfile", context / "Dockerfile")
-        (context / "requirements.txt").write_text(container_requirements(image, pins))
-        for package in packages:
-            shutil.copytree(SOURCE / package, context / "source" / package, ignore=shutil.ignore_patterns(*IGNORED))
-        written.append(context)
-    return written
-
-
-def container_requirements(image: str, pins: dict[str, str] | None = None) -> str:
-    """The pinned requirements.txt of an image, from its requirements.in and pyproject.toml."""
-    names = read_requirement_names(CONTAINERS / image / "requirements.in")
-    return "".join(f"{line}\n" for line in pinned(names, pins))
 
 
 def build_all(
@@ -517,9 +460,8 @@ def build_all(
     epoch: int | None = None,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
-    """Write global-s3-assets/, regional-s3-assets/ and container-contexts/ under ``out``."""
+    """Write global-s3-assets/ and regional-s3-assets/ under ``out``."""
     epoch = source_date_epoch() if epoch is None else epoch
-    pins = pyproject_pins()
     global_dir, regional_dir = out / "global-s3-assets", out / "regional-s3-assets"
     for folder in (global_dir, regional_dir):
         shutil.rmtree(folder, ignore_errors=True)
@@ -533,9 +475,8 @@ def build_all(
     log("converting the networks for OpenVINO ...")
     written += build_networks(regional_dir, weights)
     log(f"packing {len(weights)} model files ...")
-    written.append(build_gpu_artifact(regional_dir, weights, epoch))
-    written.append(build_inf1_artifact(regional_dir, weights, epoch))
-    written += build_container_contexts(out / "container-contexts", pins)
+    for artifact in sagemaker_artifact.ARTIFACTS:
+        written.append(build_model_artifact(artifact, regional_dir, weights, epoch))
     return written
 
 
@@ -578,7 +519,7 @@ def main() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=HERE,
     show_default=True,
-    help="Folder that receives global-s3-assets/, regional-s3-assets/ and container-contexts/.",
+    help="Folder that receives global-s3-assets/ and regional-s3-assets/.",
 )
 def build(
     bucket_prefix: str,

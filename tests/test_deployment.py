@@ -73,7 +73,7 @@ REGIONAL_ASSETS = {
     "efs-model-stager.zip",
     "invoke-endpoint.zip",
     "sagemaker-gpu-model.tar.gz",
-    "sagemaker-inf1-model.tar.gz",
+    "sagemaker-neuron-model.tar.gz",
 }
 
 
@@ -134,7 +134,7 @@ def test_build_writes_the_aws_solutions_layout(built: Path) -> None:
     ]
     released = json.loads((networks / "manifest.json").read_text())["networks"]
     assert released["YuNet"]["plan"] == "fp32" and set(released["YuNet"]["files"]) == {"network.xml", "network.bin"}
-    assert {p.name for p in (built / "container-contexts").iterdir()} == {"sagemaker-inf1"}
+    assert not (built / "container-contexts").exists()  # no image of the kit's own to build
 
 
 def test_global_assets_are_the_templates_with_placeholders_filled(built: Path) -> None:
@@ -476,10 +476,10 @@ def test_cpu_service_zip_restores_faces_through_api_and_sqs(
     assert np.array_equal(stored, restored)  # the worker computes the same picture
 
 
-@pytest.mark.parametrize("artifact", ["sagemaker-gpu-model.tar.gz", "sagemaker-inf1-model.tar.gz"])
+@pytest.mark.parametrize("artifact", ["sagemaker-gpu-model.tar.gz", "sagemaker-neuron-model.tar.gz"])
 def test_model_artifacts_hold_the_verified_weights(built: Path, artifact: str) -> None:
-    """The weights at the root (/opt/ml/model/<file>); the GPU artifact's code under code/
-    (tests/test_sagemaker_artifact.py serves it)."""
+    """The weights at the root (/opt/ml/model/<file>); the code under code/
+    (tests/test_sagemaker_artifact.py and tests/test_sagemaker_neuron.py serve them)."""
     store = ModelStore(SHARED / "models")
     expected = {store.path(package.get_spec(name)).name: store.path(package.get_spec(name)) for name in MODELS}
     path = built / "regional-s3-assets" / artifact
@@ -493,7 +493,7 @@ def test_model_artifacts_hold_the_verified_weights(built: Path, artifact: str) -
         weights = [m for m in members if "/" not in m.name]
         assert [m.name for m in weights] == sorted(expected)
         code = {m.name.split("/")[1] for m in members if "/" in m.name}
-        assert code == ({"inference.py", "superres", "lib"} if "gpu" in artifact else set())
+        assert code == {"inference.py", "superres", "lib"}
         for member in weights:
             assert member.mode == 0o644
             content = archive.extractfile(member)
@@ -574,90 +574,6 @@ def test_build_without_arguments_prints_usage() -> None:
         ["bash", str(DEPLOYMENT / "build-s3-dist.sh")], capture_output=True, text=True, timeout=30, check=False
     )
     assert result.returncode == 2 and "usage:" in result.stderr
-
-
-# ---------------------------------------------------------------- container definitions
-
-
-def dockerfile(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", path.read_text())
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
-
-
-def resolved_base(instructions: list[tuple[str, str]]) -> str:
-    args = dict(a.split("=", 1) for op, a in instructions if op == "ARG" and "=" in a)
-    (base,) = [a for op, a in instructions if op == "FROM"]
-    return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
-
-
-@pytest.mark.parametrize("image", sorted(package.IMAGE_PACKAGES))
-def test_container_definition_matches_templates_and_context(built: Path, image: str) -> None:
-    context = built / "container-contexts" / image
-    instructions = dockerfile(context / "Dockerfile")
-    base = resolved_base(instructions)
-    name, _, tag = base.rpartition(":")
-    assert name and tag and tag != "latest" and "/" not in tag, f"base image {base} must be pinned by tag"
-    for op, arguments in instructions:
-        if op == "COPY":
-            source = arguments.split()[0]
-            assert (context / source).exists(), f"{image}: COPY {source} is not in the build context"
-    # requirements.txt: exactly requirements.in's names at pyproject.toml's versions.
-    pins = package.pyproject_pins()
-    wanted = package.read_requirement_names(DEPLOYMENT / "containers" / image / "requirements.in")
-    assert (context / "requirements.txt").read_text().splitlines() == [pins[package._normalise(n)] for n in wanted]
-    assert {p.name for p in (context / "source").iterdir()} == set(package.IMAGE_PACKAGES[image])
-    text = (DEPLOYMENT / "containers" / image / "Dockerfile").read_text()
-    assert "index-url" not in text.replace('--extra-index-url "$TORCH_INDEX_URL"', "")
-    body = json.loads(
-        (built / "global-s3-assets" / ("lambda-efs.template" if image == "lambda" else f"{image}.template")).read_text()
-    )
-    if image == "lambda":
-        function = body["Resources"]["Function"]["Properties"]
-        (cmd,) = [json.loads(a) for op, a in instructions if op == "CMD"]
-        assert cmd == function["ImageConfig"]["Command"]
-        assert function["Code"]["ImageUri"]["Fn::Sub"][0].endswith("-lambda:${Version}")
-        assert "torch" in wanted
-    else:
-        (entry,) = [json.loads(a) for op, a in instructions if op == "ENTRYPOINT"]
-        module = entry[entry.index("-m") + 1]
-        assert (context / "source" / Path(*module.split("."))).with_suffix(".py").is_file()
-        assert ("EXPOSE", "8080") in instructions
-        container = body["Resources"]["Model"]["Properties"]["PrimaryContainer"]
-        assert container["Image"]["Fn::Sub"][0].endswith(f"-{image}:${{Version}}")
-        assert "torch" not in wanted  # Inf1 keeps the Neuron base's torch
-
-
-# ---------------------------------------------------------------- Neuron adapter (CPU stand-in)
-
-
-@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # torch-neuron traces; jit is its CPU stand-in
-def test_neuron_adapter_matches_the_eager_engine(shared_models: ModelStore, tmp_path: Path) -> None:
-    import numpy as np
-
-    from conftest import load_photo
-    from sagemaker_sr import neuron
-    from superres.engine import Upscaler
-    from superres.manifest import get_spec
-
-    spec = get_spec("realesr-animevideov3")
-    config = neuron.tile_config(tile=32, pad=8, batch=3)
-    pixels = np.ascontiguousarray(load_photo("astronaut.png")[100:180, 140:236])  # 80x96: 3x3 windows, last batch full
-    compiled = neuron.compiled_upscaler(spec, shared_models, config, tmp_path)
-    saved = tmp_path / neuron.compiled_name(spec, config)
-    assert saved.is_file()
-    eager = Upscaler.from_file(shared_models.path(spec), spec, device="cpu", bf16=False, tiles=config)
-    out, reference = compiled.upscale(pixels, 4), eager.upscale(pixels, 4)
-    assert out.shape == (320, 384, 3)
-    error = np.mean((out.astype(np.float64) - reference.astype(np.float64)) ** 2)
-    assert error == 0 or 10 * np.log10(255**2 / error) > 60
-    # A second start loads the compiled file instead of compiling again.
-    stamp = saved.stat().st_mtime_ns
-    again = neuron.compiled_upscaler(spec, shared_models, config, tmp_path)
-    assert saved.stat().st_mtime_ns == stamp and np.array_equal(
-        again.upscale(pixels[:40, :50], 4), compiled.upscale(pixels[:40, :50], 4)
-    )
 
 
 # ---------------------------------------------------------------- quick-create links

@@ -211,28 +211,6 @@ def test_bad_arguments_are_refused(compact, astronaut) -> None:
         torch_upscaler(descriptor_of(compact), name="x", device="cpu", half=True)
 
 
-def test_a_compiled_network_runs_in_place_of_the_descriptor(compact, astronaut) -> None:
-    """What the Inf1 host relies on: the engine calls the compiled module on fp32 fixed-shape
-    batches and clamps its raw output, with the same tiling as ever."""
-    crop = np.ascontiguousarray(astronaut[100:164, 140:204])
-    tiles = TileConfig(tile=32, pad=8, fixed_shape=True, batch=2)
-    shapes = []
-
-    def compiled(batch: torch.Tensor) -> torch.Tensor:
-        shapes.append((tuple(batch.shape), batch.dtype))
-        return descriptor_of(compact).model(batch) * 2  # raw: doubled, far past 1.0 in highlights
-
-    doubled = torch_upscaler(
-        descriptor_of(compact), name="compiled", device="cpu", bf16=False, tiles=tiles, compiled=compiled
-    )
-    out, plain = doubled.upscale(crop, 4), compact.upscale(crop, 4, tiles=tiles)
-    assert shapes == [((2, 3, 48, 48), torch.float32)] * 2
-    # Doubled, then clamped by the engine: twice the plain output, saturating at 255.
-    assert np.abs(out.astype(int) - np.minimum(2 * plain.astype(int), 255)).max() <= 1
-    with pytest.raises(ValueError, match="compiled"):
-        torch_upscaler(descriptor_of(compact), name="compiled", device="cpu", bf16=True, compiled=compiled)
-
-
 needs_native_bf16 = pytest.mark.skipif(
     not native_bf16_cpu(), reason="needs a CPU with native bf16 (AMX or AVX512-BF16)"
 )

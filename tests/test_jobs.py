@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 import httpx
@@ -438,14 +439,12 @@ def sagemaker_notification(job_id: str, status: str, **response: str) -> dict:
     return {"Records": [{"EventSource": "aws:sns", "Sns": {"Type": "Notification", "Message": json.dumps(message)}}]}
 
 
-def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astronaut) -> None:
-    from moto.backends import get_backend
-
-    arn, delivered = topic
+def sagemaker_job_functions(topic_arn: str) -> tuple[Any, Any]:
+    """The GPU/Inferentia stacks' API function (invoke_endpoint) and job events function."""
     env = {
         "SUPERRES_OUTPUT_BUCKET": BUCKET,
         "SUPERRES_JOB_TABLE": "superres-jobs",
-        "SUPERRES_JOB_TOPIC_ARN": arn,
+        "SUPERRES_JOB_TOPIC_ARN": topic_arn,
         "SUPERRES_ENDPOINT_NAME": "superres-endpoint",
         "SUPERRES_ASYNC_ENDPOINT_NAME": "superres-async",
         "SUPERRES_MODEL_X4": "realesr-animevideov3",
@@ -456,6 +455,14 @@ def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astr
             patch.setenv(name, value)
         api = importlib.reload(importlib.import_module("lambda_sr.invoke_endpoint")).handler
         events = importlib.reload(importlib.import_module("lambda_sr.job_events")).handler
+    return api, events
+
+
+def test_gpu_variant_jobs_on_a_sagemaker_async_endpoint(lambda_jobs, topic, astronaut) -> None:
+    from moto.backends import get_backend
+
+    arn, delivered = topic
+    api, events = sagemaker_job_functions(arn)
     s3 = boto3.client("s3")
     good = {"img": b64(png(astronaut, 96)), "scale": 4, "context": {"abc": 123}}
     status, job, _ = call(api, "POST", "/jobs", good, headers={"Idempotency-Key": "g-1"})

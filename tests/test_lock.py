@@ -59,3 +59,20 @@ def test_checkov_is_locked_at_its_pin() -> None:
     )
     lock = locked(ROOT / "tests/tools/checkov/requirements.lock")
     assert {name: lock.get(name) for name in wanted} == wanted
+
+
+#: Pinned in requirements.lock at releases that need Python 3.11: the Inferentia artifact's lock
+#: holds their newest releases for 3.10 instead.
+NEWER_THAN_PYTHON_310 = {"pillow", "starlette", "python-multipart", "rpds-py"}
+
+
+def test_the_neuron_artifact_lock_holds_its_group_at_the_kits_versions_where_python_310_allows() -> None:
+    """deployment/sagemaker-neuron-artifact.lock (make lock, seeded with requirements.lock): the
+    whole group, hashed, none of the image's own packages, and the kit's version of every package
+    both hold unless that version needs Python 3.11."""
+    neuron = locked(ROOT / "deployment" / "sagemaker-neuron-artifact.lock")
+    kit = locked(ROOT / "requirements.lock")
+    group = {canonical(name) for name in PYPROJECT["dependency-groups"]["sagemaker-neuron-artifact"]}
+    assert group <= set(neuron)
+    assert not set(neuron) & {"torch", "torchvision", "numpy", "opencv-python-headless", "pyyaml", "boto3"}
+    assert {name for name, version in neuron.items() if kit.get(name, version) != version} == NEWER_THAN_PYTHON_310

@@ -5,7 +5,7 @@ RealESRGAN_x4plus weights and YuNet of ../shared/models, and GFPGANv1Clean with 
 weights in the official layout (no GFPGAN weights exist here); it is unpacked into a temporary
 ``SAGEMAKER_BASE_DIR`` (the toolkit's /opt/ml) and served by sagemaker-pytorch-inference's
 ``serving.main()`` (what the image's entry point runs for ``serve``) and TorchServe on
-127.0.0.1:8080, on the CPU, under the image's Python 3.12, torch 2.6.0 and numpy
+127.0.0.1:8080 (tests/sagemaker_container.py), on the CPU, under the image's Python 3.12, torch 2.6.0 and numpy
 (``.venv/sagemaker-gpu``, made by ``make sagemaker-gpu-venv``; tests/tools/sagemaker-gpu/).
 The container's environment is the template's own (``Model`` in sagemaker-gpu.template.json),
 plus what only a test on this machine needs: the CPU, the loopback address, the test's
@@ -22,15 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import json
 import os
-import signal
-import socket
 import subprocess
-import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,10 +37,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import SHARED, load_photo, write_random_gfpgan
-from lambda_events import LambdaContext, api_gateway_event
 from repo_modules import load_script
-from sagemaker_runtime import ENDPOINT, FakeRuntime, invoke_endpoint_lambda
-from servers import serving
+from sagemaker_container import ADDRESS, Served, lambda_in_front, serving_artifact, unpack
+from sagemaker_container import through_lambda as lambda_answer
+from sagemaker_runtime import ENDPOINT, FakeRuntime
 from service_helpers import b64
 from superres import codec
 from superres.errors import SuperResError
@@ -63,11 +58,8 @@ pytestmark = pytest.mark.slow
 #: The container venv; `make test` points here, a run of its own may name another.
 VENV = Path(os.environ.get("SUPERRES_SAGEMAKER_GPU_VENV") or ROOT / ".venv" / "sagemaker-gpu")
 MODELS = ["RealESRGAN_x4plus", "YuNet"]
-ADDRESS = "http://127.0.0.1:8080"
 #: Below the Lambda's limit (1920x1080): the container's own 413 must pass through it.
 CONTAINER_MAX_PIXELS = 100 * 100
-#: Torch's import and the first load take seconds; on a busy 2-core machine, more.
-START_SECONDS = 300
 
 
 def template_environment() -> dict[str, str]:
@@ -84,93 +76,35 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     weights = package.model_files(MODELS, SHARED / "models", fetch=False)
     # What the release packs from its verified GFPGANv1.4.pth, here random weights in its layout.
     weights["GFPGANv1.4"] = write_random_gfpgan(tmp_path_factory.mktemp("gfpgan") / "GFPGANv1.4.pth")
-    return package.build_gpu_artifact(out, weights, 315532800)
+    return package.build_model_artifact(sagemaker_artifact.GPU, out, weights, 315532800)
 
 
 @pytest.fixture(scope="module")
 def unpacked(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("opt-ml")
-    with tarfile.open(artifact) as archive:
-        archive.extractall(base / "model", filter="data")
-    return base
-
-
-@dataclasses.dataclass
-class Served:
-    seconds_to_ping: float
-    log: Path
+    return unpack(artifact, tmp_path_factory.mktemp("opt-ml"))
 
 
 @pytest.fixture(scope="module")
 def container(unpacked: Path) -> Iterator[Served]:
-    python = VENV / "bin" / "python"
-    assert python.exists(), f"{VENV} is missing: make sagemaker-gpu-venv creates it"
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", 8080)) != 0, "127.0.0.1:8080 is taken; the container needs it"
     environment = {
-        **os.environ,
         **template_environment(),
-        "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}",  # torchserve and java
-        "SAGEMAKER_BASE_DIR": str(unpacked),
-        # The image binds 0.0.0.0:8080; a test listens on loopback only.
-        "TS_INFERENCE_ADDRESS": ADDRESS,
-        "TS_MANAGEMENT_ADDRESS": ADDRESS,
-        "TS_DISABLE_SYSTEM_METRICS": "true",  # as the image sets it (no nvidia-smi)
         "SUPERRES_DEVICE": "cpu",
         "SUPERRES_RUNTIME": "torch",
         "SUPERRES_MAX_INPUT_PIXELS": str(CONTAINER_MAX_PIXELS),
     }
-    config = Path("/etc/sagemaker-ts.properties")  # the toolkit writes TorchServe's config here
-    config_existed = config.exists()
-    log = unpacked / "container.log"
-    started = time.monotonic()
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(python), "-c", "from sagemaker_pytorch_serving_container import serving; serving.main()"],
-            cwd=unpacked,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: TorchServe and its workers included
-        )
-    try:
-        seconds = wait_for_ping(process, log, started)
-        yield Served(seconds, log)
-    finally:
-        process.send_signal(signal.SIGTERM)  # the toolkit passes it on to TorchServe
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        if not config_existed:
-            config.unlink(missing_ok=True)
-
-
-def wait_for_ping(process: subprocess.Popen[bytes], log: Path, started: float) -> float:
-    """Seconds from start to the first /ping 200, polled; fails when the server dies or never answers."""
-    deadline = started + START_SECONDS
-    with httpx.Client(timeout=5) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"the serving stack exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{ADDRESS}/ping").status_code == 200:
-                    return time.monotonic() - started
-            time.sleep(0.1)
-    pytest.fail(f"no /ping 200 within {START_SECONDS} s:\n{log.read_text()[-3000:]}")
+    with serving_artifact(VENV, unpacked, environment) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def runtime(container: Served) -> Iterator[FakeRuntime]:
-    fake = FakeRuntime()
-    fake.container = ADDRESS
-    with serving(fake.app()) as runtime_url, invoke_endpoint_lambda(fake, runtime_url):
+    with lambda_in_front() as fake:
         yield fake
 
 
 def through_lambda(runtime: FakeRuntime, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    answer = runtime.handler(api_gateway_event(json.dumps(payload)), LambdaContext())
-    return answer["statusCode"], json.loads(answer["body"])
+    status, _, body = lambda_answer(runtime, payload)
+    return status, body
 
 
 def png(astronaut: np.ndarray, size: int) -> bytes:

@@ -1226,6 +1226,15 @@ def test_sagemaker_stack_in_moto(aws, kind: str, instance: str, image: str, arti
         assert json.loads(model_env["SUPERRES_MODELS"]) == ["RealESRGAN_x4plus"]
     else:
         assert "SUPERRES_RUNTIME" not in model_env and "SUPERRES_MODELS" not in model_env
+    # Real-time requests to an instance still compiling get the 503 at once; an asynchronous job
+    # waits for the compile, within its invocation's hour and the serving stack's timeout.
+    assert "SUPERRES_NEURON_WARMUP_WAIT_SECONDS" not in model_env
+    async_env = template(kind)["Resources"]["AsyncModel"]["Properties"]["PrimaryContainer"]["Environment"]
+    if kind == "inferentia":
+        wait = int(async_env["SUPERRES_NEURON_WARMUP_WAIT_SECONDS"])
+        assert 0 < wait < min(int(async_env["TS_DEFAULT_RESPONSE_TIMEOUT"]), 3600)
+    else:
+        assert "SUPERRES_NEURON_WARMUP_WAIT_SECONDS" not in async_env
     # moto drops EnableNetworkIsolation when it creates the model from CloudFormation.
     assert template(kind)["Resources"]["Model"]["Properties"]["EnableNetworkIsolation"] is True
     env = function["Environment"]["Variables"]

@@ -1,4 +1,4 @@
-"""GPU/Inf1 variants, asynchronous jobs: SageMaker's success and error SNS topics -> this
+"""GPU/Inferentia variants, asynchronous jobs: SageMaker's success and error SNS topics -> this
 function (in the invoke-endpoint zip; no torch) -> the job's result moved to ``results/``
 with a presigned URL, its record finished in DynamoDB, the kit's notification published.
 

@@ -1,2 +1,2 @@
-"""The SageMaker hosts: the GPU model's code in AWS's PyTorch inference container
-(``inference``) and the Inf1 container's server (``neuron``)."""
+"""The SageMaker host: ``inference``, the code of the GPU and Inferentia model artifacts in AWS's
+PyTorch and Neuron inference images."""

@@ -1,13 +1,18 @@
-"""The GPU model's host in AWS's PyTorch inference container: ``code/inference.py`` of
-``sagemaker-gpu-model.tar.gz`` (deployment/sagemaker_artifact.py), served by the image's
-toolkit (sagemaker-pytorch-inference on TorchServe) on /ping and /invocations.
+"""The SageMaker models' host: ``code/inference.py`` of ``sagemaker-gpu-model.tar.gz`` (AWS's
+PyTorch inference image, CUDA) and of ``sagemaker-neuron-model.tar.gz`` (AWS's Neuron inference
+images, Inf1 and Inf2; ``SUPERRES_RUNTIME=neuron``), both built by deployment/package.py and
+served by the image's toolkit (sagemaker-pytorch-inference on TorchServe) on /ping and
+/invocations.
 
 ``model_fn`` builds the service once per TorchServe worker: the same app and in-process
 backend every other host runs (``superres.service``), its models loaded from the unpacked
-artifact. ``transform_fn`` hands each body to that app's ``POST /invocations`` and answers
-with its status and JSON, so every error, a bad request included, is the one error shape
-with its own 4xx status (``context.set_response_status``); the toolkit's own error path
-would answer with a traceback in the body.
+artifact. On the Neuron runtime it returns while the network compiles (minutes, on a thread of
+the runner): the toolkit's /ping answers 200 either way, so until the compile is done every
+invocation answers 503 ``model_warming_up`` with a Retry-After, never a hang. ``transform_fn``
+hands each body to that app's ``POST /invocations`` and answers with its status and JSON, so
+every error, a bad request included, is the one error shape with its own status
+(``context.set_response_status``); the toolkit's own error path would answer with a traceback
+in the body.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ def model_fn(model_dir: str) -> Host:
     """The service of the GPU variant (``SUPERRES_*`` from the container's environment),
     its models from ``model_dir``: loaded once, before the first request."""
     settings = ServiceSettings.for_variant("gpu", model_dir=model_dir)
+    if settings.runtime == "neuron":
+        # GFPGAN is not compiled for Neuron: a face request is the 400 of a deployment without faces.
+        settings = settings.model_copy(update={"face_enabled": False})
     transport = httpx.ASGITransport(app=local_app(settings))
     return Host(httpx.AsyncClient(transport=transport, base_url="http://model"), asyncio.new_event_loop())
 

@@ -46,8 +46,9 @@ class Upscaler:
         cls, path: Path | str, spec: ModelSpec, *, tiles: TileConfig | None = None, **runtime: Any
     ) -> Upscaler:
         """``spec``'s network from ``path`` on the runtime ``runtime`` options choose
-        (``runtimes.load_runner``: runtime, device, half, bf16, threads, streams)."""
-        return cls(load_runner(path, spec, **runtime), name=spec.name, tiles=tiles)
+        (``runtimes.load_runner``: runtime, device, half, bf16, threads, streams, and the Neuron
+        runtime's compiler and cache, which compiles for ``tiles``)."""
+        return cls(load_runner(path, spec, tiles=tiles, **runtime), name=spec.name, tiles=tiles)
 
     @property
     def native_scale(self) -> int:

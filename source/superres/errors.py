@@ -10,6 +10,8 @@ from __future__ import annotations
 class SuperResError(Exception):
     status: int = 500
     code: str = "internal_error"
+    #: Seconds to wait before asking again, where waiting helps (a 429 or 503 answers 1 unless set).
+    retry_after: int | None = None
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -64,6 +66,23 @@ class ModelMismatchError(SuperResError):
 
     status = 503
     code = "model_unavailable"
+
+
+class ModelWarmingUpError(SuperResError):
+    """The network is still being compiled for this machine (the Neuron runtime compiles at
+    container start): the same request succeeds once it is ready."""
+
+    status = 503
+    code = "model_warming_up"
+    retry_after = 30
+
+
+class ModelCompileError(SuperResError):
+    """Compiling the network for this machine failed: no request will succeed until the
+    container is replaced (its log says why)."""
+
+    status = 500
+    code = "model_compile_failed"
 
 
 class InferenceError(SuperResError):

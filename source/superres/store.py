@@ -14,7 +14,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 from pathlib import Path
 
 import httpx
@@ -38,7 +38,7 @@ def default_model_dir() -> Path:
     return Path(cache) / "superres" / "models"
 
 
-class FileStatus(StrEnum):
+class FileStatus(str, Enum):  # not StrEnum (3.11): the core runs on the Neuron images' Python 3.10
     OFFICIAL = "official"
     KNOWN_COPY = "known copy"
     MISMATCH = "mismatch"

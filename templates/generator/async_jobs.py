@@ -101,6 +101,7 @@ def async_jobs(t: Template, common: Common, realtime: Endpoint, output: Output) 
                 "SUPERRES_TIME_BUDGET_SECONDS": "0",
                 "SUPERRES_MAX_RESPONSE_BYTES": "1000000000",
                 "SUPERRES_MAX_REQUEST_BYTES": "16000000",
+                **realtime.image.async_environment,
             },
         ),
         condition=when,

@@ -31,6 +31,9 @@ INSTANCE_TYPES = {
     "gpu": ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g4dn.8xlarge"],
     "inferentia": inferentia.INSTANCE_TYPES,
 }
+#: Seconds an asynchronous job waits for the network's compile: within its invocation's hour,
+#: with ten minutes left to compute.
+NEURON_ASYNC_WARMUP_WAIT = images.ASYNC_SECONDS - 600
 INSTANCE_DESCRIPTIONS = {
     "gpu": "SageMaker instance type of the endpoint.",
     "inferentia": (
@@ -243,6 +246,8 @@ class ModelImage:
     variant: dict[str, Any]
     #: The models the endpoint serves, as the JSON list SUPERRES_MODELS holds.
     served_models: Json
+    #: The asynchronous model's environment beyond the real-time one's.
+    async_environment: dict[str, Json]
 
 
 def model_image(t: Template, common: Common, kind: str, instance_type: Parameter) -> ModelImage:
@@ -260,6 +265,7 @@ def model_image(t: Template, common: Common, kind: str, instance_type: Parameter
             {},
             {"InferenceAmiVersion": images.INFERENCE_AMI_VERSION},
             json.dumps(list(X4_MODELS)),
+            {},
         )
     offered = inferentia.pinned_availability()
     t.mappings[inferentia.MAPPING] = inferentia.registry_mapping(offered)
@@ -273,6 +279,9 @@ def model_image(t: Template, common: Common, kind: str, instance_type: Parameter
         {"SUPERRES_RUNTIME": "neuron", "SUPERRES_MODELS": served},
         {},
         served,
+        # A job that reaches an instance still compiling waits for it (its invocation has an
+        # hour) instead of failing with the real-time 503.
+        {"SUPERRES_NEURON_WARMUP_WAIT_SECONDS": str(NEURON_ASYNC_WARMUP_WAIT)},
     )
 
 

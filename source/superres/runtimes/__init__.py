@@ -7,6 +7,9 @@
   a Lambda zip.
 - ``opencv`` (``opencv_dnn``): OpenCV's dnn module, for the face detector's graph (YuNet)
   where OpenVINO is not installed (the GPU container, whose image has OpenCV).
+- ``neuron`` (``neuron_runner``): the network compiled for fixed-shape windows on AWS
+  Inferentia (torch-neuron on Inf1, torch-neuronx on Inf2), compiled when the runner starts;
+  only ever chosen by name.
 
 ``load_runner`` picks one: CUDA runs torch; the CPU runs OpenVINO where it is installed
 and the network's manifest entry has a checked plan (``ModelSpec.openvino``), else torch.
@@ -20,11 +23,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..manifest import ModelSpec
+from ..tiling import TileConfig
 from .base import Graph, Runner, RunnerInfo, RunnerOutOfMemoryError
 
-__all__ = ["Graph", "Runner", "RunnerInfo", "RunnerOutOfMemoryError", "Runtime", "load_graph", "load_runner"]
+__all__ = [
+    "Graph",
+    "HostRuntime",
+    "NeuronCompilerName",
+    "Runner",
+    "RunnerInfo",
+    "RunnerOutOfMemoryError",
+    "Runtime",
+    "load_graph",
+    "load_runner",
+]
 
+#: The runtimes any machine runs (the CLI's choices).
 Runtime = Literal["auto", "torch", "openvino"]
+#: Those and the one only an Inferentia instance runs (a SageMaker host's ``SUPERRES_RUNTIME``):
+#: it needs the tiler's fixed-shape windows, which the service's backend cuts for it.
+HostRuntime = Literal[Runtime, "neuron"]
+#: What compiles the network for the neuron runtime (``neuron_runner.pick_compiler``).
+NeuronCompilerName = Literal["auto", "torch-neuron", "torch-neuronx", "cpu-trace"]
 
 
 def default_converted_dir() -> Path:
@@ -49,13 +69,17 @@ def load_runner(
     path: Path | str,
     spec: ModelSpec,
     *,
-    runtime: Runtime = "auto",
+    runtime: HostRuntime = "auto",
     device: str = "auto",
     half: bool | None = None,
     bf16: bool | None = None,
     threads: int | None = None,
     streams: int = 1,
     converted_dir: Path | None = None,
+    tiles: TileConfig | None = None,
+    neuron_compiler: NeuronCompilerName = "auto",
+    neuron_cache_dir: Path | None = None,
+    neuron_warmup_wait: float = 0.0,
     **torch_options: Any,
 ) -> Runner:
     """A runner for the network ``spec`` names, from its weight file ``path``, or from a
@@ -66,6 +90,9 @@ def load_runner(
     compute at once, sharing them (OpenVINO: per compiled model; torch: its one pool per
     process, set to ``threads // streams``).
     ``converted_dir`` (OpenVINO): where converted networks are kept (converted on first use).
+    ``tiles`` (Neuron): the fixed-shape windows the tiler will cut, which the network is compiled
+    for, by ``neuron_compiler``, kept in ``neuron_cache_dir``; a call waits up to
+    ``neuron_warmup_wait`` seconds for that compile before its 503.
     """
     released = Path(path).is_dir()  # a released conversion runs on OpenVINO only
     chosen = runtime if runtime != "auto" else ("openvino" if released else pick_runtime(spec, device))
@@ -86,6 +113,21 @@ def load_runner(
         return OpenVinoRunner(folder, spec, bf16=bf16, threads=threads, streams=streams)
     from .torch_runner import OfficialGfpganCall, TorchRunner, load_descriptor
 
+    if chosen == "neuron":
+        from .neuron_runner import NeuronRunner, pick_compiler
+
+        if tiles is None or not tiles.fixed_shape or neuron_cache_dir is None:
+            raise ValueError("the neuron runtime needs fixed-shape tiles and a cache folder")
+        compiler = pick_compiler(neuron_compiler)  # before any thread: a missing compiler fails the load
+        return NeuronRunner(
+            load_descriptor(path, spec),
+            name=spec.name,
+            tiles=tiles,
+            compiler=compiler,
+            cache_dir=neuron_cache_dir,
+            warmup_wait=neuron_warmup_wait,
+        )
+
     if threads:
         import torch
 
@@ -93,7 +135,7 @@ def load_runner(
         torch.set_num_threads(max(1, threads // streams))
     descriptor = load_descriptor(path, spec)
     if spec.architecture == "GFPGAN":
-        torch_options["compiled"] = OfficialGfpganCall(descriptor.model)
+        torch_options["forward"] = OfficialGfpganCall(descriptor.model)
     return TorchRunner(descriptor, device=device, half=half, bf16=bf16, **torch_options)
 
 

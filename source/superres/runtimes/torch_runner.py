@@ -1,4 +1,4 @@
-"""The torch runtime: spandrel's descriptor on CPU or CUDA (and a torch-neuron trace on Inf1).
+"""The torch runtime: spandrel's descriptor on CPU or CUDA.
 
 On CPU it runs oneDNN's channels-last layout and, where the CPU runs bf16 natively, the
 network's trunk in bf16 with its first and last layers in fp32; on CUDA fp16 where the
@@ -79,45 +79,45 @@ class TorchRunner:
         device: str | torch.device = "auto",
         half: bool | None = None,
         bf16: bool | None = None,
-        compiled: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         """``bf16``: None = the bf16 trunk wherever it is native and measured (see
         ``with_bf16_trunk``), True = insist on it (ValueError where impossible), False = fp32.
-        ``compiled``: what to call instead of the descriptor on fp32 batches: its network
-        compiled ahead of time (torch-neuron's trace for fixed-shape tiles), or called the way
-        its authors call it where spandrel's call differs (``OfficialGfpganCall``); the
-        descriptor still says what the network is."""
+        ``forward``: what to call instead of the descriptor, in fp32, where the network's authors
+        call it differently from spandrel (``OfficialGfpganCall``); the descriptor still says what
+        the network is."""
         self.device = pick_device(device)
-        self.dtype = torch.float32 if compiled else pick_dtype(self.device, half, descriptor.supports_half)
+        self.dtype = torch.float32 if forward else pick_dtype(self.device, half, descriptor.supports_half)
         self.descriptor = descriptor.to(self.device, self.dtype).eval()
         if bf16 is None:
-            bf16 = not compiled and self.dtype == torch.float32 and bf16_trunk_available(self.descriptor, self.device)
-        if bf16 and compiled:
-            raise ValueError("a compiled network runs as it was compiled: no bf16 trunk")
+            bf16 = not forward and self.dtype == torch.float32 and bf16_trunk_available(self.descriptor, self.device)
+        if bf16 and forward:
+            raise ValueError("a network called its authors' way runs in fp32: no bf16 trunk")
         if bf16:
             self.descriptor = with_bf16_trunk(self.descriptor, self.device)
-        if self.device.type == "cpu" and not compiled:
+        if self.device.type == "cpu" and not forward:
             # oneDNN's preferred layout on CPU: same numbers, fewer reorders.
             self.descriptor.model.to(memory_format=torch.channels_last)
-        self._compiled = compiled
+        self._forward = forward
         precision = "bf16 trunk, fp32 first and last layers" if bf16 else str(self.dtype).removeprefix("torch.")
         self.info = RunnerInfo(
             runtime="torch",
             device=str(self.device),
             precision=precision.replace("float", "fp"),
             scale=int(descriptor.scale),
-            fixed_shape=compiled is not None,
         )
 
     def run(self, batch: Batch) -> Batch:
         tensor = torch.from_numpy(batch).to(self.device).to(self.dtype)
-        if self.device.type == "cpu" and not self._compiled:  # the layout the network was given
+        if self.device.type == "cpu" and not self._forward:  # the layout the network was given
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             try:
-                # spandrel's descriptor clamps to [0, 1]; a compiled network's output is raw.
-                out = self._compiled(tensor).clamp_(0, 1) if self._compiled else self.descriptor(tensor)
-            except torch.OutOfMemoryError:
+                # spandrel's descriptor clamps to [0, 1]; the authors' call returns the raw output.
+                out = self._forward(tensor).clamp_(0, 1) if self._forward else self.descriptor(tensor)
+            # torch.cuda's name: torch.OutOfMemoryError is torch 2.5's, and the core also runs on
+            # torch 1.13 (the Inferentia artifact).
+            except torch.cuda.OutOfMemoryError:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 raise RunnerOutOfMemoryError(f"out of memory on {self.device}") from None

@@ -72,8 +72,11 @@ class Admission:
         self.active -= 1
 
 
-def error_response(status: int, message: str, code: str, request_id: str | None = None) -> JSONResponse:
-    headers = {"Retry-After": "1"} if status in (429, 503) else {}
+def error_response(
+    status: int, message: str, code: str, request_id: str | None = None, retry_after: int | None = None
+) -> JSONResponse:
+    waiting = retry_after or (1 if status in (429, 503) else None)
+    headers = {"Retry-After": str(waiting)} if waiting else {}
     if request_id:
         headers["x-request-id"] = request_id
     # Messages may quote what the client sent; a lone surrogate must not break the JSON.
@@ -231,7 +234,7 @@ def _json_errors(endpoint: Callable[[Request, str], Awaitable[Response]]) -> Cal
             return await endpoint(request, request_id)
         except SuperResError as error:
             logger.info("request %s: %d %s: %s", request_id, error.status, error.code, error.message)
-            return error_response(error.status, error.message, error.code, request_id)
+            return error_response(error.status, error.message, error.code, request_id, error.retry_after)
         except Exception:
             logger.exception("request %s: internal error", request_id)
             return error_response(500, "internal error", "internal_error", request_id)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from ..errors import OverloadedError, SuperResError, TimeBudgetError, UpstreamError
+from ..errors import ModelWarmingUpError, OverloadedError, SuperResError, TimeBudgetError, UpstreamError
 from .request import Job
 from .settings import ServiceSettings
 
@@ -153,11 +153,18 @@ def _field(answer: dict[str, Any], name: str, kind: type[_Field]) -> _Field:
 
 def model_error(status: object, body: str | bytes | None) -> SuperResError:
     """The container answered ``status`` with ``body``: a 4xx passes through as it is (its
-    message and code), anything else is the model failing."""
+    message and code), so does its 503 while the network compiles (SageMaker drops the
+    container's headers: the Retry-After is the error's own), anything else is the model failing."""
     try:
         detail = json.loads(body or "{}")
     except (json.JSONDecodeError, UnicodeDecodeError):
         detail = {}
+    if (
+        status == ModelWarmingUpError.status
+        and isinstance(detail, dict)
+        and detail.get("code") == ModelWarmingUpError.code
+    ):
+        return ModelWarmingUpError(str(detail.get("message", "the model is warming up; retry shortly")))
     if isinstance(status, int) and 400 <= status < 500 and isinstance(detail, dict):
         return SuperResError(
             str(detail.get("message", "the model rejected the request")),

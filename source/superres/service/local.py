@@ -68,6 +68,7 @@ class LocalBackend:
 
         settings = self.settings
         threads = self._threads()
+        neuron = settings.runtime == "neuron"  # compiled for one window shape: every window is that shape
         return Upscaler.from_file(
             self.store.network(get_spec(name)),
             get_spec(name),
@@ -77,7 +78,12 @@ class LocalBackend:
             threads=threads,
             streams=settings.workers,
             converted_dir=settings.converted_dir,
-            tiles=TileConfig(tile=settings.tile, pad=settings.pad),
+            tiles=TileConfig(
+                tile=settings.tile, pad=settings.pad, fixed_shape=neuron, batch=settings.neuron_batch if neuron else 1
+            ),
+            neuron_compiler=settings.neuron_compiler,
+            neuron_cache_dir=settings.neuron_cache_dir,
+            neuron_warmup_wait=settings.neuron_warmup_wait_seconds,
         )
 
     def _threads(self) -> int:

@@ -60,7 +60,7 @@ def check_response_size(encoded_bytes: int, settings: ServiceSettings, *, raw: b
 
 
 def utc_iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def aws_client(service: str, **config: Any) -> Any:
@@ -113,7 +113,7 @@ class S3Results:
         key = self.key(name, fmt)
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=CONTENT_TYPES[fmt])
-            expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=self.seconds)
+            expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=self.seconds)
             url = self.client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.seconds
             )

@@ -17,7 +17,7 @@ from pydantic import Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..runtimes import Runtime
+from ..runtimes import HostRuntime, NeuronCompilerName
 
 Variant = Literal["local", "lambda", "gpu"]
 
@@ -100,12 +100,24 @@ class ServiceSettings(BaseSettings):
     max_scale: float = Field(default=8.0, ge=1, le=MAX_SCALE)
     model_dir: Path | None = None
     device: str = "auto"
-    #: What runs the network: auto = torch on CUDA, OpenVINO on the CPU (runtimes.load_runner).
-    runtime: Runtime = "auto"
+    #: What runs the network: auto = torch on CUDA, OpenVINO on the CPU (runtimes.load_runner);
+    #: neuron = compiled for AWS Inferentia (the Inferentia model sets it).
+    runtime: HostRuntime = "auto"
     #: Where networks converted for OpenVINO are kept (converted on first use when missing).
     converted_dir: Path | None = None
     tile: int = 256
     pad: int = 32
+    #: The Neuron runtime (AWS Inferentia): windows per call of the network compiled for
+    #: ``tile + 2 * pad`` pixel windows, and what compiles it: auto = the Neuron package the
+    #: image has (torch-neuron on Inf1, torch-neuronx on Inf2); cpu-trace = a CPU TorchScript
+    #: trace, only for tests, and only when asked for by name.
+    neuron_batch: int = Field(default=4, ge=1)
+    neuron_compiler: NeuronCompilerName = "auto"
+    #: Where the compiled network is kept on the instance (its workers compile it once).
+    neuron_cache_dir: Path = Path("/tmp/superres-neuron")
+    #: How long a request waits for the compile before its 503: 0 for real-time requests (a
+    #: client retries); the asynchronous model waits, because its invocation has an hour.
+    neuron_warmup_wait_seconds: float = Field(default=0, ge=0)
     #: The network in bf16 on CPUs with AMX/AVX512-BF16, its first layer in fp32 (>= 50 dB
     #: against fp32): unset = wherever the CPU runs bf16 natively, false = always fp32.
     cpu_bf16: bool | None = None

@@ -42,7 +42,7 @@ class QueueError(SuperResError):
 
 
 def utc_now() -> str:
-    return utc_iso(datetime.datetime.now(datetime.UTC))
+    return utc_iso(datetime.datetime.now(datetime.timezone.utc))
 
 
 @dataclass

@@ -40,7 +40,7 @@ def lambda_worker(settings: ServiceSettings, backend: Backend) -> tuple[JobRunne
 
 
 def sagemaker_events(settings: ServiceSettings) -> tuple[JobRunner, Any]:
-    """What finishes the GPU/Inf1 stacks' jobs from SageMaker's notifications: (runner, s3)."""
+    """What finishes the GPU/Inferentia stacks' jobs from SageMaker's notifications: (runner, s3)."""
     if not (settings.job_table and settings.output_bucket):
         raise RuntimeError("the job events function needs SUPERRES_JOB_TABLE and SUPERRES_OUTPUT_BUCKET")
     runner = JobRunner(settings, None, DynamoJobStore(settings), S3Results(settings), notifier_for(settings))
