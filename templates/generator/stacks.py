@@ -33,7 +33,7 @@ TEMPLATES = Path(__file__).resolve().parents[1]
 #: What FaceEnhancement costs on the Lambda stack (README, Face restoration: bench/face_bench.py).
 LAMBDA_FACE_COST = (
     " On (opt-in): the stager also puts GFPGANv1.4 and YuNet (OpenVINO IR, 325 MiB, about $0.10 a month on EFS) "
-    "on EFS, and each face costs the functions one GFPGAN pass of 396 GFLOP (1.8 s on 2 cores of a development "
+    "on EFS, and each face costs the functions one GFPGAN pass of 396 GFLOP (0.9 s on 2 cores of a development "
     "machine) and about 1.1 GB more memory. Off: neither is staged."
 )
 OUTPUTS = {
