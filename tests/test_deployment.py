@@ -1078,13 +1078,23 @@ def test_deploy_uploads_a_large_template_file(released: Path, aws_url: str, aws_
     assert client(aws_url, "s3").get_object(Bucket=PREFIX, Key=key)["Body"].read() == Path(template).read_bytes()
 
 
-def staging_requested(cfn: Any, name: str) -> bool:
-    """Whether stack ``name`` exists and holds its model-staging custom resource."""
-    if not stack.describe(cfn, name):
-        return False
-    resources = cfn.describe_stack_resources(StackName=name)["StackResources"]
-    # moto lists a custom resource by its generated name, <stack>-<logical id>-<suffix>.
-    return any(resource.get("PhysicalResourceId", "").startswith(f"{name}-ModelFiles-") for resource in resources)
+class CreateReturned:
+    """A CloudFormation client that tells when ``create_stack`` has returned: moto creates every
+    resource within that call, a custom resource included, which from then on waits for its
+    answer. An answer that comes while moto is still creating the others is checked against an
+    unfinished stack and never completes it."""
+
+    def __init__(self, cfn: Any) -> None:
+        self.cfn = cfn
+        self.returned = threading.Event()
+
+    def create_stack(self, **request: Any) -> Any:
+        created = self.cfn.create_stack(**request)
+        self.returned.set()
+        return created
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cfn, name)
 
 
 def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(
@@ -1119,7 +1129,7 @@ def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(
     assert busy.exit_code == 1 and "is busy (CREATE_IN_PROGRESS)" in busy.output
 
     # A deploy that is waiting completes when the stager answers SUCCESS.
-    cfn = client(aws_url, "cloudformation")
+    cfn = CreateReturned(client(aws_url, "cloudformation"))
     log: list[str] = []
     outcome: dict[str, Any] = {}
 
@@ -1139,11 +1149,7 @@ def test_deploy_waits_for_the_model_staging_and_reports_a_timeout(
 
     worker = threading.Thread(target=run)
     worker.start()
-    # The custom resource exists (moto waits for its answer from then on): answering
-    # earlier would answer nothing.
-    deadline = time.monotonic() + 60
-    while not staging_requested(cfn, "superres-lambda") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    assert cfn.returned.wait(60)  # every resource created; the custom resource awaits its answer
     stack_id = cfn.describe_stacks(StackName="superres-lambda")["Stacks"][0]["StackId"]
     assert worker.is_alive() and log[0] == "creating stack superres-lambda ..."  # still waiting
     answer = {
