@@ -8,6 +8,7 @@ never a hang. Served by the real stack under Python 3.10 and torch 1.13: test_sa
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ import torch
 from bench.metrics import psnr
 
 from conftest import SHARED, load_photo
+from lambda_events import LambdaContext, api_gateway_event
+from sagemaker_runtime import FakeRuntime, invoke_endpoint_lambda
 from servers import serving
 from service_helpers import b64
 from superres import codec
@@ -170,6 +173,22 @@ def test_requests_are_503_with_retry_after_until_the_compile_is_done(tmp_path: P
     assert done.status_code == 200, done.text
     assert (done.json()["width"], done.json()["height"]) == (160, 160)
     assert blocked.traces == 1
+
+
+def test_the_invoke_endpoint_lambda_relays_the_503_with_its_retry_after(tmp_path: Path, blocked: Blocked) -> None:
+    """SageMaker's runtime drops the container's headers: the invoke-endpoint Lambda's real code
+    (through the runtime stand-in) answers the 503 with the Retry-After the error's code implies."""
+    fake = FakeRuntime()
+    pixels = np.ascontiguousarray(load_photo("astronaut.png")[:40, :40, :3])
+    payload = json.dumps({"img": b64(codec.encode(pixels, "png")), "scale": 4})
+    with serving(local_app(neuron_settings(tmp_path))) as container, serving(fake.app()) as runtime_url:
+        fake.container = container
+        with invoke_endpoint_lambda(fake, runtime_url) as handler:
+            answer = handler(api_gateway_event(payload), LambdaContext())
+    assert answer["statusCode"] == 503, answer
+    headers = {name.lower(): value for name, value in answer["headers"].items()}
+    assert headers["retry-after"] == str(ModelWarmingUpError.retry_after)
+    assert json.loads(answer["body"])["code"] == "model_warming_up" and blocked.traces == 1
 
 
 def test_with_a_warmup_wait_a_call_waits_for_the_compile_instead_of_its_503(tmp_path: Path, blocked: Blocked) -> None:
